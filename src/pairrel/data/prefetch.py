@@ -1,0 +1,236 @@
+"""Fetch everything a config needs (online), and say exactly what is missing (offline).
+
+``prefetch(cfg)`` runs on a machine with network access and fills the caches that air-gapped
+nodes then read: the ir_datasets cache (``$IR_DATASETS_HOME``, default ``~/.ir_datasets``), the
+Hugging Face hub cache (models, MTEB task data).
+
+``check_available(cfg)`` never touches the network: it walks the download objects behind each
+ir_datasets component a source needs (queries, qrels, docpairs, docs) and lists every file that
+is neither at its cache path nor at a local mirror path, naming the dataset, the file (its URL)
+and the path where ir_datasets looks for it; then models and MTEB task data in the hub cache.
+The dataset part answers in well under a second.
+
+For ``msmarco-passage-v2/trec-dl-2023[/judged]`` prefetch streams the 21.8 GB corpus tar once
+and keeps only the judged passages (``trecdl.extract_passages_sparse``); other corpora are
+downloaded whole by ir_datasets.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ir_datasets.util import Cache, Lazy
+from ir_datasets.util.download import Download, LocalDownload, RequestsDownload
+
+from pairrel.data import trecdl
+from pairrel.data.registry import load_dataset, register_from_config
+
+_logger = logging.getLogger(__name__)
+
+COMPONENTS = ("docs", "queries", "qrels", "docpairs", "scoreddocs")
+
+
+@dataclass(frozen=True)
+class MissingFile:
+    dataset_id: str
+    component: str
+    file: str  # where it comes from: a URL, or a local path for local datasets
+    expected_path: str  # where ir_datasets looks for it
+
+    def __str__(self) -> str:
+        return (f"dataset {self.dataset_id} ({self.component}): missing {self.file} -- "
+                f"ir_datasets looks for it at {self.expected_path}")
+
+
+class DataUnavailableError(RuntimeError):
+    """Files a stage needs are not in the local caches (and the network is not to be used)."""
+
+    def __init__(self, missing: list):
+        self.missing = list(missing)
+        lines = "\n  ".join(str(m) for m in self.missing)
+        super().__init__(f"{len(self.missing)} required file(s) missing:\n  {lines}\n"
+                         "Run `pairrel data prefetch --config ...` on a machine with network access, "
+                         "or place the files at the paths shown.")
+
+
+def _source_of(download: Download) -> str:
+    for mirror in download.mirrors:
+        if isinstance(mirror, RequestsDownload):
+            return mirror.url
+    return str(download.mirrors[0]._path) if download.mirrors else "?"
+
+
+def _missing_leaves(obj, seen: set) -> list[tuple[str, str]]:
+    """(file, expected path) of every download behind ``obj`` that is not on disk."""
+    if id(obj) in seen or isinstance(obj, (Lazy, str, bytes, int, float, type(None))):
+        return []
+    seen.add(id(obj))
+    if isinstance(obj, LocalDownload):
+        return [] if obj._path.exists() else [(str(obj._path), str(obj._path))]
+    if isinstance(obj, Download):
+        if obj._cache_path is not None and os.path.exists(obj._cache_path):
+            return []
+        local = [m._path for m in obj.mirrors if isinstance(m, LocalDownload)]
+        if any(p.exists() for p in local):
+            return []
+        expected = obj._cache_path or (local[0] if local else "(a temporary file: no cache path)")
+        return [(_source_of(obj), str(expected))]
+    if isinstance(obj, Cache):
+        if Path(obj._path).exists():
+            return []
+        inner = _missing_leaves(obj._streamer, seen)
+        return [(inner[0][0] if inner else "?", str(obj._path))]
+    if isinstance(obj, (list, tuple)):
+        return [leaf for item in obj for leaf in _missing_leaves(item, seen)]
+    if isinstance(obj, dict):
+        return [leaf for item in obj.values() for leaf in _missing_leaves(item, seen)]
+    if type(obj).__module__.startswith(("ir_datasets", "pairrel")) and hasattr(obj, "__dict__"):
+        return [leaf for item in vars(obj).values() for leaf in _missing_leaves(item, seen)]
+    return []
+
+
+def _v2_passages_built(handler) -> Path | None:
+    """For the MS MARCO v2 passage corpus: the extracted-store folder, if it is built."""
+    if type(handler).__name__ != "MsMarcoV2Passages":
+        return None
+    extracted = Path(str(handler._dlc.path(force=False)) + ".extracted")
+    return extracted if (extracted / "_built").exists() else None
+
+
+def missing_files(dataset_id: str, components=("queries", "qrels", "docs")) -> list[MissingFile]:
+    """Files of the named components of ``dataset_id`` that are not in the local cache.
+
+    Components the dataset does not provide are skipped. Offline and fast: only stats files.
+    """
+    dataset = load_dataset(dataset_id)
+    missing = []
+    for component in components:
+        if not getattr(dataset, f"has_{component}")():
+            continue
+        handler = getattr(dataset, f"{component}_handler")()
+        if component == "docs" and _v2_passages_built(handler) is not None:
+            continue
+        for file, expected in _missing_leaves(handler, set()):
+            missing.append(MissingFile(dataset_id, component, file, expected))
+    return list(dict.fromkeys(missing))  # a file shared by components is listed once
+
+
+def require_files(dataset_id: str, components) -> None:
+    """Raise DataUnavailableError naming every missing file of these components."""
+    missing = missing_files(dataset_id, components)
+    if missing:
+        raise DataUnavailableError(missing)
+
+
+def source_components(dataset, pairs: str = "auto") -> tuple[str, ...]:
+    """Components that preparing a source from ``dataset`` reads (see sources.prepare_source)."""
+    use_docpairs = pairs == "docpairs" or (pairs == "auto" and dataset.has_docpairs())
+    return ("queries", "docpairs", "docs") if use_docpairs else ("queries", "qrels", "docs")
+
+
+def _config_sources(cfg: dict):
+    for data_name, mix in (cfg.get("data") or {}).items():
+        for source_name, source in ((mix or {}).get("sources") or {}).items():
+            yield data_name, source_name, source
+
+
+def _model_repos(cfg: dict) -> list[str]:
+    repos = []
+    for model in (cfg.get("models") or {}).values():
+        for key in ("name_or_path", "mntp_adapter"):
+            value = (model or {}).get(key)
+            if value and not Path(value).exists():
+                repos.append(value)
+    return list(dict.fromkeys(repos))
+
+
+def _mteb_tasks(cfg: dict) -> list:
+    evaluation = cfg.get("evaluation") or {}
+    if not evaluation.get("benchmark") and not evaluation.get("tasks"):
+        return []
+    import mteb  # slow to import: only when the config evaluates on MTEB
+
+    if evaluation.get("tasks"):
+        return list(mteb.get_tasks(tasks=list(evaluation["tasks"])))
+    return list(mteb.get_benchmark(evaluation["benchmark"]).tasks)
+
+
+def check_available(cfg: dict, include_models: bool = True, include_mteb: bool = True) -> list[str]:
+    """Every file the config needs that is not cached locally, as messages; [] when all are."""
+    register_from_config(cfg)
+    problems: list[str] = []
+    for data_name, source_name, source in _config_sources(cfg):
+        if source.get("jsonl"):
+            if not Path(source["jsonl"]).is_file():
+                problems.append(f"data {data_name}, source {source_name}: JSONL file {source['jsonl']} does not exist")
+            continue
+        dataset = load_dataset(source["dataset"])
+        components = source_components(dataset, source.get("pairs", "auto"))
+        problems += [str(m) for m in missing_files(source["dataset"], components)]
+    if include_models:
+        from huggingface_hub import snapshot_download
+
+        for repo in _model_repos(cfg):
+            try:
+                snapshot_download(repo, local_files_only=True)
+            except Exception:  # LocalEntryNotFoundError and friends: not in the cache
+                problems.append(f"model {repo}: not in the Hugging Face cache "
+                                f"({os.environ.get('HF_HUB_CACHE') or os.environ.get('HF_HOME') or '~/.cache/huggingface'})")
+    if include_mteb:
+        from huggingface_hub import snapshot_download
+
+        for task in _mteb_tasks(cfg):
+            spec = task.metadata.dataset
+            try:
+                snapshot_download(spec["path"], repo_type="dataset", revision=spec.get("revision"),
+                                  local_files_only=True)
+            except Exception:
+                problems.append(f"MTEB task {task.metadata.name}: dataset {spec['path']}@{spec.get('revision')} "
+                                "is not in the Hugging Face cache")
+    return problems
+
+
+def _prefetch_dataset(dataset_id: str, components) -> None:
+    dataset = load_dataset(dataset_id)
+    for component in components:
+        if component == "docs":
+            continue
+        if getattr(dataset, f"has_{component}")():
+            for _ in getattr(dataset, f"{component}_iter")():  # first item forces the download
+                break
+    if "docs" not in components or not dataset.has_docs():
+        return
+    handler = dataset.docs_handler()
+    if dataset_id.startswith("msmarco-passage-v2/trec-dl-2023") and _v2_passages_built(handler) is None:
+        doc_ids = {qrel.doc_id for qrel in dataset.qrels_iter()}
+        remote = [m for m in handler._dlc.mirrors if isinstance(m, RequestsDownload)]
+        with remote[0].stream() as stream:
+            counts = trecdl.extract_passages_sparse(stream, doc_ids, str(handler._dlc.path(force=False)) + ".extracted")
+        _logger.info("%s: extracted %s judged passages", dataset_id, counts)
+    else:
+        dataset.docs_store().build()
+
+
+def prefetch(cfg: dict, include_models: bool = True, include_mteb: bool = True) -> list[str]:
+    """Download every dataset, model and MTEB task the config needs; returns what it fetched."""
+    register_from_config(cfg)
+    done = []
+    for _, _, source in _config_sources(cfg):
+        if source.get("dataset"):
+            dataset = load_dataset(source["dataset"])
+            _prefetch_dataset(source["dataset"], source_components(dataset, source.get("pairs", "auto")))
+            done.append(f"dataset {source['dataset']}")
+    if include_models:
+        from huggingface_hub import snapshot_download
+
+        for repo in _model_repos(cfg):
+            snapshot_download(repo)
+            done.append(f"model {repo}")
+    if include_mteb:
+        for task in _mteb_tasks(cfg):
+            task.load_data()
+            done.append(f"MTEB task {task.metadata.name}")
+    return done

@@ -1,0 +1,166 @@
+"""MTEB tasks built from a graded test collection served by ir_datasets.
+
+The quickstart has no hub data, so its evaluation tasks are derived from the held-out split of
+the quickstart corpus (any ir_datasets id with graded qrels works the same way):
+
+- **Retrieval**: every test query against the whole corpus, graded qrels as MTEB relevance
+  scores (mteb's nDCG uses the grades as gains).
+- **STS**: each judged (query, passage) pair with its grade as the similarity score on a
+  0..max_grade scale; Spearman correlation of cosine similarity with the grade.
+- **PairClassification**: each judged pair labelled relevant when grade >= ``relevant_grade``
+  (TREC's passage convention: 2), scored by average precision of the cosine similarity.
+
+Task names and main scores match :mod:`pairrel.evaluate.task_specs`, which the report reads.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import ir_datasets
+from datasets import Dataset
+from mteb.abstasks.pair_classification import AbsTaskPairClassification
+from mteb.abstasks.retrieval import AbsTaskRetrieval
+from mteb.abstasks.sts import AbsTaskSTS
+from mteb.abstasks.task_metadata import TaskMetadata
+from mteb.types import PromptType
+
+from pairrel.evaluate.task_specs import QUICKSTART_TASK_SPECS
+
+# TaskMetadata fields that describe provenance rather than scoring; shared by every local task.
+_COMMON_METADATA: dict[str, Any] = dict(
+    reference=None,
+    category="t2t",
+    modalities=["text"],
+    eval_langs=["eng-Latn"],
+    date=("2026-01-01", "2026-12-31"),
+    domains=["Written"],
+    task_subtypes=[],
+    license="cc-by-4.0",
+    annotations_creators="derived",
+    dialect=[],
+    sample_creation="created",
+    bibtex_citation="",
+)
+
+
+def _metadata(name: str, description: str, dataset_id: str, instruction: str) -> TaskMetadata:
+    spec = QUICKSTART_TASK_SPECS[name]
+    return TaskMetadata(
+        name=name,
+        prompt={"query": instruction} if instruction else None,
+        description=description,
+        # Not a hub repository: the path names the ir_datasets id the task reads.
+        dataset={"path": f"ir_datasets:{dataset_id}", "revision": "local"},
+        type=spec["type"],
+        eval_splits=[spec["split"]],
+        main_score=spec["main_score"],
+        **_COMMON_METADATA,
+    )
+
+
+def judged_pairs(dataset_id: str) -> tuple[list[str], list[str], list[int], int]:
+    """Texts and grades of every judged (query, document) pair of ``dataset_id``.
+
+    Returns ``(query_texts, doc_texts, grades, max_grade)``, ordered as the qrels file.
+    """
+    dataset = ir_datasets.load(dataset_id)
+    queries = {q.query_id: q.text for q in dataset.queries_iter()}
+    qrels = list(dataset.qrels_iter())
+    docs = dataset.docs_store().get_many([qrel.doc_id for qrel in qrels])
+    missing = sorted({q.doc_id for q in qrels} - docs.keys())
+    if missing:
+        raise ValueError(f"{dataset_id}: {len(missing)} judged documents missing from the corpus, e.g. {missing[:3]}")
+    grades = [int(q.relevance) for q in qrels]
+    return [queries[q.query_id] for q in qrels], [docs[q.doc_id].text for q in qrels], grades, max(grades)
+
+
+class _IrDatasetsTask:
+    """Mixin: the task reads ``dataset_id`` through ir_datasets instead of the hub.
+
+    mteb keeps ``metadata`` on the class (``unload_data`` drops instance copies), so each
+    (task kind, dataset) pair gets its own subclass from :func:`local_tasks`.
+    """
+
+    dataset_id: str
+
+    def _store(self, split_data: Any) -> None:
+        split = self.metadata.eval_splits[0]
+        self.dataset = {"default": {split: split_data}}
+        self.data_loaded = True
+
+
+class LocalRetrieval(_IrDatasetsTask, AbsTaskRetrieval):
+    """Retrieval over the whole corpus of an ir_datasets test collection, graded qrels."""
+
+    def load_data(self, **kwargs: Any) -> None:
+        if self.data_loaded:
+            return
+        dataset = ir_datasets.load(self.dataset_id)
+        corpus = [{"id": d.doc_id, "title": "", "text": d.text} for d in dataset.docs_iter()]
+        relevant: dict[str, dict[str, int]] = defaultdict(dict)
+        for qrel in dataset.qrels_iter():
+            relevant[qrel.query_id][qrel.doc_id] = int(qrel.relevance)
+        queries = [{"id": q.query_id, "text": q.text} for q in dataset.queries_iter() if q.query_id in relevant]
+        self._store(
+            {
+                "corpus": Dataset.from_list(corpus),
+                "queries": Dataset.from_list(queries),
+                "relevant_docs": dict(relevant),
+                "top_ranked": None,
+            }
+        )
+
+
+class LocalSTS(_IrDatasetsTask, AbsTaskSTS):
+    """Judged (query, passage) pairs scored by their relevance grade."""
+
+    min_score = 0
+    # The pairs are (query, passage): the query side gets the instruction, as in retrieval.
+    input1_prompt_type = PromptType.query
+    input2_prompt_type = PromptType.document
+
+    def load_data(self, **kwargs: Any) -> None:
+        if self.data_loaded:
+            return
+        queries, docs, grades, max_grade = judged_pairs(self.dataset_id)
+        self.max_score = max_grade
+        self._store(Dataset.from_dict({"sentence1": queries, "sentence2": docs, "score": [float(g) for g in grades]}))
+
+
+class LocalPairClassification(_IrDatasetsTask, AbsTaskPairClassification):
+    """Judged (query, passage) pairs labelled relevant when grade >= ``relevant_grade``."""
+
+    relevant_grade = 2  # TREC's binary convention for passages
+    input1_prompt_type = PromptType.query
+    input2_prompt_type = PromptType.document
+
+    def load_data(self, **kwargs: Any) -> None:
+        if self.data_loaded:
+            return
+        queries, docs, grades, _ = judged_pairs(self.dataset_id)
+        labels = [int(g >= self.relevant_grade) for g in grades]
+        self._store(Dataset.from_dict({"sentence1": queries, "sentence2": docs, "labels": labels}))
+
+
+def local_tasks(dataset_id: str, instruction: str = "", relevant_grade: int = 2) -> list:
+    """The three local tasks (retrieval, STS, pair classification) on ``dataset_id``.
+
+    ``instruction`` is the query-side instruction (the one the training source used).
+    """
+    kinds = {
+        "PairrelQuickstartRetrieval": (LocalRetrieval, f"Retrieval on {dataset_id} (graded qrels)."),
+        "PairrelQuickstartSTS": (LocalSTS, f"Grades of the judged pairs of {dataset_id} as similarity."),
+        "PairrelQuickstartPairClassification": (
+            LocalPairClassification,
+            f"Is a judged pair of {dataset_id} relevant (grade >= {relevant_grade})?",
+        ),
+    }
+    tasks = []
+    for name, (base, description) in kinds.items():
+        attrs = {"metadata": _metadata(name, description, dataset_id, instruction), "dataset_id": dataset_id}
+        if base is LocalPairClassification:
+            attrs["relevant_grade"] = relevant_grade
+        tasks.append(type(name, (base,), attrs)())
+    return tasks

@@ -1,0 +1,114 @@
+"""Evaluate a checkpoint (or the untrained base model) on MTEB tasks with ``mteb.evaluate``.
+
+Results go to MTEB's own result cache under ``results/{experiment}/mteb/``: the base model at
+``results/pairrel__<model>/base/<Task>.json``, a trained checkpoint at
+``results/pairrel__<model>/lora/experiments/<kwargs>/<Task>.json`` with the run's grid values and
+step as ``ModelMeta.experiment_kwargs``, so mteb's ``ResultCache`` loads them and published results
+can sit beside them. ``overwrite_strategy="only-missing"``: completed results are never recomputed.
+
+Instructions follow LLM2Vec: the task's instruction goes on the query side of asymmetric tasks
+(retrieval, reranking) and on both sides of symmetric ones; documents never get one.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from pairrel.encoder import Encoder
+
+# Task types where both texts of a pair play the query role.
+_SYMMETRIC_TYPES = {"STS", "Classification", "Clustering", "PairClassification", "Summarization", "BitextMining"}
+
+
+def _instruction(task_metadata, prompt_type) -> str:
+    """The task's own instruction for this side, or "" (never mteb's generic fallback)."""
+    prompt = task_metadata.prompt
+    side = prompt_type.value if prompt_type is not None else None
+    if isinstance(prompt, dict):
+        if side == "document":
+            return ""
+        return prompt.get(side or "query", "") or ""
+    if side == "document":
+        return ""
+    if side == "query" or task_metadata.type in _SYMMETRIC_TYPES:
+        return prompt or ""
+    return ""
+
+
+def mteb_model(encoder: Encoder, name: str, revision: str, experiment_kwargs: dict | None, batch_size: int = 64):
+    """Wrap ``encoder`` as an mteb model with the given name, revision and experiment kwargs."""
+    from mteb.models.abs_encoder import AbsEncoder
+    from mteb.models.model_meta import ModelMeta
+
+    meta = ModelMeta.create_empty(
+        {
+            "name": name,
+            "revision": revision,
+            "languages": ["eng-Latn"],
+            "framework": ["PyTorch"],
+            "similarity_fn_name": "cosine",
+            "use_instructions": True,
+            "experiment_kwargs": experiment_kwargs or None,
+            "max_tokens": encoder.config.max_length,
+            "open_weights": True,
+        }
+    )
+
+    class PairrelEncoder(AbsEncoder):
+        mteb_model_meta = meta
+
+        def __init__(self) -> None:
+            self.model = encoder
+
+        @torch.inference_mode()
+        def encode(self, inputs, *, task_metadata, hf_split, hf_subset, prompt_type=None, **kwargs) -> np.ndarray:
+            instruction = _instruction(task_metadata, prompt_type)
+            chunks = []
+            for batch in inputs:
+                texts = list(batch["text"])
+                for start in range(0, len(texts), batch_size):
+                    emb = encoder.encode(texts[start : start + batch_size], instruction=instruction)
+                    chunks.append(emb.float().cpu().numpy())
+            return np.concatenate(chunks) if chunks else np.zeros((0, 1), dtype=np.float32)
+
+    return PairrelEncoder()
+
+
+def select_tasks(
+    benchmark: str,
+    task_type: str | None = None,
+    task_names: list[str] | None = None,
+    local_dataset: str | None = None,
+    local_instruction: str = "",
+) -> list:
+    """Tasks of a benchmark (or the local quickstart tasks), optionally one type or named ones."""
+    from pairrel.evaluate.task_specs import QUICKSTART_BENCHMARK
+
+    if benchmark == QUICKSTART_BENCHMARK:
+        if not local_dataset:
+            raise ValueError(f"benchmark '{benchmark}' needs config key 'evaluation.local_dataset'")
+        from pairrel.evaluate.local_tasks import local_tasks
+
+        tasks = local_tasks(local_dataset, instruction=local_instruction)
+    else:
+        import mteb
+
+        tasks = list(mteb.get_benchmark(benchmark).tasks)
+    if task_names:
+        unknown = set(task_names) - {t.metadata.name for t in tasks}
+        if unknown:
+            raise ValueError(f"config key 'evaluation.tasks': not in {benchmark}: {', '.join(sorted(unknown))}")
+        tasks = [t for t in tasks if t.metadata.name in task_names]
+    if task_type and task_type != "local":
+        tasks = [t for t in tasks if t.metadata.type == task_type]
+    return tasks
+
+
+def evaluate(encoder: Encoder, tasks: list, cache_dir, name: str, revision: str, experiment_kwargs: dict | None, batch_size: int = 64) -> dict[str, float]:
+    """Run ``mteb.evaluate`` and return ``{task: main score}`` (on mteb's 0–1 scale)."""
+    import mteb
+
+    model = mteb_model(encoder, name, revision, experiment_kwargs, batch_size)
+    results = mteb.evaluate(model, tasks, cache=mteb.ResultCache(str(cache_dir)), overwrite_strategy="only-missing")
+    return {r.task_name: float(r.get_score()) for r in results.task_results}

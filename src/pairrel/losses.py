@@ -1,0 +1,142 @@
+"""The two losses of the study, with one call: ``loss(query_emb[Q, d], doc_emb[D, d], targets[Q, D])``.
+
+Notation (DESIGN.md, "The science, precisely"): q_i, d_j are the embeddings, L2-normalised here,
+s_ij = cos(q_i, d_j), and y_ij ∈ [0, 1] the relevance target of document j for query i
+(0 when unjudged or irrelevant). Every loss is query → documents only.
+
+After each call a module holds ``rows_used`` (queries that entered the mean) and
+``rows_excluded`` (queries left out); ``log_values()`` gives the scalars for metrics.jsonl.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _cosine(query_emb: torch.Tensor, doc_emb: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """s = normalise(query_emb) · normalise(doc_emb)ᵀ, after checking the shapes agree."""
+    if query_emb.dim() != 2 or doc_emb.dim() != 2 or query_emb.shape[1] != doc_emb.shape[1]:
+        raise ValueError(f"expected query_emb [Q, d] and doc_emb [D, d], got {tuple(query_emb.shape)} and {tuple(doc_emb.shape)}")
+    if targets.shape != (query_emb.shape[0], doc_emb.shape[0]):
+        raise ValueError(f"targets must be [Q, D] = {(query_emb.shape[0], doc_emb.shape[0])}, got {tuple(targets.shape)}")
+    return F.normalize(query_emb.float(), dim=-1) @ F.normalize(doc_emb.float(), dim=-1).T
+
+
+class SoftmaxLoss(nn.Module):
+    """InfoNCE with (soft) targets, the LLM2Vec baseline (BehnamGhader et al. 2024, arXiv 2404.05961).
+
+    With τ = ``temperature`` (fixed; 0.02 = LLM2Vec's scale 50) and p_ij = y_ij / Σ_k y_ik,
+
+        loss = −(1/|R|) Σ_{i∈R} Σ_j p_ij · log softmax_j(s_ij / τ),    R = {i : Σ_j y_ij > 0}.
+
+    One positive per row gives the usual one-hot cross-entropy; several or graded positives give
+    the relevance-weighted soft-target variant. Rows with no positive (i ∉ R) carry no target
+    distribution and are left out; their count is ``rows_excluded``. If every row is left out the
+    loss is 0 (still connected to the graph, so backward runs and gives zero gradients).
+
+    Args:
+        temperature: τ > 0 dividing the cosine similarities.
+    """
+
+    def __init__(self, temperature: float = 0.02) -> None:
+        super().__init__()
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        self.temperature = float(temperature)
+        self.rows_used = 0
+        self.rows_excluded = 0
+
+    def forward(self, query_emb: torch.Tensor, doc_emb: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """query_emb [Q, d], doc_emb [D, d], targets [Q, D] in [0, 1] → scalar loss."""
+        logits = _cosine(query_emb, doc_emb, targets) / self.temperature
+        targets = targets.to(logits.dtype)
+        row_mass = targets.sum(dim=1)
+        keep = row_mass > 0
+        self.rows_used = int(keep.sum())
+        self.rows_excluded = int(keep.numel() - self.rows_used)
+        if self.rows_used == 0:
+            return 0.0 * logits.sum()
+        target_dist = targets[keep] / row_mass[keep, None]
+        return -(target_dist * F.log_softmax(logits[keep], dim=1)).sum(dim=1).mean()
+
+    def log_values(self) -> dict[str, float]:
+        return {"temperature": self.temperature, "rows_excluded": float(self.rows_excluded)}
+
+
+class PairRelevanceBCELoss(nn.Module):
+    """Pair relevance classification: binary cross-entropy on every (query, document) pair.
+
+    Logits z_ij = t · s_ij + b with t = exp(t′) (t′ and b learnable or fixed), σ the sigmoid:
+
+        loss = −(1/Q) Σ_i Σ_j [ y_ij log σ(z_ij) + (1 − y_ij) log(1 − σ(z_ij)) ],
+
+    summed over candidates, averaged over queries. With binary y this is SigLIP's sigmoid loss
+    (Zhai et al. 2023, arXiv 2303.15343): −(1/Q) Σ_ij log σ(ℓ_ij z_ij) with ℓ_ij = 2y_ij − 1.
+    Computed with ``binary_cross_entropy_with_logits`` (log-sum-exp form), stable for any z.
+    Every row counts (a row without positives is still informative), so ``rows_excluded`` is 0.
+
+    Args:
+        temperature_init: initial t > 0 (SigLIP: 10); stored as t′ = log t.
+        bias_init: initial b (SigLIP: −10; prior log-odds of 1 positive in D is ≈ −log(D − 1)).
+        learn_temperature: whether t′ is trained.
+        learn_bias: whether b is trained.
+    """
+
+    def __init__(
+        self,
+        temperature_init: float = 10.0,
+        bias_init: float = -10.0,
+        learn_temperature: bool = True,
+        learn_bias: bool = True,
+    ) -> None:
+        super().__init__()
+        if temperature_init <= 0:
+            raise ValueError(f"temperature_init must be > 0, got {temperature_init}")
+        self.log_temperature = nn.Parameter(torch.tensor(math.log(temperature_init)), requires_grad=learn_temperature)
+        self.bias = nn.Parameter(torch.tensor(float(bias_init)), requires_grad=learn_bias)
+        self.rows_used = 0
+        self.rows_excluded = 0
+
+    @property
+    def temperature(self) -> torch.Tensor:
+        """t = exp(t′)."""
+        return self.log_temperature.exp()
+
+    def forward(self, query_emb: torch.Tensor, doc_emb: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """query_emb [Q, d], doc_emb [D, d], targets [Q, D] in [0, 1] → scalar loss."""
+        logits = self.temperature * _cosine(query_emb, doc_emb, targets) + self.bias
+        per_pair = F.binary_cross_entropy_with_logits(logits, targets.to(logits.dtype), reduction="none")
+        self.rows_used = int(targets.shape[0])
+        self.rows_excluded = 0
+        if self.rows_used == 0:
+            return 0.0 * logits.sum()
+        return per_pair.sum(dim=1).mean()
+
+    def log_values(self) -> dict[str, float]:
+        return {
+            "temperature": float(self.temperature.detach()),
+            "bias": float(self.bias.detach()),
+            "rows_excluded": float(self.rows_excluded),
+        }
+
+
+LOSSES = {"softmax": SoftmaxLoss, "bce": PairRelevanceBCELoss}
+
+
+def build_loss(name_or_type: str, **kwargs) -> nn.Module:
+    """``"softmax"`` → SoftmaxLoss(**kwargs), ``"bce"`` → PairRelevanceBCELoss(**kwargs).
+
+    A config entry can be passed whole: ``build_loss(entry["type"], **entry)`` (the ``type``
+    key is dropped from the keyword arguments).
+    """
+    kwargs.pop("type", None)
+    if name_or_type not in LOSSES:
+        raise ValueError(f"unknown loss type {name_or_type!r}: expected one of {', '.join(LOSSES)}")
+    try:
+        return LOSSES[name_or_type](**kwargs)
+    except TypeError as err:
+        raise ValueError(f"loss {name_or_type!r}: {err}") from None

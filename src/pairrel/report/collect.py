@@ -1,0 +1,300 @@
+"""Read MTEB result folders into one tidy table of main scores.
+
+Layouts read (mteb's ``ResultCache`` and the public ``embeddings-benchmark/results`` repo):
+
+    <DIR>/results/<org>__<model>/<revision>/<Task>.json                     base model
+    <DIR>/results/<org>__<model>/<revision>/experiments/<kwargs>/<Task>.json  a grid run
+    …/model_meta.json   beside the task files: ``name``, ``revision``, ``experiment_kwargs``
+
+``--results`` may name the folder holding ``results/``, ``results/`` itself, a harness
+experiment folder (``results/{experiment}`` holding ``mteb/results``), a model folder, a
+revision folder or one experiment folder. Training run folders (``run.yaml``, ``checkpoint-*``)
+are skipped. Identity comes from ``model_meta.json`` when present, else from the path.
+
+The tidy table has one row per (model, revision, experiment, benchmark task): ``label``,
+``model``, ``revision``, ``experiment``, the grid values (``experiment_kwargs``), ``task``,
+``type``, ``score`` (0-100).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from tqdm import tqdm
+
+from pairrel.report.scores import (
+    ResultFile,
+    ResultFileError,
+    TaskSpec,
+    benchmark_specs,
+    parse_result,
+)
+
+_SKIP_DIR = re.compile(r"^(checkpoint-.*|\..*|__pycache__|runs|data|logs|benchmarks)$")
+_REVISION_LIKE = re.compile(r"^([0-9a-f]{7,40}|no_revision_available|external|main|latest)$")
+# Grid keys first in this order, the rest alphabetically, seed and step last.
+_GRID_ORDER_FIRST = ("model", "data", "loss", "labels")
+_GRID_ORDER_LAST = ("seed", "step")
+# Table columns that a grid key must not shadow; such a key becomes ``grid_<key>``.
+RESERVED_COLUMNS = {"label", "model", "revision", "experiment", "task", "type", "score",
+                    "n_tasks", "missing", "source"}
+
+
+@dataclass
+class RowSource:
+    """All result files of one (model, revision, experiment)."""
+
+    model: str
+    revision: str
+    experiment: str
+    grid: dict[str, object]
+    files: dict[str, ResultFile] = field(default_factory=dict)
+
+
+@dataclass
+class Collection:
+    """What ``collect`` read: tidy scores plus everything a reader must be told about."""
+
+    benchmark: str
+    specs: dict[str, TaskSpec]
+    scores: pd.DataFrame  # tidy, see module docstring
+    rows: pd.DataFrame  # one per label: model, revision, experiment, grid…, n_tasks, missing
+    grid_columns: list[str]
+    unknown_tasks: dict[str, list[str]]  # label -> task files not in the benchmark
+    warnings: list[str]
+
+
+def _results_roots(path: Path) -> list[Path]:
+    """Where to start walking for ``path`` (forgiving about which level the user named)."""
+    if not path.exists():
+        raise FileNotFoundError(f"--results {path}: no such file or directory")
+    if path.is_file():
+        return [path]
+    for candidate in (path / "results", path / "mteb" / "results"):
+        if candidate.is_dir():
+            return [candidate]
+    return [path]
+
+
+def _walk_json(root: Path) -> list[Path]:
+    """Every ``*.json`` under root except in training-run, checkpoint and hidden folders."""
+    if root.is_file():
+        return [root]
+    found: list[Path] = []
+    for folder, dirs, files in os.walk(root):
+        if "run.yaml" in files or "metrics.jsonl" in files:
+            dirs[:] = []  # a training run folder, never results
+            continue
+        dirs[:] = sorted(d for d in dirs if not _SKIP_DIR.match(d))
+        found.extend(Path(folder) / f for f in sorted(files) if f.endswith(".json"))
+    return found
+
+
+def _scalar(value: object) -> object:
+    """Grid values as table cells: scalars as they are, containers as compact JSON."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def _identity(folder: Path, meta_cache: dict[Path, dict | None]) -> tuple[str, str, str, dict]:
+    """(model, revision, experiment, grid) of a folder holding task files."""
+    if folder not in meta_cache:
+        meta_path = folder / "model_meta.json"
+        meta = None
+        if meta_path.is_file():
+            try:
+                meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as err:
+                raise ResultFileError(
+                    f"{meta_path}: corrupt JSON at line {err.lineno}: {err.msg}"
+                ) from err
+            if not isinstance(meta, dict):
+                raise ResultFileError(f"{meta_path}: not a JSON object")
+        meta_cache[folder] = meta
+    meta = meta_cache[folder]
+    in_experiments = folder.parent.name == "experiments"
+    if in_experiments:
+        revision_dir = folder.parent.parent
+        path_model = revision_dir.parent.name.replace("__", "/")
+        path_revision = revision_dir.name
+        experiment = folder.name
+    elif _REVISION_LIKE.match(folder.name) or (meta and "name" in meta):
+        path_model = folder.parent.name.replace("__", "/")
+        path_revision = folder.name
+        experiment = ""
+    else:  # old layout without revision folders: results/<model>/<Task>.json
+        path_model = folder.name.replace("__", "/")
+        path_revision = "no_revision_available"
+        experiment = ""
+    meta = meta or {}
+    kwargs = meta.get("experiment_kwargs") or {}
+    if not isinstance(kwargs, dict):
+        raise ResultFileError(f"{folder / 'model_meta.json'}: experiment_kwargs is not an object")
+    grid = {str(k): _scalar(v) for k, v in kwargs.items()}
+    if kwargs and not experiment:
+        experiment = "__".join(f"{k}_{v}" for k, v in sorted(grid.items()))
+    model = str(meta.get("name") or path_model)
+    revision = str(meta.get("revision") or path_revision)
+    return model, revision, experiment, grid
+
+
+def read_sources(
+    paths: list[Path], skip_bad: bool = False, warnings: list[str] | None = None
+) -> list[RowSource]:
+    """Read every result file under ``paths``, grouped by (model, revision, experiment).
+
+    A corrupt or truncated file raises ResultFileError naming it; with ``skip_bad`` it is
+    skipped and named in ``warnings``. Valid JSON that is no MTEB result is ignored.
+    """
+    warnings = warnings if warnings is not None else []
+    json_files: list[Path] = []
+    for path in paths:
+        for root in _results_roots(Path(path)):
+            json_files.extend(_walk_json(root))
+    seen: set[Path] = set()
+    sources: dict[tuple[str, str, str], RowSource] = {}
+    meta_cache: dict[Path, dict | None] = {}
+    for file in tqdm(json_files, desc="reading results", unit="file", file=sys.stderr,
+                     disable=len(json_files) < 200):
+        if file.name == "model_meta.json":
+            continue
+        resolved = file.resolve()
+        if resolved in seen:
+            continue
+        seen.add(resolved)
+        try:
+            text = file.read_text(encoding="utf-8")
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError as err:
+                raise ResultFileError(
+                    f"{file}: corrupt or truncated JSON at line {err.lineno}, "
+                    f"column {err.colno}: {err.msg}"
+                ) from err
+            if not isinstance(data, dict) or not ({"scores", "mteb_dataset_name"} & set(data)):
+                continue  # some other JSON (a config, an index): not a result
+            result = parse_result(data, file)
+            model, revision, experiment, grid = _identity(file.parent, meta_cache)
+        except (ResultFileError, OSError, UnicodeDecodeError) as err:
+            if not skip_bad:
+                raise ResultFileError(
+                    f"{err}\n(pass --skip-bad to skip unreadable result files with a warning)"
+                ) from err
+            warnings.append(f"skipped unreadable result file: {err}")
+            continue
+        key = (model, revision, experiment)
+        source = sources.setdefault(key, RowSource(model, revision, experiment, grid))
+        if result.task_name in source.files:
+            warnings.append(
+                f"{model} {revision} {experiment or '(base)'}: task {result.task_name} found "
+                f"twice; kept {source.files[result.task_name].path}, ignored {file}"
+            )
+            continue
+        source.files[result.task_name] = result
+    return list(sources.values())
+
+
+def order_grid_columns(keys) -> list[str]:
+    """Grid columns in reading order: model, data, loss, labels, others A-Z, seed, step."""
+    keys = set(keys)
+    first = [k for k in _GRID_ORDER_FIRST if k in keys]
+    last = [k for k in _GRID_ORDER_LAST if k in keys]
+    middle = sorted(keys - set(first) - set(last))
+    return first + middle + last
+
+
+def grid_column(key: str) -> str:
+    """Column name of grid key ``key`` (``model`` -> ``grid_model``: ``model`` is the label)."""
+    return f"grid_{key}" if key in RESERVED_COLUMNS else key
+
+
+def _short_name(model: str) -> str:
+    return model.rsplit("/", 1)[-1]
+
+
+def row_label(source: RowSource, label_keys: list[str]) -> str:
+    """``minilm (loss=bce, labels=binary@2, seed=42, step=60)``; base models by short name."""
+    base = str(source.grid.get("model") or _short_name(source.model))
+    parts = [f"{k}={source.grid[k]}" for k in label_keys if k != "model" and k in source.grid]
+    return f"{base} ({', '.join(parts)})" if parts else base
+
+
+def _task_score(source: RowSource, spec: TaskSpec, warnings: list[str]) -> tuple[float | None, str]:
+    """(score on 0-100 or None, why missing) for one benchmark task."""
+    result = source.files.get(spec.name)
+    if result is not None:
+        try:
+            score, note = result.main_score(spec)
+        except KeyError as err:
+            warnings.append(f"counted as missing: {err.args[0]}")
+            return None, spec.name
+        if note:
+            warnings.append(note)
+        return score, ""
+    if spec.components:
+        have = [c for c in spec.components if c.name in source.files]
+        if len(have) == len(spec.components):
+            parts = [_task_score(source, c, warnings)[0] for c in spec.components]
+            if all(p is not None for p in parts):
+                return sum(parts) / len(parts), ""
+        if have:
+            return None, f"{spec.name} ({len(have)} of {len(spec.components)} sub-tasks)"
+    return None, spec.name
+
+
+def collect(
+    paths: list[Path], benchmark: str = "MTEB(eng, v1)", skip_bad: bool = False
+) -> Collection:
+    """Read result folders and score every (model, revision, experiment) on a benchmark."""
+    name, specs = benchmark_specs(benchmark)
+    warnings: list[str] = []
+    sources = read_sources(paths, skip_bad=skip_bad, warnings=warnings)
+    grid_keys = order_grid_columns({k for s in sources for k in s.grid})
+    grid_columns = [grid_column(k) for k in grid_keys]
+    # Label with the grid keys that vary, so labels stay short yet unique.
+    varying = [k for k in grid_keys if len({str(s.grid.get(k)) for s in sources}) > 1]
+    labels = [row_label(s, varying or grid_keys) for s in sources]
+    revisions_per_model: dict[str, set[str]] = {}
+    for s in sources:
+        revisions_per_model.setdefault(s.model, set()).add(s.revision)
+    counts: dict[str, int] = {}
+    for i, s in enumerate(sources):
+        if len(revisions_per_model[s.model]) > 1:
+            labels[i] += f" @{s.revision[:8]}"
+        counts[labels[i]] = counts.get(labels[i], 0) + 1
+    if any(c > 1 for c in counts.values()):  # still ambiguous: fall back to every grid key
+        labels = [row_label(s, grid_keys) + (f" @{s.revision[:8]}" if len(
+            revisions_per_model[s.model]) > 1 else "") for s in sources]
+
+    component_names = {c.name for spec in specs.values() for c in spec.components}
+    score_rows, row_rows, unknown = [], [], {}
+    for label, s in zip(labels, sources):
+        grid = {grid_column(k): v for k, v in s.grid.items()}
+        present = 0
+        missing = []
+        for spec in specs.values():
+            score, why = _task_score(s, spec, warnings)
+            if score is None:
+                missing.append(why)
+                continue
+            present += 1
+            score_rows.append({"label": label, "model": s.model, "revision": s.revision,
+                               "experiment": s.experiment, **grid,
+                               "task": spec.name, "type": spec.type, "score": score})
+        extra = sorted(t for t in s.files if t not in specs and t not in component_names)
+        if extra:
+            unknown[label] = extra
+        row_rows.append({"label": label, "model": s.model, "revision": s.revision,
+                         "experiment": s.experiment, **grid, "n_tasks": present,
+                         "missing": missing})
+    base_cols = ["label", "model", "revision", "experiment", *grid_columns]
+    scores = pd.DataFrame(score_rows, columns=[*base_cols, "task", "type", "score"])
+    rows = pd.DataFrame(row_rows, columns=[*base_cols, "n_tasks", "missing"])
+    return Collection(name, specs, scores, rows, grid_columns, unknown, warnings)

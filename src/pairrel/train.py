@@ -1,0 +1,244 @@
+"""The training loop: LoRA encoder, one loss, batches from prepared sources, resumable.
+
+One run = one resolved config (:func:`pairrel.config.resolve_run`). The run directory holds
+
+- ``run.yaml``: the resolved config, written before the first step;
+- ``metrics.jsonl``: one JSON object per logged step (loss, lr, temperature, bias, …);
+- ``checkpoint-{step}/``: the LoRA adapter, optimizer, scheduler, loss parameters and RNG
+  state, written to a temporary folder and renamed, so a checkpoint is whole or absent;
+- ``done``: written after the last checkpoint.
+
+A rerun resumes from the last checkpoint: batch ``k`` is a pure function of (seed, k)
+(:class:`pairrel.data.batching.SourceBatcher`), so the resumed run sees exactly the batches the
+uninterrupted one would have. SIGTERM (preemption, SLURM time limit) finishes the current step,
+writes a checkpoint and exits with status 143.
+
+The learning rate warms up linearly for ``warmup_steps`` and then decays linearly to zero at
+``steps`` (the schedule of transformers' Trainer that LLM2Vec's supervised stage runs with).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pairrel.config import atomic_write_text, write_yaml
+
+CHECKPOINT_PREFIX = "checkpoint-"
+PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM, what a scheduler expects from a terminated job
+
+
+def checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
+    """Complete checkpoints of a run, sorted by step (temporary folders are ignored)."""
+    found = []
+    for path in Path(run_dir).glob(f"{CHECKPOINT_PREFIX}*"):
+        step = path.name[len(CHECKPOINT_PREFIX) :]
+        if step.isdigit() and (path / "trainer_state.json").exists():
+            found.append((int(step), path))
+    return sorted(found)
+
+
+def linear_schedule(warmup_steps: int, total_steps: int):
+    """Multiplier of the peak learning rate at a step: linear warm-up, then linear decay to 0."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
+    return factor
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class _Preemption:
+    """Turns SIGTERM into a flag checked between steps."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self) -> "_Preemption":
+        try:
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        except ValueError:  # not the main thread: leave signals alone
+            self._previous = None
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.requested = True
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
+class Trainer:
+    """Everything one run needs; :meth:`run` trains to the end or to a preemption."""
+
+    def __init__(self, run_cfg: dict[str, Any], run_dir: str | Path, prepared: dict[str, tuple[Path, Path]], progress: bool = True) -> None:
+        from accelerate import Accelerator
+
+        from pairrel.data.batching import SourceBatcher, load_prepared_source
+        from pairrel.encoder import EncoderConfig, build_encoder
+        from pairrel.losses import build_loss
+
+        self.cfg = run_cfg
+        self.train_cfg = run_cfg["training"]
+        self.run_dir = Path(run_dir)
+        self.progress = progress
+        if self.train_cfg.get("num_threads"):
+            torch.set_num_threads(int(self.train_cfg["num_threads"]))
+        _seed_everything(run_cfg["seed"])
+
+        model_cfg = EncoderConfig.from_dict(run_cfg["model"])
+        mixed = {"bfloat16": "bf16", "float16": "fp16"}.get(model_cfg.dtype, "no")
+        self.accelerator = Accelerator(mixed_precision=mixed if torch.cuda.is_available() else "no")
+        # LoRA weights train in float32; the frozen base may be bf16.
+        self.encoder = build_encoder(model_cfg, trainable=True)
+        loss_cfg = dict(run_cfg["loss"])
+        self.loss_fn = build_loss(loss_cfg.pop("type"), **loss_cfg)
+        trainable = [p for p in self.encoder.parameters() if p.requires_grad] + [
+            p for p in self.loss_fn.parameters() if p.requires_grad
+        ]
+        self.optimizer = torch.optim.AdamW(
+            trainable, lr=float(self.train_cfg["learning_rate"]), weight_decay=float(self.train_cfg.get("weight_decay", 0.0))
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, linear_schedule(int(self.train_cfg.get("warmup_steps", 0)), int(self.train_cfg["steps"]))
+        )
+        self.encoder, self.loss_fn, self.optimizer = self.accelerator.prepare(self.encoder, self.loss_fn, self.optimizer)
+        sources = {name: load_prepared_source(parquet, meta) for name, (parquet, meta) in prepared.items()}
+        self.batcher = SourceBatcher(
+            sources,
+            batch_size=int(self.train_cfg["batch_size"]),
+            n_negatives=int(self.train_cfg.get("n_negatives", 1)),
+            label_granularity=run_cfg["labels"],
+            seed=int(run_cfg["seed"]),
+        )
+
+    # -- checkpoints -----------------------------------------------------------------------
+    def _unwrapped(self):
+        return self.accelerator.unwrap_model(self.encoder)
+
+    def save_checkpoint(self, step: int, elapsed: float) -> Path:
+        final = self.run_dir / f"{CHECKPOINT_PREFIX}{step}"
+        if not self.accelerator.is_main_process:
+            return final
+        tmp = self.run_dir / f".{final.name}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        self._unwrapped().model.save_pretrained(tmp)  # the LoRA adapter only
+        torch.save(
+            {
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "loss": self.accelerator.unwrap_model(self.loss_fn).state_dict(),
+                "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
+            },
+            tmp / "trainer_state.pt",
+        )
+        (tmp / "trainer_state.json").write_text(json.dumps({"step": step, "elapsed_s": round(elapsed, 3), "run_id": self.cfg["run_id"]}))
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        return final
+
+    def load_checkpoint(self, path: Path) -> tuple[int, float]:
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        set_peft_model_state_dict(self._unwrapped().model, load_file(path / "adapter_model.safetensors"))
+        state = torch.load(path / "trainer_state.pt", weights_only=False)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.accelerator.unwrap_model(self.loss_fn).load_state_dict(state["loss"])
+        torch.set_rng_state(state["rng"]["torch"])
+        np.random.set_state(state["rng"]["numpy"])
+        random.setstate(state["rng"]["python"])
+        info = json.loads((path / "trainer_state.json").read_text())
+        return int(info["step"]), float(info.get("elapsed_s", 0.0))
+
+    def _truncate_metrics(self, last_step: int) -> None:
+        """Drop logged steps after the checkpoint we resume from (they will be redone)."""
+        metrics = self.run_dir / "metrics.jsonl"
+        if not metrics.exists():
+            return
+        kept = [line for line in metrics.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= last_step]
+        atomic_write_text(metrics, "".join(line + "\n" for line in kept))
+
+    # -- the loop --------------------------------------------------------------------------
+    def step(self, batch) -> torch.Tensor:
+        from pairrel.distributed import all_gather_with_grad
+        from pairrel.gradcache import grad_cache_step
+
+        encoder = self._unwrapped()
+        loss = grad_cache_step(
+            lambda texts: encoder.encode(texts, instruction=batch.instruction),
+            lambda texts: encoder.encode(texts),
+            batch.queries,
+            batch.docs,
+            batch.targets.to(self.accelerator.device),
+            self.loss_fn,
+            self.train_cfg.get("gradcache_chunk"),
+            gather=all_gather_with_grad if self.accelerator.num_processes > 1 else None,
+        )
+        max_norm = self.train_cfg.get("max_grad_norm")
+        if max_norm:
+            self.accelerator.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]], max_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return loss
+
+    def run(self) -> int:
+        """Train to ``training.steps``; returns 0, or 143 after a checkpoint on SIGTERM."""
+        from tqdm.auto import tqdm
+
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        write_yaml(self.run_dir / "run.yaml", self.cfg)
+        total = int(self.train_cfg["steps"])
+        every = int(self.train_cfg.get("checkpoint_every", total))
+        log_every = int(self.train_cfg.get("log_every", 1))
+        start, elapsed = 0, 0.0
+        saved = checkpoints(self.run_dir)
+        if saved:
+            start, elapsed = self.load_checkpoint(saved[-1][1])
+            self._truncate_metrics(start)
+        t0 = time.perf_counter() - elapsed
+        bar = tqdm(total=total, initial=start, desc=self.cfg["run_id"], disable=not self.progress, dynamic_ncols=True)
+        with _Preemption() as preemption, open(self.run_dir / "metrics.jsonl", "a") as log:
+            for step_index, batch in self.batcher.iter_steps(total, start_step=start):
+                step = step_index + 1
+                lr = self.scheduler.get_last_lr()[0]
+                loss = float(self.step(batch))
+                if step % log_every == 0 or step == total:
+                    record = {"step": step, "loss": loss, "lr": lr, "source": batch.source, "n_queries": len(batch.queries), "n_docs": len(batch.docs)}
+                    record.update(self.accelerator.unwrap_model(self.loss_fn).log_values())
+                    record["elapsed_s"] = round(time.perf_counter() - t0, 3)
+                    log.write(json.dumps(record) + "\n")
+                    log.flush()
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.4f}")
+                if step % every == 0 or step == total:
+                    self.save_checkpoint(step, time.perf_counter() - t0)
+                if preemption.requested and step < total:
+                    self.save_checkpoint(step, time.perf_counter() - t0)
+                    bar.close()
+                    return PREEMPTED_EXIT_CODE
+        bar.close()
+        atomic_write_text(self.run_dir / "done", json.dumps({"steps": total, "elapsed_s": round(time.perf_counter() - t0, 3)}) + "\n")
+        return 0
+

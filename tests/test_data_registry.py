@@ -1,0 +1,87 @@
+"""pairrel.data.registry: local directories served by the real ir_datasets machinery."""
+
+import json
+import uuid
+
+import ir_datasets
+import pytest
+
+from pairrel.data.registry import (
+    UnknownDatasetError, load_dataset, local_dir, register_from_config, register_local_dir,
+)
+
+META = {"qrels_defs": {"0": "irrelevant", "1": "relevant", "2": "very relevant"}, "max_grade": 2,
+        "instruction": "Find it"}
+
+
+def make_dir(path, docs=(("d1", "alpha text"), ("d2", "beta text"), ("d3", "gamma text")),
+             queries=(("q1", "alpha?"), ("q2", "beta?")), qrels=("q1 0 d1 2", "q1 0 d2 0", "q2 0 d2 1"),
+             meta=META):
+    path.mkdir(parents=True)
+    (path / "docs.tsv").write_text("".join(f"{i}\t{t}\n" for i, t in docs))
+    (path / "queries.tsv").write_text("".join(f"{i}\t{t}\n" for i, t in queries))
+    (path / "qrels.txt").write_text("".join(line + "\n" for line in qrels))
+    (path / "meta.json").write_text(json.dumps(meta))
+    return path
+
+
+def new_id():
+    return f"pairrel-test/{uuid.uuid4().hex[:8]}"
+
+
+def test_registered_dir_is_served_by_ir_datasets(tmp_path):
+    dataset_id = new_id()
+    register_local_dir(dataset_id, make_dir(tmp_path / "ds"))
+    dataset = ir_datasets.load(dataset_id)
+    assert [(q.query_id, q.text) for q in dataset.queries_iter()] == [("q1", "alpha?"), ("q2", "beta?")]
+    assert [(r.query_id, r.doc_id, r.relevance) for r in dataset.qrels_iter()] == [
+        ("q1", "d1", 2), ("q1", "d2", 0), ("q2", "d2", 1)]
+    assert dataset.qrels_defs() == {0: "irrelevant", 1: "relevant", 2: "very relevant"}
+    docs = dataset.docs_store().get_many(["d3", "d1", "nope"])
+    assert {k: v.text for k, v in docs.items()} == {"d1": "alpha text", "d3": "gamma text"}
+    assert not dataset.has_docpairs()
+
+
+def test_registration_is_idempotent_and_conflicts_are_errors(tmp_path):
+    dataset_id = new_id()
+    first = register_local_dir(dataset_id, make_dir(tmp_path / "a"))
+    assert register_local_dir(dataset_id, tmp_path / "a") is first
+    assert local_dir(dataset_id) == (tmp_path / "a").resolve()
+    with pytest.raises(ValueError, match="already registered from"):
+        register_local_dir(dataset_id, make_dir(tmp_path / "b"))
+    with pytest.raises(ValueError, match="built-in"):
+        register_local_dir("msmarco-passage", tmp_path / "a")
+
+
+def test_docpairs_file_adds_a_docpairs_component(tmp_path):
+    directory = make_dir(tmp_path / "ds")
+    (directory / "docpairs.tsv").write_text("q1\td1\td3\n")
+    dataset = register_local_dir(new_id(), directory)
+    assert [tuple(p) for p in dataset.docpairs_iter()] == [("q1", "d1", "d3")]
+
+
+def test_bad_directories_name_what_is_wrong(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        register_local_dir(new_id(), tmp_path / "missing")
+    directory = make_dir(tmp_path / "ds")
+    (directory / "queries.tsv").unlink()
+    with pytest.raises(FileNotFoundError, match="missing queries.tsv"):
+        register_local_dir(new_id(), directory)
+    bad = make_dir(tmp_path / "bad")
+    (bad / "meta.json").write_text('{"qrels_defs": {"0": "x"},\n "max_grade": }')
+    with pytest.raises(ValueError, match=r"meta.json: line 2: not valid JSON"):
+        register_local_dir(new_id(), bad)
+    (bad / "meta.json").write_text('{"qrels_defs": {"high": "x"}}')
+    with pytest.raises(ValueError, match="grades must be integers"):
+        register_local_dir(new_id(), bad)
+
+
+def test_register_from_config_and_unknown_ids(tmp_path):
+    ids = [new_id(), new_id()]
+    cfg = {"local_datasets": {ids[0]: str(make_dir(tmp_path / "x")), ids[1]: "y"}}
+    make_dir(tmp_path / "y")
+    assert register_from_config(cfg, base_dir=tmp_path) == ids
+    assert load_dataset(ids[1]).has_qrels()
+    assert register_from_config({}) == []
+    with pytest.raises(UnknownDatasetError, match="unknown ir_datasets id 'nope/none'.*local_datasets"):
+        load_dataset("nope/none")
