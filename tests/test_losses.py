@@ -177,10 +177,18 @@ def test_repeated_queries_and_shared_documents(make):
     r1 = loss_fn(q[1:], d, targets[1:]).item()
     stacked = loss_fn(q[[0, 1, 0]], d, targets[[0, 1, 0]]).item()
     assert stacked == pytest.approx((2 * r0 + r1) / 3, rel=1e-6)
-    # A document that appears twice as a column keeps its label in both columns: for the
-    # softmax each copy gets half of the row's mass on it, for BCE each copy is one more pair.
-    dup = loss_fn(q, d[[0, 1, 2, 1]], targets[:, [0, 1, 2, 1]])
-    assert torch.isfinite(dup)
+
+
+def test_bce_duplicate_column_adds_its_pairs_once_more():
+    # BCE sums over columns: a document present twice (with its label in both columns) adds
+    # its own column's loss once more: L(d0, d1, d2, d1) = L(d0, d1, d2) + L(d1).
+    torch.manual_seed(2)
+    q, d = torch.randn(2, 4), torch.randn(3, 4)
+    targets = torch.tensor([[0.0, 1.0, 0.5], [1.0, 1.0, 0.0]])
+    loss_fn = PairRelevanceBCELoss(10.0, -5.0)
+    dup = loss_fn(q, d[[0, 1, 2, 1]], targets[:, [0, 1, 2, 1]]).item()
+    parts = loss_fn(q, d, targets).item() + loss_fn(q, d[[1]], targets[:, [1]]).item()
+    assert dup == pytest.approx(parts, rel=1e-6)
 
 
 def test_softmax_duplicate_column_matches_formula():

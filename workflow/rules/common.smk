@@ -1,6 +1,7 @@
 # The study's grid and paths. All logic lives in pairrel.config, which is unit-tested.
 import glob
 import os
+import sys
 
 import pandas as pd
 from snakemake.utils import Paramspace
@@ -14,6 +15,10 @@ from pairrel.config import (
     write_yaml,
 )
 from pairrel.config import load_yaml as _load_yaml
+
+# Jobs call `pairrel`: find it beside the Python running Snakemake (a venv that is not
+# activated); with --use-conda the job's activated env comes first on PATH and wins.
+os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
 
 # Fails before any job runs, naming the offending key.
 validate_config(config)

@@ -8,7 +8,11 @@ if config.get("quickstart_corpus"):
             _corpus_outputs(),
         params:
             root=config["quickstart_corpus"]["root"],
-            seed=config["quickstart_corpus"].get("seed", 0),
+            options=" ".join(
+                f"--{key.replace('_', '-')} {value}"
+                for key, value in config["quickstart_corpus"].items()
+                if key != "root"
+            ),
         log:
             f"{RESULTS}/logs/data/quickstart_corpus.log",
         benchmark:
@@ -16,7 +20,7 @@ if config.get("quickstart_corpus"):
         conda:
             "../../envs/data.yaml"
         shell:
-            "pairrel data quickstart --out {params.root} --seed {params.seed} > {log} 2>&1"
+            "pairrel data quickstart --out {params.root} {params.options} > {log} 2>&1"
 
 
 rule prepare_source:

@@ -125,7 +125,8 @@ def _identity(folder: Path, meta_cache: dict[Path, dict | None]) -> tuple[str, s
         path_model = revision_dir.parent.name.replace("__", "/")
         path_revision = revision_dir.name
         experiment = folder.name
-    elif _REVISION_LIKE.match(folder.name) or (meta and "name" in meta):
+    elif _REVISION_LIKE.match(folder.name) or (meta and "name" in meta) or (
+            folder.parent.name != "results" and "__" not in folder.name):
         path_model = folder.parent.name.replace("__", "/")
         path_revision = folder.name
         experiment = ""
@@ -259,7 +260,8 @@ def collect(
     grid_keys = order_grid_columns({k for s in sources for k in s.grid})
     grid_columns = [grid_column(k) for k in grid_keys]
     # Label with the grid keys that vary, so labels stay short yet unique.
-    varying = [k for k in grid_keys if len({str(s.grid.get(k)) for s in sources}) > 1]
+    runs = [s for s in sources if s.grid]  # base models (no grid) do not make keys "vary"
+    varying = [k for k in grid_keys if len({str(s.grid.get(k)) for s in runs}) > 1]
     labels = [row_label(s, varying or grid_keys) for s in sources]
     revisions_per_model: dict[str, set[str]] = {}
     for s in sources:
