@@ -75,7 +75,8 @@ print(json.dumps(result))
 
 
 def generate(directory: Path, n_lines: int, seed: int = 0) -> None:
-    """Docs, queries and docpairs of an MS MARCO-like triples source (20 lines per query)."""
+    """Docs, queries and docpairs of an MS MARCO-like triples source (20 lines per query,
+    one positive per query, 30-word passages; n_lines / 10 docs, n_lines / 20 queries)."""
     rng = np.random.default_rng(seed)
     n_queries, n_docs = max(1, n_lines // 20), max(10, n_lines // 10)
     directory.mkdir(parents=True)
@@ -92,11 +93,15 @@ def generate(directory: Path, n_lines: int, seed: int = 0) -> None:
     with open(directory / "queries.tsv", "w") as f:
         f.writelines(f"q{i}\t{t}\n" for i, t in enumerate(texts(n_queries, 6)))
     positives = rng.integers(n_docs, size=n_queries)
+    shifts = rng.integers(n_docs - 21, size=n_queries)
     with open(directory / "docpairs.tsv", "w") as f:
         for start in range(0, n_lines, 500_000):
             n = min(500_000, n_lines - start)
-            q = (np.arange(start, start + n) // 20) % n_queries
-            neg = rng.integers(n_docs, size=n)
+            index = np.arange(start, start + n)
+            q = (index // 20) % n_queries
+            # the 20 negatives of a query are distinct and differ from its positive, so the
+            # baseline's global dedupe and pairrel's streaming rule keep the same rows
+            neg = (positives[q] + 1 + shifts[q] + index % 20) % n_docs
             f.writelines(f"q{a}\td{positives[a]}\td{b}\n" for a, b in zip(q.tolist(), neg.tolist()))
     (directory / "meta.json").write_text(json.dumps({"qrels_defs": {"0": "negative", "1": "positive"}, "max_grade": 1}))
 

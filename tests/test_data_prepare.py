@@ -7,7 +7,8 @@ import uuid
 import pyarrow.parquet as pq
 import pytest
 
-from pairrel.data.cli import deep_merge, main
+from pairrel.config import deep_merge
+from pairrel.data.cli import main
 from pairrel.data.prefetch import DataUnavailableError, missing_files
 from pairrel.data.registry import register_local_dir
 from pairrel.data.sources import SourceError, prepare_source

@@ -13,6 +13,7 @@ import math
 import pytest
 
 from pairrel.report.collect import collect
+from pairrel.report.tables import main_table
 from pairrel.report.scores import (
     ResultFileError,
     TaskSpec,
@@ -183,6 +184,18 @@ def test_leaderboard_split_and_subset_choices():
     assert len(specs["CQADupstackRetrieval"].components) == 12
 
 
+def test_max_ap_from_per_similarity_values_and_main_score_fallback(tmp_path):
+    spec = TaskSpec("TwitterURLCorpus", "PairClassification", "max_ap", "test", "default")
+    data = {"task_name": "TwitterURLCorpus", "scores": {"test": [
+        {"hf_subset": "default", "cos_sim_ap": 0.80, "dot_ap": 0.84, "euclidean_ap": 0.79}]}}
+    assert parse_result(data, tmp_path / "t.json").main_score(spec) == (pytest.approx(84.0), None)
+    data = {"task_name": "STS12", "scores": {"test": [{"hf_subset": "default",
+                                                        "main_score": 0.5}]}}
+    spec = TaskSpec("STS12", "STS", "cosine_spearman", "test", "default")
+    score, warning = parse_result(data, tmp_path / "STS12.json").main_score(spec)
+    assert score == pytest.approx(50.0) and "used the file's main_score" in warning
+
+
 def test_missing_metric_names_the_file(tmp_path):
     spec = TaskSpec("STS12", "STS", "cosine_spearman", "test", "default")
     data = {"task_name": "STS12", "scores": {"test": [{"hf_subset": "default",
@@ -217,6 +230,9 @@ def test_mixed_generations_average_like_the_published_tables(tmp_path):
     by_type = _row(coll, "mixed").groupby("type")["score"].mean()
     assert by_type.to_dict() == pytest.approx(TYPE_SCORE)
     assert scores.mean() == pytest.approx(AVERAGE_56)
+    table = main_table(coll).iloc[0]
+    assert table["Average"] == pytest.approx(AVERAGE_56)  # over tasks, not over type means
+    assert {t: table[t] for t in TYPE_SCORE} == pytest.approx(TYPE_SCORE)
     assert coll.unknown_tasks == {}  # CQADupstack subforums are parts, not unknown tasks
 
 

@@ -20,38 +20,24 @@ import json
 import sys
 from pathlib import Path
 
-import yaml
-
 from pairrel.data.prefetch import DataUnavailableError
 from pairrel.data.registry import UnknownDatasetError, register_from_config, register_local_dir
 from pairrel.data.sources import SourceError
 
-EXPECTED_ERRORS = (SourceError, DataUnavailableError, UnknownDatasetError, FileNotFoundError, ValueError)
+from pairrel.config import ConfigError
 
-
-def deep_merge(base: dict, override: dict) -> dict:
-    """``override`` over ``base``: nested mappings merge, other values replace; inputs untouched."""
-    merged = dict(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
+EXPECTED_ERRORS = (ConfigError, SourceError, DataUnavailableError, UnknownDatasetError, FileNotFoundError, ValueError)
 
 
 def load_config(paths: list) -> dict:
-    """Deep-merge of the YAML files in order (see deep_merge)."""
-    cfg: dict = {}
-    for path in paths:
-        try:
-            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as err:
-            raise ValueError(f"{path}: not valid YAML: {err}") from None
-        if not isinstance(loaded, dict):
-            raise ValueError(f"{path}: the top level must be a mapping, got {type(loaded).__name__}")
-        cfg = deep_merge(cfg, loaded)
-    return cfg
+    """The merged config (``pairrel.config.load_config``: later files win, mappings merge).
+
+    Not schema-validated: a data command needs only its own keys (it checks them itself), so
+    it also runs on a partial config naming just ``data:`` and ``local_datasets:``.
+    """
+    from pairrel.config import load_config as merge
+
+    return merge(*paths, validate=False)
 
 
 def _print_json(obj) -> None:

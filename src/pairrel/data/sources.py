@@ -34,6 +34,7 @@ Counted warnings:
   ``missing_docs`` judged document absent from the corpus (pair skipped); ``missing_queries``
   judged query absent from the queries file (skipped); ``duplicate_pairs`` the same (query, doc)
   again with the same grade (kept once; for docpairs/JSONL negatives, within a chunk);
+  (a negative that is also a positive of its query is dropped and counted here too);
   ``duplicate_queries`` a query id listed twice with the same text; ``no_positive`` a JSONL line
   without positives (skipped); ``blank_lines`` blank JSONL lines.
 """
@@ -213,7 +214,7 @@ def _docpair_pairs(dataset, allowed: set | None, cap: int | None, warnings: _War
                 continue
             seen_queries.add(qid)
         for doc_id, grade, seen in ((pair.doc_id_a, 1, positives), (pair.doc_id_b, 0, negatives_in_chunk)):
-            if (qid, doc_id) in seen:
+            if (qid, doc_id) in seen or (grade == 0 and (qid, doc_id) in positives):
                 warnings.add("duplicate_pairs", f"{qid} {doc_id}")
                 continue
             seen.add((qid, doc_id))
@@ -297,7 +298,7 @@ def _jsonl_rows(path: Path, cap: int | None, warnings: _Warnings, chunk_size: in
                 seen_queries.add(qid)
             for doc, grade, seen in docs:
                 doc_id = text_id("d", doc)
-                if (qid, doc_id) in seen:
+                if (qid, doc_id) in seen or (grade == 0 and (qid, doc_id) in positives):
                     warnings.add("duplicate_pairs", f"{where}: {doc_id}")
                     continue
                 seen.add((qid, doc_id))

@@ -36,10 +36,29 @@ def _instruction(task_metadata, prompt_type) -> str:
     return ""
 
 
+class EmbeddingCache(dict):
+    """Embeddings by (instruction, text), so a text repeated within or across tasks is encoded
+    once (pair tasks repeat each query once per judged passage). Cleared when it would pass
+    ``max_bytes``, which bounds memory on large benchmarks."""
+
+    def __init__(self, max_bytes: int = 1 << 30) -> None:
+        super().__init__()
+        self.max_bytes = max_bytes
+        self.n_bytes = 0
+
+    def update(self, instruction: str, texts: list[str], embeddings: np.ndarray) -> None:
+        if self.n_bytes + embeddings.nbytes > self.max_bytes:
+            self.clear()
+            self.n_bytes = 0
+        for text, row in zip(texts, embeddings):
+            self[(instruction, text)] = row
+        self.n_bytes += embeddings.nbytes
+
+
 def mteb_model(encoder: Encoder, name: str, revision: str, experiment_kwargs: dict | None, batch_size: int = 64):
     """Wrap ``encoder`` as an mteb model with the given name, revision and experiment kwargs."""
     from mteb.models.abs_encoder import AbsEncoder
-    from mteb.models.model_meta import ModelMeta
+    from mteb.models.model_meta import ModelMeta, ScoringFunction
 
     meta = ModelMeta.create_empty(
         {
@@ -47,7 +66,7 @@ def mteb_model(encoder: Encoder, name: str, revision: str, experiment_kwargs: di
             "revision": revision,
             "languages": ["eng-Latn"],
             "framework": ["PyTorch"],
-            "similarity_fn_name": "cosine",
+            "similarity_fn_name": ScoringFunction.COSINE,
             "use_instructions": True,
             "experiment_kwargs": experiment_kwargs or None,
             "max_tokens": encoder.config.max_length,
@@ -60,17 +79,20 @@ def mteb_model(encoder: Encoder, name: str, revision: str, experiment_kwargs: di
 
         def __init__(self) -> None:
             self.model = encoder
+            self.cache = EmbeddingCache()
 
         @torch.inference_mode()
         def encode(self, inputs, *, task_metadata, hf_split, hf_subset, prompt_type=None, **kwargs) -> np.ndarray:
             instruction = _instruction(task_metadata, prompt_type)
-            chunks = []
-            for batch in inputs:
-                texts = list(batch["text"])
-                for start in range(0, len(texts), batch_size):
-                    emb = encoder.encode(texts[start : start + batch_size], instruction=instruction)
-                    chunks.append(emb.float().cpu().numpy())
-            return np.concatenate(chunks) if chunks else np.zeros((0, 1), dtype=np.float32)
+            texts = [text for batch in inputs for text in batch["text"]]
+            todo = list(dict.fromkeys(t for t in texts if (instruction, t) not in self.cache))
+            for start in range(0, len(todo), batch_size):
+                chunk = todo[start : start + batch_size]
+                emb = encoder.encode(chunk, instruction=instruction).float().cpu().numpy()
+                self.cache.update(instruction, chunk, emb)
+            if not texts:
+                return np.zeros((0, 1), dtype=np.float32)
+            return np.stack([self.cache[(instruction, t)] for t in texts])
 
     return PairrelEncoder()
 

@@ -115,7 +115,8 @@ def _write_comparison(out: Path, coll, pair: tuple[str, str]) -> None:
              f"diff = A − B on the 0-100 scale; 95 % paired bootstrap CI over tasks "
              f"({compare_mod.N_RESAMPLES} resamples, seed {compare_mod.BOOTSTRAP_SEED}); "
              "two-sided sign test (ties dropped).", "",
-             tables.to_markdown(summary), "## Per task", "", tables.to_markdown(per_task)]
+             tables.to_markdown(summary.assign(sign_p=summary["sign_p"].map(lambda p: f"{p:.4g}"))),
+             "## Per task", "", tables.to_markdown(per_task)]
     tables.write_atomic(out / "comparison.md", "\n".join(lines))
 
 

@@ -36,7 +36,8 @@ from pairrel.report.scores import (
     parse_result,
 )
 
-_SKIP_DIR = re.compile(r"^(checkpoint-.*|\..*|__pycache__|runs|data|logs|benchmarks)$")
+# Checkpoints hold large non-result JSON (tokenizers); hidden folders hold caches.
+_SKIP_DIR = re.compile(r"^(checkpoint-.*|\..*|__pycache__)$")
 _REVISION_LIKE = re.compile(r"^([0-9a-f]{7,40}|no_revision_available|external|main|latest)$")
 # Grid keys first in this order, the rest alphabetically, seed and step last.
 _GRID_ORDER_FIRST = ("model", "data", "loss", "labels")
@@ -250,6 +251,42 @@ def _task_score(source: RowSource, spec: TaskSpec, warnings: list[str]) -> tuple
     return None, spec.name
 
 
+def _with_object_grid(frame: pd.DataFrame, records: list[dict], grid_columns: list[str]
+                      ) -> pd.DataFrame:
+    """Grid columns as given (object dtype, None when absent): a seed stays 42, not 42.0."""
+    for column in grid_columns:
+        frame[column] = pd.Series([r.get(column) for r in records], index=frame.index,
+                                  dtype=object)
+    return frame
+
+
+def _unique_labels(sources: list[RowSource], grid_keys: list[str]) -> list[str]:
+    """Readable, unique row labels: short model name plus the grid values that vary.
+
+    A model with several revisions gets ``@<revision[:8]>``; labels still equal then use
+    every grid key, and a last resort numbers the duplicates (``#2``).
+    """
+    runs = [s for s in sources if s.grid]  # base models (no grid) do not make keys "vary"
+    varying = [k for k in grid_keys if len({str(s.grid.get(k)) for s in runs}) > 1]
+    revisions: dict[str, set[str]] = {}
+    for s in sources:
+        revisions.setdefault(s.model, set()).add(s.revision)
+
+    def build(keys: list[str]) -> list[str]:
+        return [row_label(s, keys) + (f" @{s.revision[:8]}" if len(revisions[s.model]) > 1
+                                      else "") for s in sources]
+
+    labels = build(varying or grid_keys)
+    if len(set(labels)) < len(labels):
+        labels = build(grid_keys)
+    seen: dict[str, int] = {}
+    for i, label in enumerate(labels):
+        seen[label] = seen.get(label, 0) + 1
+        if seen[label] > 1:
+            labels[i] = f"{label} #{seen[label]}"
+    return labels
+
+
 def collect(
     paths: list[Path], benchmark: str = "MTEB(eng, v1)", skip_bad: bool = False
 ) -> Collection:
@@ -259,21 +296,7 @@ def collect(
     sources = read_sources(paths, skip_bad=skip_bad, warnings=warnings)
     grid_keys = order_grid_columns({k for s in sources for k in s.grid})
     grid_columns = [grid_column(k) for k in grid_keys]
-    # Label with the grid keys that vary, so labels stay short yet unique.
-    runs = [s for s in sources if s.grid]  # base models (no grid) do not make keys "vary"
-    varying = [k for k in grid_keys if len({str(s.grid.get(k)) for s in runs}) > 1]
-    labels = [row_label(s, varying or grid_keys) for s in sources]
-    revisions_per_model: dict[str, set[str]] = {}
-    for s in sources:
-        revisions_per_model.setdefault(s.model, set()).add(s.revision)
-    counts: dict[str, int] = {}
-    for i, s in enumerate(sources):
-        if len(revisions_per_model[s.model]) > 1:
-            labels[i] += f" @{s.revision[:8]}"
-        counts[labels[i]] = counts.get(labels[i], 0) + 1
-    if any(c > 1 for c in counts.values()):  # still ambiguous: fall back to every grid key
-        labels = [row_label(s, grid_keys) + (f" @{s.revision[:8]}" if len(
-            revisions_per_model[s.model]) > 1 else "") for s in sources]
+    labels = _unique_labels(sources, grid_keys)
 
     component_names = {c.name for spec in specs.values() for c in spec.components}
     score_rows, row_rows, unknown = [], [], {}
@@ -297,6 +320,8 @@ def collect(
                          "experiment": s.experiment, **grid, "n_tasks": present,
                          "missing": missing})
     base_cols = ["label", "model", "revision", "experiment", *grid_columns]
-    scores = pd.DataFrame(score_rows, columns=[*base_cols, "task", "type", "score"])
-    rows = pd.DataFrame(row_rows, columns=[*base_cols, "n_tasks", "missing"])
+    score_frame = pd.DataFrame(score_rows, columns=[*base_cols, "task", "type", "score"])
+    scores = _with_object_grid(score_frame, score_rows, grid_columns)
+    rows = _with_object_grid(pd.DataFrame(row_rows, columns=[*base_cols, "n_tasks", "missing"]),
+                             row_rows, grid_columns)
     return Collection(name, specs, scores, rows, grid_columns, unknown, warnings)

@@ -90,8 +90,15 @@ def _select(scores: pd.DataFrame, selector: dict[str, str] | str) -> pd.DataFram
     return picked
 
 
+def _natural_key(column: pd.Series) -> pd.Series:
+    numbers = pd.to_numeric(column, errors="coerce")
+    return numbers if numbers.notna().all() else column.astype(str)
+
+
 def _describe(selector: dict[str, str] | str) -> str:
-    return selector if isinstance(selector, str) else ",".join(f"{k}={v}" for k, v in selector.items())
+    if isinstance(selector, str):
+        return selector
+    return ",".join(f"{k}={v}" for k, v in selector.items())
 
 
 def compare(scores: pd.DataFrame, grid_columns: list[str], a: str, b: str,
@@ -126,6 +133,8 @@ def compare(scores: pd.DataFrame, grid_columns: list[str], a: str, b: str,
     if merged.empty:
         raise ValueError(f"--compare {_describe(sel_a)} {_describe(sel_b)}: no task is scored "
                          "for both sides with equal other grid values")
+    if keys:  # pairs in natural order (step 200 before 1000)
+        merged = merged.sort_values(keys, kind="stable", key=_natural_key).reset_index(drop=True)
     merged["pair"] = merged.apply(
         lambda r: ", ".join(f"{k.removeprefix('grid_')}={r[k]}" for k in keys
                             if not pd.isna(r[k])) or "all", axis=1)

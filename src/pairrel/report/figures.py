@@ -83,8 +83,9 @@ def _numeric_axes(ours: pd.DataFrame, grid_columns: list[str]) -> list[str]:
     for column in grid_columns:
         if column == grid_column("seed"):
             continue
-        values = pd.to_numeric(ours[column], errors="coerce")
-        if values.notna().all() and values.nunique() >= 2:
+        given = ours[column].dropna()  # rows without the key (a base model) are not on the axis
+        values = pd.to_numeric(given, errors="coerce")
+        if len(values) and values.notna().all() and values.nunique() >= 2:
             axes.append(column)
     return axes
 
@@ -105,12 +106,19 @@ def ablation_plots(main: pd.DataFrame, grid_columns: list[str], types: list[str]
             continue
         others = [c for c in grid_columns if c not in {axis, seed_col}
                   and ours[c].nunique(dropna=True) > 1]
-        fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.4), squeeze=False)
-        frame = ours.assign(_x=pd.to_numeric(ours[axis]))
+        ncols = min(4, len(panels))
+        nrows = math.ceil(len(panels) / ncols)
+        fig, grid = plt.subplots(nrows, ncols, figsize=(3.8 * ncols, 3.2 * nrows), squeeze=False)
+        for extra in grid.flat[len(panels):]:
+            extra.set_visible(False)
+        axes = [list(grid.flat[:len(panels)])]
+        frame = ours[ours[axis].notna()]
+        frame = frame.assign(_x=pd.to_numeric(frame[axis]))
         groups = frame.groupby(others, dropna=False, sort=True) if others else [((), frame)]
         for key, group in groups:
             key = key if isinstance(key, tuple) else (key,)
-            label = ", ".join(f"{c.removeprefix('grid_')}={v}" for c, v in zip(others, key)) or "all"
+            label = ", ".join(f"{c.removeprefix('grid_')}={v}"
+                              for c, v in zip(others, key)) or "all"
             stats = group.groupby("_x")[panels].agg(["mean", "std"])
             for ax, panel in zip(axes[0], panels):
                 mean = stats[(panel, "mean")]
@@ -120,12 +128,14 @@ def ablation_plots(main: pd.DataFrame, grid_columns: list[str], types: list[str]
             ax.set_title(panel)
             ax.set_xlabel(axis.removeprefix("grid_"))
             ax.grid(alpha=0.3)
-        axes[0][0].set_ylabel("score (0-100)")
+        for row in grid:
+            row[0].set_ylabel("score (0-100)")
         handles, labels = axes[0][0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=8,
-                   frameon=False, bbox_to_anchor=(0.5, -0.08))
-        fig.suptitle(f"Ablation over {axis.removeprefix('grid_')}")
-        fig.tight_layout()
+        fig.suptitle(f"Ablation over {axis.removeprefix('grid_')} (mean ± std over seeds)")
+        fig.tight_layout(rect=(0, 0.06 if len(labels) > 1 else 0, 1, 1))
+        if len(labels) > 1:
+            fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)),
+                       fontsize=8, frameon=False)
         written += save_figure(fig, Path(out_dir) / f"ablation_{axis.removeprefix('grid_')}")
     return written
 

@@ -102,15 +102,23 @@ class ResultFile:
             (only,) = subsets
             metrics = subsets[only]
             if only != "default":
-                warning = f"{self.path}: subset {spec.subset!r} absent; used its only subset {only!r}"
+                warning = (f"{self.path}: subset {spec.subset!r} absent; "
+                           f"used its only subset {only!r}")
         else:
             raise KeyError(
                 f"{self.path}: subset {spec.subset!r} missing in split {spec.split!r} "
                 f"(has {sorted(subsets)})"
             )
+        factor = 100.0 / self.scale
         for key in metric_aliases(spec.main_score):
             if key in metrics:
-                return metrics[key] * (100.0 / self.scale), warning
+                return metrics[key] * factor, warning
+        derived = _max_over_similarities(spec.main_score, metrics)
+        if derived is not None:
+            return derived * factor, warning
+        if "main_score" in metrics:  # last resort, said out loud in the notes
+            return metrics["main_score"] * factor, (
+                f"{self.path}: no {spec.main_score!r} key; used the file's main_score")
         raise KeyError(
             f"{self.path}: main score {spec.main_score!r} (or an alias "
             f"{metric_aliases(spec.main_score)[1:]}) missing in {spec.split}/{spec.subset}"
@@ -138,6 +146,21 @@ def metric_aliases(metric: str) -> tuple[str, ...]:
         elif name.startswith("cos_sim_"):
             names.append("cosine_" + name.removeprefix("cos_sim_"))
     return tuple(dict.fromkeys(names))
+
+
+_SIMILARITY_PREFIXES = ("cosine", "cos_sim", "euclidean", "manhattan", "dot", "similarity")
+
+
+def _max_over_similarities(metric: str, metrics: dict[str, float]) -> float | None:
+    """``max_ap`` (etc.) of files that store only per-similarity values: their maximum.
+
+    This is mteb's definition of the ``max_*`` pair-classification scores.
+    """
+    if not metric.startswith("max_") or metric.startswith("max_over_"):
+        return None
+    stat = metric.removeprefix("max_")
+    values = [metrics[f"{p}_{stat}"] for p in _SIMILARITY_PREFIXES if f"{p}_{stat}" in metrics]
+    return max(values) if values else None
 
 
 def _as_number(value) -> float | None:
@@ -170,7 +193,10 @@ def _flatten_metrics(entry: dict, prefix: str = "") -> dict[str, float]:
 
 
 def _old_split_subsets(split_scores: dict) -> dict[str, dict[str, float]]:
-    """A pre-1.11 split dict as ``{subset: metrics}`` (mteb's rule: any non-group dict is a subset)."""
+    """A pre-1.11 split dict as ``{subset: metrics}``.
+
+    mteb's rule: a dict value that is no metric group (cos_sim, max, …) is a subset.
+    """
     has_subsets = any(
         isinstance(v, dict) and k not in _METRIC_GROUPS for k, v in split_scores.items()
     )

@@ -104,7 +104,8 @@ def main_table(coll: Collection, references: pd.DataFrame | None = None) -> pd.D
         record = {"model": row["label"], **{c: row.get(c) for c in coll.grid_columns}}
         for t in types:
             key = (row["label"], t)
-            complete = key in by_label_type.index and by_label_type.loc[key, "count"] == n_per_type[t]
+            complete = (key in by_label_type.index
+                        and by_label_type.loc[key, "count"] == n_per_type[t])
             record[t] = float(by_label_type.loc[key, "mean"]) if complete else math.nan
         complete = row["label"] in by_label.index and by_label.loc[row["label"], "count"] == n_total
         record["Average"] = float(by_label.loc[row["label"], "mean"]) if complete else math.nan
@@ -114,9 +115,14 @@ def main_table(coll: Collection, references: pd.DataFrame | None = None) -> pd.D
         records.append(record)
     columns = ["model", *coll.grid_columns, *types, "Average", "n_tasks", "missing", "source"]
     table = pd.DataFrame(records, columns=columns)
+    for column in coll.grid_columns:  # keep grid values as written (42, not 42.0)
+        table[column] = pd.Series([r.get(column) for r in records], index=table.index,
+                                  dtype=object)
     if references is not None and len(references):
         refs = references.reindex(columns=columns)
         refs["missing"] = refs["missing"].fillna("")
+        for column in coll.grid_columns:
+            refs[column] = pd.Series([None] * len(refs), index=refs.index, dtype=object)
         table = pd.concat([refs, table], ignore_index=True) if len(table) else refs
     return table
 
@@ -137,9 +143,9 @@ def seed_table(main: pd.DataFrame, grid_columns: list[str]) -> pd.DataFrame | No
     base = ours["model"].str.replace(r"\s*\(.*\)$", "", regex=True)
     frame = ours.assign(_base=base)
     records = []
-    for group_key, group in frame.groupby(["_base", *keys], dropna=False, sort=False):
-        group_key = group_key if isinstance(group_key, tuple) else (group_key,)
-        values = dict(zip(["_base", *keys], group_key))
+    for _, group in frame.groupby(["_base", *keys], dropna=False, sort=False):
+        # the group's own cells, not groupby's key (which may turn 60 into 60.0)
+        values = {k: group[k].iloc[0] for k in ["_base", *keys]}
         varying = [k for k in keys if main[k].nunique(dropna=True) > 1]
         parts = [f"{k.removeprefix('grid_')}={values[k]}" for k in varying
                  if k != "grid_model" and not _is_missing(values[k])]
@@ -149,9 +155,11 @@ def seed_table(main: pd.DataFrame, grid_columns: list[str]) -> pd.DataFrame | No
             series = group[c].astype(float)
             record[f"{c}_mean"] = series.mean(skipna=False)
             record[f"{c}_std"] = series.std(ddof=1, skipna=False) if len(series) > 1 else math.nan
-        record["n_seeds"] = int(group[seed_col].nunique())
+        record["n_seeds"] = len(group)
         records.append(record)
     table = pd.DataFrame(records)
+    for k in keys:
+        table[k] = pd.Series([r[k] for r in records], index=table.index, dtype=object)
     return table if (table["n_seeds"] > 1).any() else None
 
 
@@ -189,7 +197,8 @@ def load_references(path: Path, type_names: list[str]) -> pd.DataFrame:
                 raise ValueError(f"{file}: a reference row lacks 'model': {entry}")
             unknown = set(entry) - {"model", "Average", "n_tasks", *type_names}
             if unknown:
-                raise ValueError(f"{file}: row {entry['model']!r} has unknown keys {sorted(unknown)}")
+                raise ValueError(
+                    f"{file}: row {entry['model']!r} has unknown keys {sorted(unknown)}")
             record = {k: float(v) for k, v in entry.items() if k not in {"model", "n_tasks"}}
             record["model"] = f"{entry['model']} (published)"
             record["n_tasks"] = int(entry.get("n_tasks", 0))
@@ -202,10 +211,11 @@ def load_references(path: Path, type_names: list[str]) -> pd.DataFrame:
 # ---------------------------------------------------------------- text formats
 
 
-def _cell(value: object, decimals: int = 2) -> str:
+def _cell(value: object, numeric: bool = True, decimals: int = 2) -> str:
+    """Scores with two decimals; grid values (object columns) exactly as written."""
     if _is_missing(value):
         return "–"
-    if isinstance(value, float):
+    if numeric and isinstance(value, float):
         return f"{value:.{decimals}f}"
     return str(value)
 
@@ -217,7 +227,7 @@ def to_markdown(table: pd.DataFrame, notes: list[str] = ()) -> str:
     lines = ["| " + " | ".join(header) + " |",
              "|" + "|".join("---:" if n else "---" for n in numeric) + "|"]
     for row in table.itertuples(index=False):
-        cells = [_cell(v).replace("|", "\\|") for v in row]
+        cells = [_cell(v, n).replace("|", "\\|") for v, n in zip(row, numeric)]
         lines.append("| " + " | ".join(cells) + " |")
     text = "\n".join(lines) + "\n"
     if notes:
@@ -242,7 +252,7 @@ def to_latex(table: pd.DataFrame, bold_columns: list[str], bold_rows: bool = Fal
     per-task table, whose columns are models). Ties at two decimals are all bold.
     """
     numeric = [pd.api.types.is_numeric_dtype(table[c]) for c in table.columns]
-    cells = [[_cell(v) for v in row] for row in table.itertuples(index=False)]
+    cells = [[_cell(v, n) for v, n in zip(row, numeric)] for row in table.itertuples(index=False)]
     positions = [list(table.columns).index(c) for c in bold_columns if c in table.columns]
     rounded = table.iloc[:, positions].apply(pd.to_numeric, errors="coerce").round(2)
     if len(positions) < 2 if bold_rows else len(table) < 2:
