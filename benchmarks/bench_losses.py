@@ -8,7 +8,7 @@
     (peak − resident set before the step). torch's CPU allocations bypass tracemalloc.
 (b) Time of each loss (forward + backward) at Q = 512, D = 1024, d = 1024 vs the baseline
     "naive reference": the formulas written out directly (explicit normalisation, log of sum
-    of exp, log of sigmoid), median of repeated runs.
+    of exp, log of sigmoid), median of repeated runs, the two alternating.
 
 Usage: .venv/bin/python benchmarks/bench_losses.py [--quick] [--only memory|time]
 """
@@ -115,14 +115,16 @@ def reference_bce(q, d, targets, t, b):
     return -(targets * torch.log(torch.sigmoid(z)) + (1 - targets) * torch.log(1 - torch.sigmoid(z))).sum(dim=1).mean()
 
 
-def _median_ms(fn, repeats: int) -> tuple[float, float]:
-    value = fn()  # warm-up
-    times = []
+def _interleaved_median_ms(fns, repeats: int) -> list[tuple[float, float]]:
+    """(median ms, last value) per function; runs alternate so load changes hit all alike."""
+    values = [fn() for fn in fns]  # warm-up
+    times = [[] for _ in fns]
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times), value
+        for i, fn in enumerate(fns):
+            start = time.perf_counter()
+            values[i] = fn()
+            times[i].append((time.perf_counter() - start) * 1000)
+    return [(statistics.median(t), v) for t, v in zip(times, values)]
 
 
 def run_time(n_queries: int, n_docs: int, dim: int, repeats: int) -> None:
@@ -136,13 +138,13 @@ def run_time(n_queries: int, n_docs: int, dim: int, repeats: int) -> None:
     softmax, bce = SoftmaxLoss(0.02), PairRelevanceBCELoss(10.0, -10.0)
     t, b = torch.tensor(10.0, requires_grad=True), torch.tensor(-10.0, requires_grad=True)
 
-    def timed(loss_of):
+    def step(loss_of):
         def once():
             q.grad = d.grad = None
             loss = loss_of()
             loss.backward()
             return loss.item()
-        return _median_ms(once, repeats)
+        return once
 
     print(f"(b) loss forward + backward, Q={n_queries}, D={n_docs}, d={dim}, median of {repeats}, {torch.get_num_threads()} threads")
     pairs = [
@@ -150,8 +152,7 @@ def run_time(n_queries: int, n_docs: int, dim: int, repeats: int) -> None:
         ("bce", lambda: bce(q, d, targets), lambda: reference_bce(q, d, targets, t, b)),
     ]
     for name, ours, naive in pairs:
-        ref_ms, ref_value = timed(naive)
-        our_ms, our_value = timed(ours)
+        (ref_ms, ref_value), (our_ms, our_value) = _interleaved_median_ms([step(naive), step(ours)], repeats)
         print(f"    {name:8s} pairrel {our_ms:8.2f} ms   naive reference (baseline) {ref_ms:8.2f} ms   "
               f"ratio {our_ms / ref_ms:.3f}   values {our_value:.6f} vs {ref_value:.6f}")
 
@@ -172,7 +173,7 @@ def main() -> None:
         if args.quick:
             run_time(64, 128, 128, repeats=5)
         else:
-            run_time(512, 1024, 1024, repeats=10)
+            run_time(512, 1024, 1024, repeats=20)
 
 
 if __name__ == "__main__":

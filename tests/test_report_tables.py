@@ -182,6 +182,11 @@ def test_cli_ablation_figure_over_numeric_axis(tmp_path):
     assert (out / "ablation_bias_init.png").stat().st_size > 0
     assert (out / "ablation_bias_init.pdf").stat().st_size > 0
     assert not (out / "comparison.csv").exists()  # one loss only: nothing to compare
+    # runs absent (a clone with only results/): tables and figures still build, and it is said
+    assert cli.main(["report", "--results", str(tmp_path), "--benchmark", QS, "--out", str(out),
+                     "--runs", str(tmp_path / "no-runs")]) == 0
+    assert not (out / "training_curves.png").exists()
+    assert "no training curves" in (out / "notes.md").read_text()
 
 
 def test_cli_names_corrupt_file_and_bad_metrics_line(tmp_path, capsys):

@@ -20,6 +20,14 @@ gradients over ranks (divides by R). Hence each rank must backpropagate
 giving (1/R) Σ_r R (n_r/N) ∇ℓ_r = ∇L. With equal rows per rank this is just ℓ_r. Parameters
 outside the DDP module (the BCE loss's t′ and b) need the same averaging:
 ``average_gradients(loss_fn.parameters())`` after backward. ``global_mean`` gives L for logging.
+
+In a training step (every rank builds the same global batch from the same SourceBatcher seed)::
+
+    qs, ds = shard(len(batch.queries)), shard(len(batch.docs))
+    loss = grad_cache_step(encode_q, encode_d, batch.queries[qs], batch.docs[ds],
+                           batch.targets[qs], loss_fn, chunk, gather=all_gather_with_grad,
+                           no_sync=ddp_model.no_sync)   # weights the loss, returns L
+    average_gradients(loss_fn.parameters())
 """
 
 from __future__ import annotations

@@ -60,8 +60,10 @@ class SoftmaxLoss(nn.Module):
         self.rows_excluded = int(keep.numel() - self.rows_used)
         if self.rows_used == 0:
             return 0.0 * logits.sum()
-        target_dist = targets[keep] / row_mass[keep, None]
-        return -(target_dist * F.log_softmax(logits[keep], dim=1)).sum(dim=1).mean()
+        if self.rows_excluded:  # (indexing copies the matrices: only when a row must go)
+            logits, targets, row_mass = logits[keep], targets[keep], row_mass[keep]
+        target_dist = targets / row_mass[:, None]
+        return -(target_dist * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
 
     def log_values(self) -> dict[str, float]:
         return {"temperature": self.temperature, "rows_excluded": float(self.rows_excluded)}

@@ -111,11 +111,15 @@ class Trainer:
         self.encoder = build_encoder(model_cfg, trainable=True)
         loss_cfg = dict(run_cfg["loss"])
         self.loss_fn = build_loss(loss_cfg.pop("type"), **loss_cfg)
-        trainable = [p for p in self.encoder.parameters() if p.requires_grad] + [
-            p for p in self.loss_fn.parameters() if p.requires_grad
+        lr = float(self.train_cfg["learning_rate"])
+        loss_lr = self.train_cfg.get("loss_learning_rate")
+        groups = [
+            {"params": [p for p in self.encoder.parameters() if p.requires_grad]},
+            # The loss's own scalars (BCE's t' and b) may move faster than the LoRA weights.
+            {"params": [p for p in self.loss_fn.parameters() if p.requires_grad], "lr": float(loss_lr or lr), "weight_decay": 0.0},
         ]
         self.optimizer = torch.optim.AdamW(
-            trainable, lr=float(self.train_cfg["learning_rate"]), weight_decay=float(self.train_cfg.get("weight_decay", 0.0))
+            [g for g in groups if g["params"]], lr=lr, weight_decay=float(self.train_cfg.get("weight_decay", 0.0))
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, linear_schedule(int(self.train_cfg.get("warmup_steps", 0)), int(self.train_cfg["steps"]))
@@ -220,8 +224,8 @@ class Trainer:
         t0 = time.perf_counter() - elapsed
         bar = tqdm(total=total, initial=start, desc=self.cfg["run_id"], disable=not self.progress, dynamic_ncols=True)
         with _Preemption() as preemption, open(self.run_dir / "metrics.jsonl", "a") as log:
-            for step_index, batch in self.batcher.iter_steps(total, start_step=start):
-                step = step_index + 1
+            for batch in self.batcher.iter_steps(total, start_step=start):
+                step = batch.step + 1  # batch k (0-based) completes optimizer step k + 1
                 lr = self.scheduler.get_last_lr()[0]
                 loss = float(self.step(batch))
                 if step % log_every == 0 or step == total:

@@ -190,12 +190,12 @@ def training_curves(runs_dir: Path, out_base: Path, skip_bad: bool = False,
                     warnings: list[str] | None = None) -> list[Path]:
     """Loss, temperature and bias against step, one line per run (log scale for temperature)."""
     runs_dir = Path(runs_dir)
-    if not runs_dir.is_dir():
-        raise FileNotFoundError(f"--runs {runs_dir}: no such directory")
-    runs = find_runs(runs_dir)
+    # A fresh clone with only evaluation results copied in has no runs: the tables still build.
+    runs = find_runs(runs_dir) if runs_dir.is_dir() else []
     if not runs:
         if warnings is not None:
-            warnings.append(f"--runs {runs_dir}: no run folder (run.yaml + metrics.jsonl)")
+            warnings.append(f"--runs {runs_dir}: no run folder (run.yaml + metrics.jsonl); "
+                            "no training curves")
         return []
     fig, axes = plt.subplots(1, len(CURVE_KEYS), figsize=(4.2 * len(CURVE_KEYS), 3.6),
                              squeeze=False)
