@@ -34,7 +34,7 @@ dry-run: install
 	$(OFFLINE) $(BIN)/snakemake -n --quiet rules
 
 report: install
-	$(OFFLINE) $(BIN)/snakemake --cores 1 --configfile presets/quickstart.yaml report
+	$(OFFLINE) $(BIN)/snakemake --cores 1 report --configfile presets/quickstart.yaml
 
 bench: install
 	for script in benchmarks/bench_*.py; do $(OFFLINE) $(BIN)/python $$script || exit 1; done

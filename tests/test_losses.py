@@ -215,3 +215,14 @@ def test_shape_errors_and_build_loss():
         build_loss("mse")
     with pytest.raises(ValueError, match="softmax"):
         build_loss("softmax", bias_init=0.0)
+
+
+def test_zero_embedding_has_cosine_zero_not_nan():
+    q = torch.tensor([[0.0, 0.0], [0.0, 2.0]], requires_grad=True)
+    loss = PairRelevanceBCELoss(2.0, -1.0)(q, D, ONE_HOT)
+    # row 1: z = 2·0 − 1 = −1 everywhere → softplus(1) + 2·softplus(−1); row 2 as before
+    row1 = softplus(1) + 2 * softplus(-1)
+    row2 = softplus(-1) + softplus(-1) + softplus(0.6)
+    assert loss.item() == pytest.approx((row1 + row2) / 2, abs=1e-6)
+    loss.backward()
+    assert torch.isfinite(q.grad).all()

@@ -158,6 +158,8 @@ def test_scale_is_decided_from_bounded_metrics_only():
     assert detect_scale({"test": {"default": {"ndcg_at_10": 0.4, "recall_at_1000": 91.0}}}) == 100.0
     # a negative correlation beyond -1 can only be on the 0-100 scale
     assert detect_scale({"test": {"default": {"cosine_spearman": -12.0}}}) == 100.0
+    # mteb 2.x retrieval files carry nAUC statistics that exceed 1 on the 0-1 scale
+    assert detect_scale({"test": {"default": {"ndcg_at_10": 0.61845, "nauc_precision_at_1000_max": 3.0}}}) == 1.0
 
 
 @pytest.mark.parametrize("generation", GENERATIONS)

@@ -53,7 +53,9 @@ def _loss_and_backward(loss_fn, query_emb, doc_emb, targets, gather) -> torch.Te
     if gather is None:
         loss.backward()
         return loss.detach()
-    rows = getattr(loss_fn, "rows_used", query_emb.shape[0])
+    # rows the loss averaged over (SoftmaxLoss leaves rows without a positive out); look
+    # through a DDP/accelerate wrapper, which does not forward plain attributes.
+    rows = getattr(getattr(loss_fn, "module", loss_fn), "rows_used", query_emb.shape[0])
     (loss * distributed.loss_weight(rows)).backward()
     return distributed.global_mean(loss, rows)
 

@@ -18,12 +18,20 @@ from torch import nn
 
 
 def _cosine(query_emb: torch.Tensor, doc_emb: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """s = normalise(query_emb) · normalise(doc_emb)ᵀ, after checking the shapes agree."""
+    """s_ij = (q_i · d_j) / (‖q_i‖ ‖d_j‖), after checking the shapes agree.
+
+    Dividing the [Q, D] dot products by the outer product of the norms touches Q·D numbers;
+    normalising the embeddings first would touch (Q + D)·d, more for wide LLM embeddings.
+    """
     if query_emb.dim() != 2 or doc_emb.dim() != 2 or query_emb.shape[1] != doc_emb.shape[1]:
         raise ValueError(f"expected query_emb [Q, d] and doc_emb [D, d], got {tuple(query_emb.shape)} and {tuple(doc_emb.shape)}")
     if targets.shape != (query_emb.shape[0], doc_emb.shape[0]):
         raise ValueError(f"targets must be [Q, D] = {(query_emb.shape[0], doc_emb.shape[0])}, got {tuple(targets.shape)}")
-    return F.normalize(query_emb.float(), dim=-1) @ F.normalize(doc_emb.float(), dim=-1).T
+    query_emb, doc_emb = query_emb.float(), doc_emb.float()
+    # clamp: a zero embedding gets cosine 0 with everything (as F.normalize would give), not NaN.
+    inv_q = query_emb.norm(dim=1).clamp_min(1e-12).reciprocal()
+    inv_d = doc_emb.norm(dim=1).clamp_min(1e-12).reciprocal()
+    return (query_emb @ doc_emb.T) * torch.outer(inv_q, inv_d)
 
 
 class SoftmaxLoss(nn.Module):

@@ -214,7 +214,8 @@ def detect_scale(scores: dict[str, dict[str, dict[str, float]]]) -> float:
     for subsets in scores.values():
         for metrics in subsets.values():
             for key, value in metrics.items():
-                if "threshold" in key or not _BOUNDED_METRIC.search(key):
+                # nAUC statistics (mteb's confidence analysis) are not bounded by 1.
+                if "threshold" in key or key.startswith("nauc") or not _BOUNDED_METRIC.search(key):
                     continue
                 if abs(value) > 1.0 + 1e-9:
                     return 100.0
