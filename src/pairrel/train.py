@@ -124,7 +124,10 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, linear_schedule(int(self.train_cfg.get("warmup_steps", 0)), int(self.train_cfg["steps"]))
         )
-        self.encoder, self.loss_fn, self.optimizer = self.accelerator.prepare(self.encoder, self.loss_fn, self.optimizer)
+        # Only the encoder goes under DDP: the loss may have no trainable parameter (softmax,
+        # fixed BCE), and its t', b are averaged over ranks by hand (pairrel.distributed).
+        self.encoder, self.optimizer = self.accelerator.prepare(self.encoder, self.optimizer)
+        self.loss_fn = self.loss_fn.to(self.accelerator.device)
         sources = {name: load_prepared_source(parquet, meta) for name, (parquet, meta) in prepared.items()}
         self.batcher = SourceBatcher(
             sources,
@@ -150,7 +153,7 @@ class Trainer:
             {
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
-                "loss": self.accelerator.unwrap_model(self.loss_fn).state_dict(),
+                "loss": self.loss_fn.state_dict(),
                 "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
             },
             tmp / "trainer_state.pt",
@@ -168,7 +171,7 @@ class Trainer:
         state = torch.load(path / "trainer_state.pt", weights_only=False)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        self.accelerator.unwrap_model(self.loss_fn).load_state_dict(state["loss"])
+        self.loss_fn.load_state_dict(state["loss"])
         torch.set_rng_state(state["rng"]["torch"])
         np.random.set_state(state["rng"]["numpy"])
         random.setstate(state["rng"]["python"])
@@ -184,24 +187,49 @@ class Trainer:
         atomic_write_text(metrics, "".join(line + "\n" for line in kept))
 
     # -- the loop --------------------------------------------------------------------------
+    def _encode_fn(self, instruction: str = ""):
+        """texts -> embeddings through the (possibly DDP-wrapped) encoder's forward."""
+        tokenize = self._unwrapped().tokenize
+        device = self.accelerator.device
+
+        def encode(texts: list[str]) -> torch.Tensor:
+            inputs = {k: v.to(device) for k, v in tokenize(texts, instruction).items()}
+            return self.encoder(**inputs)
+
+        return encode
+
     def step(self, batch) -> torch.Tensor:
-        from pairrel.distributed import all_gather_with_grad
+        """One optimizer step on ``batch``; returns the loss of the whole (global) batch.
+
+        On several processes every rank builds the same global batch and takes its shard of
+        queries and documents; documents are gathered with gradients inside the loss, and
+        the loss is weighted so DDP's average is the single-process gradient
+        (:mod:`pairrel.distributed`).
+        """
+        from pairrel import distributed
         from pairrel.gradcache import grad_cache_step
 
-        encoder = self._unwrapped()
+        queries, docs, targets = batch.queries, batch.docs, batch.targets
+        gather = no_sync = None
+        if self.accelerator.num_processes > 1:
+            q_shard, d_shard = distributed.shard(len(queries)), distributed.shard(len(docs))
+            queries, docs, targets = queries[q_shard], docs[d_shard], targets[q_shard]
+            gather, no_sync = distributed.all_gather_with_grad, self.encoder.no_sync
         loss = grad_cache_step(
-            lambda texts: encoder.encode(texts, instruction=batch.instruction),
-            lambda texts: encoder.encode(texts),
-            batch.queries,
-            batch.docs,
-            batch.targets.to(self.accelerator.device),
+            self._encode_fn(batch.instruction),
+            self._encode_fn(),
+            queries,
+            docs,
+            targets.to(self.accelerator.device),
             self.loss_fn,
             self.train_cfg.get("gradcache_chunk"),
-            gather=all_gather_with_grad if self.accelerator.num_processes > 1 else None,
+            gather=gather,
+            no_sync=no_sync,
         )
+        distributed.average_gradients(self.loss_fn.parameters())
         max_norm = self.train_cfg.get("max_grad_norm")
         if max_norm:
-            self.accelerator.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]], max_norm)
+            torch.nn.utils.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]], max_norm)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -230,7 +258,7 @@ class Trainer:
                 loss = float(self.step(batch))
                 if step % log_every == 0 or step == total:
                     record = {"step": step, "loss": loss, "lr": lr, "source": batch.source, "n_queries": len(batch.queries), "n_docs": len(batch.docs)}
-                    record.update(self.accelerator.unwrap_model(self.loss_fn).log_values())
+                    record.update(self.loss_fn.log_values())
                     record["elapsed_s"] = round(time.perf_counter() - t0, 3)
                     log.write(json.dumps(record) + "\n")
                     log.flush()
