@@ -168,6 +168,17 @@ def checkpoint_steps(training: dict[str, Any]) -> list[int]:
     return sorted(set(range(every, total + 1, every)) | {total})
 
 
+def put_interpreter_on_path() -> None:
+    """Put the running interpreter's folder first on PATH, so that jobs started by this process
+    (Snakemake's shell commands) find the ``pairrel`` script of the same environment."""
+    import sys
+
+    bin_dir = os.path.dirname(sys.executable)
+    path = os.environ.get("PATH", "")
+    if bin_dir not in path.split(os.pathsep):
+        os.environ["PATH"] = bin_dir + os.pathsep + path
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file in the same folder, then rename."""
     path = Path(path)

@@ -1,7 +1,6 @@
 # The study's grid and paths. All logic lives in pairrel.config, which is unit-tested.
 import glob
 import os
-import sys
 
 import pandas as pd
 from snakemake.utils import Paramspace
@@ -9,6 +8,7 @@ from snakemake.utils import Paramspace
 from pairrel.config import (
     GRID_AXES,
     checkpoint_steps,
+    put_interpreter_on_path,
     expand_grid,
     run_id,
     validate_config,
@@ -16,9 +16,9 @@ from pairrel.config import (
 )
 from pairrel.config import load_yaml as _load_yaml
 
-# Jobs call `pairrel`: find it beside the Python running Snakemake (a venv that is not
-# activated); with --use-conda the job's activated env comes first on PATH and wins.
-os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+# Jobs call `pairrel`: found beside the Python running Snakemake even in a venv that is not
+# activated; with --use-conda the job's activated env comes first on PATH and wins.
+put_interpreter_on_path()
 
 # Fails before any job runs, naming the offending key.
 validate_config(config)

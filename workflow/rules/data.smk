@@ -7,7 +7,7 @@ if config.get("quickstart_corpus"):
         output:
             _corpus_outputs(),
         params:
-            root=config["quickstart_corpus"]["root"],
+            root=lambda wildcards, output: os.path.dirname(os.path.dirname(output[0])),
             options=" ".join(
                 f"--{key.replace('_', '-')} {value}"
                 for key, value in config["quickstart_corpus"].items()

@@ -1,0 +1,132 @@
+"""The Snakemake DAG for real: the quickstart end to end, rerun, report-only, planning, lint.
+
+The workflow runs in a copy of the repository's workflow files, so the test leaves the
+checkout's results/ and paper_figures/ alone.
+"""
+
+import csv
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+pytestmark = pytest.mark.slow
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+WORKFLOW_FILES = ["Snakefile", "config.yaml", "presets", "workflow", "profiles", "envs"]
+QUICKSTART = ["--configfile", "presets/quickstart.yaml", "tiny.yaml"]
+
+
+def snakemake(cwd, *args, check=True):
+    proc = subprocess.run([SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True, timeout=900)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    root = tmp_path_factory.mktemp("study")
+    for name in WORKFLOW_FILES:
+        src = REPO_ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, root / name)
+    shutil.copy(REPO_ROOT / "tests" / "data" / "quickstart-tiny.yaml", root / "tiny.yaml")
+    snakemake(root, "--cores", "2", *QUICKSTART)
+    return root
+
+
+def jobs_run(output: str) -> list[str]:
+    return [line.split()[-1].rstrip(":") for line in output.splitlines() if line.startswith(("rule ", "localrule "))]
+
+
+def test_quickstart_writes_tables_and_figures(study):
+    figures = study / "paper_figures" / "quickstart"
+    for name in ["main_table.md", "main_table.tex", "main_table.csv", "per_task.csv", "type_scores.png",
+                 "type_scores.pdf", "training_curves.png"]:
+        assert (figures / name).stat().st_size > 0, name
+    rows = list(csv.DictReader((figures / "main_table.csv").open()))
+    trained = [r for r in rows if r.get("loss")]
+    assert sorted((r["loss"], r["labels"]) for r in trained) == [
+        ("bce", "binary@2"), ("bce", "graded-linear"), ("softmax", "binary@2"), ("softmax", "graded-linear")]
+    assert len(rows) == 5  # the four variants and the base model
+    for row in rows:
+        assert row["n_tasks"] == "3"
+        assert 0.0 < float(row["Average"]) <= 100.0
+        scores = [float(row[t]) for t in ("PairClassification", "Retrieval", "STS")]
+        assert float(row["Average"]) == pytest.approx(sum(scores) / 3, abs=0.011)
+    runs = study / "results" / "quickstart" / "runs"
+    assert len(list(runs.glob("**/metrics.jsonl"))) == 4
+    assert len(list(runs.glob("**/checkpoint-4/adapter_model.safetensors"))) == 4
+
+
+def test_rerun_has_nothing_to_do(study):
+    proc = snakemake(study, "-n", *QUICKSTART)
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_report_target_rebuilds_from_cached_results_only(study, tmp_path):
+    # A fresh clone with only results/ copied in: no checkpoints, no corpus, no prepared data.
+    clone = tmp_path / "clone"
+    clone.mkdir()
+    for name in WORKFLOW_FILES + ["tiny.yaml"]:
+        src = study / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, clone / name)
+    shutil.copytree(study / "results", clone / "results")
+    for path in list((clone / "results" / "quickstart").glob("runs/**/checkpoint-*")) + [
+        clone / "results" / "quickstart" / "corpus", clone / "results" / "quickstart" / "data"]:
+        shutil.rmtree(path)
+    proc = snakemake(clone, "--cores", "1", "report", *QUICKSTART)
+    assert jobs_run(proc.stdout + proc.stderr) == ["report"]
+    rebuilt = (clone / "paper_figures" / "quickstart" / "main_table.csv").read_text()
+    assert rebuilt == (study / "paper_figures" / "quickstart" / "main_table.csv").read_text()
+
+
+def test_paper_grid_plans_offline():
+    proc = snakemake(REPO_ROOT, "-n", "--quiet", "rules")
+    counts = {}
+    for line in proc.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit():
+            counts[parts[0]] = int(parts[1])
+    # 12 runs x 5 checkpoints x 7 task groups, 2 base models x 7 groups, 13 data sources
+    assert counts["train_run"] == 12
+    assert counts["evaluate_checkpoint"] == 12 * 5 * 7
+    assert counts["evaluate_base"] == 2 * 7
+    assert counts["prepare_source"] == 13
+    assert counts["report_study"] == 1
+
+
+@pytest.mark.parametrize(
+    "mutate, key",
+    [
+        (lambda c: c["training"].__setitem__("learning_rate", -0.001), "training.learning_rate"),
+        (lambda c: c["losses"].__setitem__("focal", {"type": "focal"}), "losses.focal.type"),
+        (lambda c: c["training"].pop("steps"), "training.steps"),
+        (lambda c: c.pop("evaluation"), "evaluation"),
+        (lambda c: c["grid"].__setitem__("labels", ["binary@2", "graded-cubic"]), "grid.labels.1"),
+    ],
+    ids=["negative-lr", "unknown-loss", "missing-steps", "missing-evaluation", "unknown-labels"],
+)
+def test_bad_config_fails_before_any_job(tmp_path, mutate, key):
+    import yaml
+
+    for name in WORKFLOW_FILES:
+        src = REPO_ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / name)
+    cfg = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    mutate(cfg)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    proc = snakemake(tmp_path, "--cores", "1", check=False)
+    assert proc.returncode != 0
+    assert f"'{key}'" in proc.stdout + proc.stderr
+    assert "Job stats" not in proc.stdout + proc.stderr
+    assert not (tmp_path / "results").exists()  # nothing ran, nothing was written
+
+
+def test_lint_is_clean():
+    for extra in ([], ["--configfile", "presets/quickstart.yaml"]):
+        proc = snakemake(REPO_ROOT, "--lint", *extra)
+        assert "Congratulations" in proc.stdout + proc.stderr
