@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
-from test_report_tables import QS, write_run
+from tests.test_report_tables import QS, write_run
 
 from pairrel.report import cli
 from pairrel.report.collect import collect
