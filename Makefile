@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 quickstart: install
-	$(OFFLINE) $(BIN)/snakemake --cores $(CORES) --configfile presets/quickstart.yaml
+	$(OFFLINE) $(BIN)/snakemake --cores $(CORES) --resources gpu=$(CORES) --configfile presets/quickstart.yaml
 
 test: install
 	$(OFFLINE) $(BIN)/python -m pytest -q

@@ -34,7 +34,7 @@ def study(tmp_path_factory):
         src = REPO_ROOT / name
         (shutil.copytree if src.is_dir() else shutil.copy)(src, root / name)
     shutil.copy(REPO_ROOT / "tests" / "data" / "quickstart-tiny.yaml", root / "tiny.yaml")
-    snakemake(root, "--cores", "2", *QUICKSTART)
+    snakemake(root, "--cores", "2", "--resources", "gpu=2", *QUICKSTART)
     return root
 
 

@@ -17,7 +17,7 @@ rule evaluate_checkpoint:
     benchmark:
         f"{RESULTS}/benchmarks/evaluate/{RUN_PATTERN}/step~{{step}}/{{group}}.tsv"
     resources:
-        gpus=1,
+        gpu=1,
     conda:
         "../../envs/evaluate.yaml"
     shell:
@@ -40,7 +40,7 @@ rule evaluate_base:
     benchmark:
         f"{RESULTS}/benchmarks/evaluate/base/model~{{model}}/{{group}}.tsv"
     resources:
-        gpus=1,
+        gpu=1,
     conda:
         "../../envs/evaluate.yaml"
     shell:

@@ -17,7 +17,7 @@ rule train_run:
     benchmark:
         f"{RESULTS}/benchmarks/train/{RUN_PATTERN}.tsv"
     resources:
-        gpus=1,
+        gpu=1,
     conda:
         "../../envs/train.yaml"
     shell:
