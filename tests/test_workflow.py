@@ -91,10 +91,11 @@ def test_paper_grid_plans_offline():
         parts = line.split()
         if len(parts) == 2 and parts[1].isdigit():
             counts[parts[0]] = int(parts[1])
-    # 12 runs x 5 checkpoints x 7 task groups, 2 base models x 7 groups, 13 data sources
+    # 12 runs x 5 checkpoints x 7 MTEB task types, plus the held-out group for the 8 TREC-DL
+    # runs; 2 base models x 8 groups; 13 data sources
     assert counts["train_run"] == 12
-    assert counts["evaluate_checkpoint"] == 12 * 5 * 7
-    assert counts["evaluate_base"] == 2 * 7
+    assert counts["evaluate_checkpoint"] == 12 * 5 * 7 + 8 * 5
+    assert counts["evaluate_base"] == 2 * 8
     assert counts["prepare_source"] == 13
     assert counts["report_study"] == 1
 

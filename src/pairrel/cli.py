@@ -70,7 +70,7 @@ def cmd_train(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from pairrel.encoder import EncoderConfig, build_encoder
-    from pairrel.evaluate.run import evaluate, select_tasks
+    from pairrel.evaluate.run import evaluate, heldout_tasks, select_tasks
 
     cfg = _config(args)
     eval_cfg = cfg["evaluation"]
@@ -86,17 +86,29 @@ def cmd_evaluate(args) -> int:
             raise FileNotFoundError(f"{adapter}: not a checkpoint (no adapter_config.json)")
         step = int(json.loads((adapter / "trainer_state.json").read_text())["step"])
         revision, kwargs = "lora", {**{k: run[k] for k in ("data", "loss", "labels", "seed")}, "step": step}
-    if cfg.get("training", {}).get("num_threads"):
-        import torch
+    import torch
 
+    if cfg.get("training", {}).get("num_threads"):
         torch.set_num_threads(int(cfg["training"]["num_threads"]))
-    tasks = select_tasks(
-        eval_cfg["benchmark"], args.task_type, eval_cfg.get("tasks"),
-        eval_cfg.get("local_dataset"), eval_cfg.get("local_instruction", ""),
-    )
+    if args.task_type == "heldout":
+        # The run's own data mix; for the base model, every mix of the grid.
+        data_names = [run["data"]] if not args.base else sorted({r["data"] for r in expand_grid(cfg)})
+        if args.prepared is None:
+            raise ConfigError("--task-type heldout needs --prepared (the folder of prepared data mixes)")
+        tasks = heldout_tasks(cfg, data_names, args.prepared)
+    else:
+        tasks = select_tasks(
+            eval_cfg["benchmark"], args.task_type, eval_cfg.get("tasks"),
+            eval_cfg.get("local_dataset"), eval_cfg.get("local_instruction", ""),
+        )
     if not tasks:
-        print(f"no tasks of type {args.task_type} in {eval_cfg['benchmark']}", file=sys.stderr)
+        # e.g. the held-out group of a run without a K-fold source: nothing to evaluate.
+        print(f"no tasks of type {args.task_type} for this model", file=sys.stderr)
+        print(json.dumps({}))
+        return 0
     encoder = build_encoder(EncoderConfig.from_dict(cfg["models"][model_key]), adapter=adapter)
+    if torch.cuda.is_available():
+        encoder.to("cuda")
     scores = evaluate(encoder, tasks, args.out, f"pairrel/{model_key}", revision, kwargs, eval_cfg.get("batch_size", 64))
     print(json.dumps(scores, indent=2))
     return 0
@@ -130,7 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     who.add_argument("--run", help="run id of the checkpoint")
     who.add_argument("--base", help="evaluate the untrained base model of this models: key")
     p.add_argument("--checkpoint", type=Path, help="checkpoint folder (with --run)")
-    p.add_argument("--task-type", default=None, help="only tasks of this type ('local': all local tasks)")
+    p.add_argument("--task-type", default=None, help="only tasks of this type ('local': all local tasks; 'heldout': K-fold held-out queries)")
+    p.add_argument("--prepared", type=Path, help="folder of the prepared data mixes (for --task-type heldout)")
     p.add_argument("--out", required=True, type=Path, help="mteb result cache folder")
     p.set_defaults(func=cmd_evaluate)
 

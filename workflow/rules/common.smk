@@ -61,14 +61,28 @@ def prepared_files(data_name):
 
 PREPARED = [p for d in DATA_USED for p in prepared_files(d)]
 TRAIN_DONE = [f"{RESULTS}/runs/{rid}/done" for rid in RUN_IDS]
+
+
+def has_heldout(data_names):
+    """Whether any source of these data mixes has a K-fold split to evaluate on."""
+    return any("folds" in src for d in data_names for src in config["data"][d]["sources"].values())
+
+
+def task_groups(data_names):
+    """The run's evaluation groups: `heldout` only where a K-fold source exists."""
+    return [g for g in TASK_GROUPS if g != "heldout" or has_heldout(data_names)]
+
+
 EVAL_MARKERS = [
-    f"{RESULTS}/eval/{rid}/step~{step}/{group}.done"
-    for rid in RUN_IDS
+    f"{RESULTS}/eval/{run_id(run)}/step~{step}/{group}.done"
+    for run in RUNS
     for step in EVAL_STEPS
-    for group in TASK_GROUPS
+    for group in task_groups([run["data"]])
 ]
 if config["evaluation"].get("include_base", True):
-    EVAL_MARKERS += [f"{RESULTS}/eval/base/model~{m}/{group}.done" for m in MODELS_USED for group in TASK_GROUPS]
+    EVAL_MARKERS += [
+        f"{RESULTS}/eval/base/model~{m}/{group}.done" for m in MODELS_USED for group in task_groups(DATA_USED)
+    ]
 REPORT_OUTPUTS = [f"{FIGURES}/main_table.md", f"{FIGURES}/main_table.csv", f"{FIGURES}/main_table.tex"]
 
 

@@ -26,7 +26,7 @@ from mteb.abstasks.sts import AbsTaskSTS
 from mteb.abstasks.task_metadata import TaskMetadata
 from mteb.types import PromptType
 
-from pairrel.evaluate.task_specs import QUICKSTART_TASK_SPECS
+from pairrel.evaluate.task_specs import QUICKSTART_TASK_SPECS, heldout_task_name, local_task_spec
 
 # TaskMetadata fields that describe provenance rather than scoring; shared by every local task.
 _COMMON_METADATA: dict[str, Any] = dict(
@@ -46,7 +46,7 @@ _COMMON_METADATA: dict[str, Any] = dict(
 
 
 def _metadata(name: str, description: str, dataset_id: str, instruction: str) -> TaskMetadata:
-    spec = QUICKSTART_TASK_SPECS[name]
+    spec = QUICKSTART_TASK_SPECS.get(name) or local_task_spec(name)
     return TaskMetadata(
         name=name,
         prompt={"query": instruction} if instruction else None,
@@ -142,6 +142,54 @@ class LocalPairClassification(_IrDatasetsTask, AbsTaskPairClassification):
         queries, docs, grades, _ = judged_pairs(self.dataset_id)
         labels = [int(g >= self.relevant_grade) for g in grades]
         self._store(Dataset.from_dict({"sentence1": queries, "sentence2": docs, "labels": labels}))
+
+
+class LocalHeldOutReranking(_IrDatasetsTask, AbsTaskRetrieval):
+    """Reranking of the judged documents of held-out queries (a K-fold test split).
+
+    Only the judged passages are looked up (``docs_store().get_many``), so a 138M-passage corpus
+    such as MS MARCO v2 is never iterated.
+    """
+
+    query_ids: frozenset[str]
+
+    def load_data(self, **kwargs: Any) -> None:
+        if self.data_loaded:
+            return
+        dataset = ir_datasets.load(self.dataset_id)
+        relevant: dict[str, dict[str, int]] = defaultdict(dict)
+        for qrel in dataset.qrels_iter():
+            if qrel.query_id in self.query_ids:
+                relevant[qrel.query_id][qrel.doc_id] = int(qrel.relevance)
+        missing = sorted(self.query_ids - relevant.keys())
+        if missing:
+            raise ValueError(f"{self.dataset_id}: held-out queries without judgments: {missing[:5]}")
+        doc_ids = sorted({d for docs in relevant.values() for d in docs})
+        docs = dataset.docs_store().get_many(doc_ids)
+        absent = [d for d in doc_ids if d not in docs]
+        if absent:
+            raise ValueError(f"{self.dataset_id}: {len(absent)} judged documents missing from the corpus, e.g. {absent[:3]}")
+        queries = [{"id": q.query_id, "text": q.text} for q in dataset.queries_iter() if q.query_id in relevant]
+        self._store(
+            {
+                "corpus": Dataset.from_list([{"id": d, "title": "", "text": docs[d].text} for d in doc_ids]),
+                "queries": Dataset.from_list(queries),
+                "relevant_docs": dict(relevant),
+                "top_ranked": {q: sorted(docs_of_q) for q, docs_of_q in relevant.items()},
+            }
+        )
+
+
+def heldout_task(dataset_id: str, query_ids, source: str, fold: int, instruction: str = "") -> LocalHeldOutReranking:
+    """The reranking task of one fold's held-out queries of ``dataset_id``."""
+    name = heldout_task_name(source, fold)
+    description = f"Rerank the judged documents of fold {fold}'s held-out queries of {dataset_id}."
+    attrs = {
+        "metadata": _metadata(name, description, dataset_id, instruction),
+        "dataset_id": dataset_id,
+        "query_ids": frozenset(map(str, query_ids)),
+    }
+    return type(name.replace("-", "_"), (LocalHeldOutReranking,), attrs)()
 
 
 def local_tasks(dataset_id: str, instruction: str = "", relevant_grade: int = 2) -> list:

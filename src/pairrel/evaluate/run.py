@@ -127,6 +127,32 @@ def select_tasks(
     return tasks
 
 
+def heldout_tasks(cfg: dict, data_names: list[str], prepared_root) -> list:
+    """One reranking task per K-fold source of these data mixes: the run's held-out fold.
+
+    The fold's test queries come from ``{prepared_root}/{data}/{source}.folds.json``, written
+    when the source was prepared, so evaluation sees exactly the queries training left out.
+    """
+    import json
+    from pathlib import Path
+
+    from pairrel.evaluate.local_tasks import heldout_task
+
+    tasks = []
+    for data_name in data_names:
+        for source, spec in cfg["data"][data_name]["sources"].items():
+            if "folds" not in spec:
+                continue
+            folds_path = Path(prepared_root) / data_name / f"{source}.folds.json"
+            if not folds_path.exists():
+                raise FileNotFoundError(f"{folds_path}: fold split of source '{source}' missing (prepare the data first)")
+            split = json.loads(folds_path.read_text())
+            fold = int(spec.get("fold", 0))
+            test_ids = next(f["test"] for f in split["folds"] if int(f["fold"]) == fold)
+            tasks.append(heldout_task(spec["dataset"], test_ids, source, fold, spec.get("instruction", "")))
+    return tasks
+
+
 def evaluate(encoder: Encoder, tasks: list, cache_dir, name: str, revision: str, experiment_kwargs: dict | None, batch_size: int = 64) -> dict[str, float]:
     """Run ``mteb.evaluate`` and return ``{task: main score}`` (on mteb's 0–1 scale)."""
     import mteb

@@ -26,3 +26,20 @@ QUICKSTART_TASK_SPECS: dict[str, dict[str, str]] = {
         "subset": "default",
     },
 }
+
+
+# Held-out queries of a K-fold graded source (e.g. TREC-DL 2023): reranking of their judged
+# passages, scored by nDCG@10 with graded gains (TREC-DL's primary measure). Not part of any
+# benchmark average: the report puts them in a table of their own.
+HELDOUT_PREFIX = "PairrelHeldOut"
+
+
+def heldout_task_name(source: str, fold: int) -> str:
+    return f"{HELDOUT_PREFIX}-{source}-fold{fold}"
+
+
+def local_task_spec(name: str) -> dict[str, str] | None:
+    """How a local task outside every benchmark is scored, or None if ``name`` is not one."""
+    if name.startswith(HELDOUT_PREFIX + "-"):
+        return {"type": "Reranking", "main_score": "ndcg_at_10", "split": "test", "subset": "default"}
+    return None

@@ -12,6 +12,7 @@ comparison_summary.csv      (``--compare A B``, or automatically for exactly two
 type_scores.{png,pdf}       per-task-type comparison of the rows
 ablation_<axis>.{png,pdf}   score vs every numeric grid axis (bias_init, step, …)
 training_curves.{png,pdf}   loss, temperature, bias vs step (``--runs``)
+heldout.{csv,md,tex}        held-out K-fold queries (nDCG@10), when evaluated
 notes.md                    incomplete rows and their missing tasks, unknown tasks, warnings
 ==========================  ==================================================================
 """
@@ -149,6 +150,13 @@ def _run(args: argparse.Namespace) -> int:
     markdown = _write_table(out, "main_table", main, [*type_names, "Average"], table_notes)
     per_task = tables.per_task_table(coll)
     _write_table(out, "per_task", per_task, list(per_task.columns[2:]), [], bold_rows=True)
+
+    heldout = tables.heldout_table(coll)
+    if heldout is not None:
+        task_cols = [c for c in heldout.columns if c not in ("model", *coll.grid_columns)]
+        _write_table(out, "heldout", heldout, task_cols,
+                     ["Held-out queries of K-fold sources: reranking of their judged documents, "
+                      "nDCG@10 (graded gains), 0-100. Not part of any average."])
 
     seeds = tables.seed_table(main, coll.grid_columns)
     if seeds is not None:

@@ -69,6 +69,9 @@ class Collection:
     grid_columns: list[str]
     unknown_tasks: dict[str, list[str]]  # label -> task files not in the benchmark
     warnings: list[str]
+    # Local tasks outside the benchmark (K-fold held-out queries): same columns as ``scores``,
+    # never part of an average.
+    extra_scores: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def _results_roots(path: Path) -> list[Path]:
@@ -298,8 +301,10 @@ def collect(
     grid_columns = [grid_column(k) for k in grid_keys]
     labels = _unique_labels(sources, grid_keys)
 
+    from pairrel.evaluate.task_specs import local_task_spec
+
     component_names = {c.name for spec in specs.values() for c in spec.components}
-    score_rows, row_rows, unknown = [], [], {}
+    score_rows, row_rows, extra_rows, unknown = [], [], [], {}
     for label, s in zip(labels, sources):
         grid = {grid_column(k): v for k, v in s.grid.items()}
         present = 0
@@ -314,6 +319,14 @@ def collect(
                                "experiment": s.experiment, **grid,
                                "task": spec.name, "type": spec.type, "score": score})
         extra = sorted(t for t in s.files if t not in specs and t not in component_names)
+        for task in [t for t in extra if local_task_spec(t)]:
+            spec = TaskSpec(name=task, **local_task_spec(task))
+            score, _ = _task_score(s, spec, warnings)
+            if score is not None:
+                extra_rows.append({"label": label, "model": s.model, "revision": s.revision,
+                                   "experiment": s.experiment, **grid,
+                                   "task": task, "type": spec.type, "score": score})
+        extra = [t for t in extra if not local_task_spec(t)]
         if extra:
             unknown[label] = extra
         row_rows.append({"label": label, "model": s.model, "revision": s.revision,
@@ -324,4 +337,6 @@ def collect(
     scores = _with_object_grid(score_frame, score_rows, grid_columns)
     rows = _with_object_grid(pd.DataFrame(row_rows, columns=[*base_cols, "n_tasks", "missing"]),
                              row_rows, grid_columns)
-    return Collection(name, specs, scores, rows, grid_columns, unknown, warnings)
+    extras = _with_object_grid(pd.DataFrame(extra_rows, columns=[*base_cols, "task", "type", "score"]),
+                               extra_rows, grid_columns)
+    return Collection(name, specs, scores, rows, grid_columns, unknown, warnings, extras)

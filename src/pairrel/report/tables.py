@@ -67,6 +67,20 @@ def per_task_table(coll: Collection) -> pd.DataFrame:
     return table
 
 
+def heldout_table(coll: Collection) -> pd.DataFrame | None:
+    """Rows: models with held-out results (K-fold test queries); columns: grid values, one per
+    held-out task (nDCG@10, 0-100). None when no row has any."""
+    if coll.extra_scores.empty:
+        return None
+    wide = coll.extra_scores.pivot_table(index="label", columns="task", values="score", aggfunc="first")
+    rows = main_table_order(coll.rows, coll.grid_columns)
+    rows = rows[rows["label"].isin(wide.index)]
+    table = rows[["label", *coll.grid_columns]].rename(columns={"label": "model"}).reset_index(drop=True)
+    for task in sorted(wide.columns):
+        table[task] = table["model"].map(wide[task])
+    return table
+
+
 def _sort_key(value: object) -> tuple:
     """Numbers before text, numbers by value (so seed 7 < seed 42)."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
