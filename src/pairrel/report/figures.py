@@ -199,18 +199,22 @@ def training_curves(runs_dir: Path, out_base: Path, skip_bad: bool = False,
         return []
     fig, axes = plt.subplots(1, len(CURVE_KEYS), figsize=(4.2 * len(CURVE_KEYS), 3.6),
                              squeeze=False)
-    for run, name in zip(runs, _short_run_names(runs, runs_dir)):
+    for index, (run, name) in enumerate(zip(runs, _short_run_names(runs, runs_dir))):
         metrics = read_metrics(run / "metrics.jsonl", skip_bad=skip_bad, warnings=warnings)
         if metrics.empty:
             continue
         metrics = metrics.sort_values("step")
+        # Only the BCE loss logs a bias; a softmax run's "temperature" is its fixed tau, a
+        # different quantity from BCE's scale t, so its curve would mislead in that panel.
+        is_bce = "bias" in metrics.columns
         for ax, key in zip(axes[0], CURVE_KEYS):
-            if key in metrics.columns:
+            if key in metrics.columns and (key == "loss" or is_bce):
                 values = pd.to_numeric(metrics[key], errors="coerce")
                 if values.notna().any():
-                    ax.plot(metrics["step"], values, label=name, linewidth=1.2)
+                    ax.plot(metrics["step"], values, label=name, linewidth=1.2, color=f"C{index % 10}")
+    titles = {"temperature": "BCE scale t = exp(t′)", "bias": "BCE bias b"}
     for ax, key in zip(axes[0], CURVE_KEYS):
-        ax.set_title(key)
+        ax.set_title(titles.get(key, key))
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
         lines = ax.get_lines()
