@@ -75,3 +75,19 @@ def test_checkpoint_results_carry_the_grid_as_experiment_kwargs(collection, mini
 def test_unknown_task_names_are_refused(collection):
     with pytest.raises(ValueError, match="evaluation.tasks"):
         select_tasks("pairrel-quickstart", None, ["NoSuchTask"], DATASET)
+
+
+def test_embedding_cache_overflow_keeps_every_embedding(minilm):
+    from types import SimpleNamespace
+
+    from pairrel.evaluate.run import mteb_model
+
+    model = mteb_model(minilm, "pairrel/minilm", "base", None, batch_size=2)
+    model.cache.max_bytes = 3 * 384 * 4  # room for three embeddings: the call below needs five
+    meta = SimpleNamespace(prompt=None, type="STS", name="T")
+    texts = ["a cat", "a dog", "a bird", "a fish", "a cat", "a horse"]
+    out = model.encode([{"text": texts[:3]}, {"text": texts[3:]}], task_metadata=meta, hf_split="test", hf_subset="default")
+    with torch.no_grad():
+        direct = minilm.encode(texts).numpy()
+    np.testing.assert_allclose(out, direct, atol=1e-5)
+    assert model.cache.n_bytes <= model.cache.max_bytes

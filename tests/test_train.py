@@ -104,3 +104,34 @@ def test_softmax_graded_run_trains(prepared, tmp_path):
     metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert metrics[0]["temperature"] == pytest.approx(0.02)
     assert all(torch.isfinite(torch.tensor(m["loss"])) for m in metrics)
+
+
+def test_trainable_encoder_is_in_train_mode(prepared, tmp_path):
+    cfg, sources = prepared
+    trainer = Trainer(run_config(cfg, steps=1, every=1), tmp_path / "run", sources, progress=False)
+    # dropout and gradient checkpointing only act in train mode
+    assert trainer.encoder.training and trainer.encoder.model.training
+
+
+def test_changed_config_retrains_instead_of_resuming(prepared, tmp_path):
+    cfg, sources = prepared
+    run_dir = tmp_path / "run"
+    assert Trainer(run_config(cfg, steps=2, every=1), run_dir, sources, progress=False).run() == 0
+    first = adapter(run_dir / "checkpoint-2")
+
+    # A neutral setting changed: the finished run is kept as it is.
+    neutral = run_config(cfg, steps=2, every=2)
+    neutral["training"]["log_every"] = 2
+    assert Trainer(neutral, run_dir, sources, progress=False).run() == 0
+    torch.testing.assert_close(adapter(run_dir / "checkpoint-2"), first, rtol=0, atol=0)
+
+    # The learning rate changed: the old checkpoints describe other weights, so start over.
+    changed = run_config(cfg, steps=2, every=1)
+    changed["training"]["learning_rate"] = 1e-3
+    assert Trainer(changed, run_dir, sources, progress=False).run() == 0
+    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics] == [1, 2]
+    assert metrics[0]["lr"] == pytest.approx(1e-3)
+    retrained = adapter(run_dir / "checkpoint-2")
+    assert any(not torch.equal(retrained[k], first[k]) for k in first)
+    assert load_config(run_dir / "run.yaml", validate=False)["training"]["learning_rate"] == 1e-3

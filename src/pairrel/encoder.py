@@ -148,7 +148,11 @@ def build_encoder(config: EncoderConfig, adapter: str | Path | None = None, trai
         # Non-reentrant checkpointing gives LoRA weights gradients even when the frozen
         # embeddings' outputs do not require grad (REFERENCE §5).
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    if not trainable:
+    if trainable:
+        # from_pretrained returns eval mode; training needs train mode for dropout and for
+        # gradient checkpointing, which transformers only applies while ``model.training``.
+        model.train()
+    else:
         model.eval()
         for param in model.parameters():
             param.requires_grad_(False)

@@ -24,6 +24,7 @@ import os
 import random
 import shutil
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,19 @@ import torch
 from pairrel.config import atomic_write_text, write_yaml
 
 CHECKPOINT_PREFIX = "checkpoint-"
+# Training settings that do not change the weights: a rerun that changes only these resumes.
+_NEUTRAL_TRAINING_KEYS = {"training.num_threads", "training.log_every", "training.checkpoint_every"}
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM, what a scheduler expects from a terminated job
 
 
@@ -105,7 +119,7 @@ class Trainer:
         _seed_everything(run_cfg["seed"])
 
         model_cfg = EncoderConfig.from_dict(run_cfg["model"])
-        mixed = {"bfloat16": "bf16", "float16": "fp16"}.get(model_cfg.dtype, "no")
+        mixed = "bf16" if model_cfg.dtype == "bfloat16" else "no"
         self.accelerator = Accelerator(mixed_precision=mixed if torch.cuda.is_available() else "no")
         # LoRA weights train in float32; the frozen base may be bf16.
         self.encoder = build_encoder(model_cfg, trainable=True)
@@ -154,7 +168,12 @@ class Trainer:
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
                 "loss": self.loss_fn.state_dict(),
-                "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
+                "rng": {
+                    "torch": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                    "numpy": np.random.get_state(),
+                    "python": random.getstate(),
+                },
             },
             tmp / "trainer_state.pt",
         )
@@ -173,10 +192,35 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.loss_fn.load_state_dict(state["loss"])
         torch.set_rng_state(state["rng"]["torch"])
+        if state["rng"].get("cuda") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         np.random.set_state(state["rng"]["numpy"])
         random.setstate(state["rng"]["python"])
         info = json.loads((path / "trainer_state.json").read_text())
         return int(info["step"]), float(info.get("elapsed_s", 0.0))
+
+    def _changed_keys(self) -> list[str]:
+        """Dotted keys where the saved run.yaml differs from this run's config: its checkpoints
+        were trained under another config. Settings that do not change the weights are ignored."""
+        import yaml
+
+        saved_path = self.run_dir / "run.yaml"
+        if not saved_path.exists():
+            return []
+        saved = _flatten(yaml.safe_load(saved_path.read_text()) or {})
+        current = _flatten(json.loads(json.dumps(self.cfg)))  # tuples as lists, as YAML reads them
+        return sorted(
+            key for key in saved.keys() | current.keys()
+            if saved.get(key) != current.get(key) and key not in _NEUTRAL_TRAINING_KEYS
+        )
+
+    def _start_fresh(self, changed: list[str]) -> None:
+        print(f"{self.run_dir}: config changed since the checkpoints were written ({', '.join(changed)}); "
+              "training from scratch", file=sys.stderr)
+        for _, path in checkpoints(self.run_dir):
+            shutil.rmtree(path)
+        for name in ("metrics.jsonl", "done"):
+            (self.run_dir / name).unlink(missing_ok=True)
 
     def _truncate_metrics(self, last_step: int) -> None:
         """Drop logged steps after the checkpoint we resume from (they will be redone)."""
@@ -235,12 +279,25 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         return loss
 
+    def _any_rank(self, flag: bool) -> bool:
+        """True on every process when any got SIGTERM, so all checkpoint and stop together."""
+        if self.accelerator.num_processes == 1:
+            return flag
+        value = torch.tensor([1.0 if flag else 0.0], device=self.accelerator.device)
+        return bool(self.accelerator.reduce(value, reduction="sum").item() > 0)
+
     def run(self) -> int:
         """Train to ``training.steps``; returns 0, or 143 after a checkpoint on SIGTERM."""
         from tqdm.auto import tqdm
 
+        main = self.accelerator.is_main_process
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        write_yaml(self.run_dir / "run.yaml", self.cfg)
+        changed = self._changed_keys()
+        if changed and main:
+            self._start_fresh(changed)
+        self.accelerator.wait_for_everyone()
+        if main:
+            write_yaml(self.run_dir / "run.yaml", self.cfg)
         total = int(self.train_cfg["steps"])
         every = int(self.train_cfg.get("checkpoint_every", total))
         log_every = int(self.train_cfg.get("log_every", 1))
@@ -248,10 +305,12 @@ class Trainer:
         saved = checkpoints(self.run_dir)
         if saved:
             start, elapsed = self.load_checkpoint(saved[-1][1])
-            self._truncate_metrics(start)
+            if main:
+                self._truncate_metrics(start)
         t0 = time.perf_counter() - elapsed
-        bar = tqdm(total=total, initial=start, desc=self.cfg["run_id"], disable=not self.progress, dynamic_ncols=True)
-        with _Preemption() as preemption, open(self.run_dir / "metrics.jsonl", "a") as log:
+        bar = tqdm(total=total, initial=start, desc=self.cfg["run_id"], disable=not (self.progress and main), dynamic_ncols=True)
+        log_path = self.run_dir / "metrics.jsonl" if main else Path(os.devnull)  # one writer
+        with _Preemption() as preemption, open(log_path, "a") as log:
             for batch in self.batcher.iter_steps(total, start_step=start):
                 step = batch.step + 1  # batch k (0-based) completes optimizer step k + 1
                 lr = self.scheduler.get_last_lr()[0]
@@ -266,11 +325,14 @@ class Trainer:
                 bar.set_postfix(loss=f"{loss:.4f}")
                 if step % every == 0 or step == total:
                     self.save_checkpoint(step, time.perf_counter() - t0)
-                if preemption.requested and step < total:
+                if self._any_rank(preemption.requested) and step < total:
                     self.save_checkpoint(step, time.perf_counter() - t0)
                     bar.close()
                     return PREEMPTED_EXIT_CODE
         bar.close()
-        atomic_write_text(self.run_dir / "done", json.dumps({"steps": total, "elapsed_s": round(time.perf_counter() - t0, 3)}) + "\n")
+        if main:
+            atomic_write_text(
+                self.run_dir / "done", json.dumps({"steps": total, "elapsed_s": round(time.perf_counter() - t0, 3)}) + "\n"
+            )
         return 0
 

@@ -11,7 +11,12 @@ rule train_run:
         run_id=RUN_PATTERN,
         run_dir=f"{RESULTS}/runs/{RUN_PATTERN}",
         prepared=f"{RESULTS}/data/{{data}}",
+        # Every value that changes the weights, so Snakemake retrains when one changes (the
+        # trainer then starts over instead of resuming checkpoints of the old config).
         training=config["training"],
+        model=lambda wc: config["models"][wc.model],
+        data_spec=lambda wc: config["data"][wc.data],
+        loss_spec=lambda wc: config["losses"][wc.loss],
     log:
         f"{RESULTS}/logs/train/{RUN_PATTERN}.log",
     benchmark:

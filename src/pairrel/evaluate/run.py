@@ -47,6 +47,8 @@ class EmbeddingCache(dict):
         self.n_bytes = 0
 
     def update(self, instruction: str, texts: list[str], embeddings: np.ndarray) -> None:
+        if embeddings.nbytes > self.max_bytes:
+            return  # larger than the whole cache: keep what is there
         if self.n_bytes + embeddings.nbytes > self.max_bytes:
             self.clear()
             self.n_bytes = 0
@@ -86,13 +88,18 @@ def mteb_model(encoder: Encoder, name: str, revision: str, experiment_kwargs: di
             instruction = _instruction(task_metadata, prompt_type)
             texts = [text for batch in inputs for text in batch["text"]]
             todo = list(dict.fromkeys(t for t in texts if (instruction, t) not in self.cache))
+            fresh: dict[str, np.ndarray] = {}
             for start in range(0, len(todo), batch_size):
                 chunk = todo[start : start + batch_size]
                 emb = encoder.encode(chunk, instruction=instruction).float().cpu().numpy()
-                self.cache.update(instruction, chunk, emb)
+                fresh.update(zip(chunk, emb))
             if not texts:
                 return np.zeros((0, 1), dtype=np.float32)
-            return np.stack([self.cache[(instruction, t)] for t in texts])
+            # Assemble before caching: storing may clear the cache (memory bound).
+            result = np.stack([fresh[t] if t in fresh else self.cache[(instruction, t)] for t in texts])
+            if fresh:
+                self.cache.update(instruction, list(fresh), np.stack(list(fresh.values())))
+            return result
 
     return PairrelEncoder()
 
@@ -122,7 +129,7 @@ def select_tasks(
         if unknown:
             raise ValueError(f"config key 'evaluation.tasks': not in {benchmark}: {', '.join(sorted(unknown))}")
         tasks = [t for t in tasks if t.metadata.name in task_names]
-    if task_type and task_type != "local":
+    if task_type and task_type not in ("local", "all"):
         tasks = [t for t in tasks if t.metadata.type == task_type]
     return tasks
 
