@@ -131,26 +131,40 @@ def source_components(dataset, pairs: str = "auto") -> tuple[str, ...]:
     return ("queries", "docpairs", "docs") if use_docpairs else ("queries", "qrels", "docs")
 
 
+def _used(cfg: dict, section: str, axis: str) -> dict:
+    """The entries of ``section`` that the grid uses (all of them without a grid)."""
+    entries = cfg.get(section) or {}
+    names = (cfg.get("grid") or {}).get(axis)
+    return {name: entries[name] for name in names if name in entries} if names else entries
+
+
 def _config_sources(cfg: dict):
-    for data_name, mix in (cfg.get("data") or {}).items():
+    for data_name, mix in _used(cfg, "data", "data").items():
         for source_name, source in ((mix or {}).get("sources") or {}).items():
             yield data_name, source_name, source
 
 
 def _model_repos(cfg: dict) -> list[str]:
+    """Hub ids of the grid's models and adapters (local folders and packaged models skipped)."""
+    from pairrel.encoder import resolve_model_path
+
     repos = []
-    for model in (cfg.get("models") or {}).values():
+    for model in _used(cfg, "models", "models").values():
         for key in ("name_or_path", "mntp_adapter"):
             value = (model or {}).get(key)
-            if value and not Path(value).exists():
+            if value and not Path(resolve_model_path(value)).exists():
                 repos.append(value)
     return list(dict.fromkeys(repos))
 
 
 def _mteb_tasks(cfg: dict) -> list:
+    from pairrel.evaluate.task_specs import QUICKSTART_BENCHMARK
+
     evaluation = cfg.get("evaluation") or {}
     if not evaluation.get("benchmark") and not evaluation.get("tasks"):
         return []
+    if evaluation.get("benchmark") == QUICKSTART_BENCHMARK:
+        return []  # local tasks: their data is the config's local datasets
     import mteb  # slow to import: only when the config evaluates on MTEB
 
     if evaluation.get("tasks"):
