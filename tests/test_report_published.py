@@ -68,3 +68,25 @@ def test_cli_puts_published_baselines_beside_results(published, tmp_path, capsys
     # best Average is the published Llama-3 row (65.01), best STS the Mistral row (84.09)
     assert r"\textbf{65.01}" in tex and r"\textbf{84.09}" in tex and r"\textbf{61.85}" not in tex
     assert "arXiv:2404.05961" in tex
+
+
+LLM2VEC_ABLATION_TASKS = [
+    "SciFact", "ArguAna", "NFCorpus", "StackOverflowDupQuestions", "SciDocsRR", "BiorxivClusteringS2S",
+    "MedrxivClusteringS2S", "TwentyNewsgroupsClustering", "SprintDuplicateQuestions",
+    "Banking77Classification", "EmotionClassification", "MassiveIntentClassification", "STS17",
+    "SICK-R", "STSBenchmark"]
+
+
+def test_task_subset_averages_over_the_subset_only(published):
+    full = collect([published], benchmark="MTEB(eng, v1)")
+    subset = collect([published], benchmark="MTEB(eng, v1)", tasks=LLM2VEC_ABLATION_TASKS)
+    assert subset.benchmark == "MTEB(eng, v1)[subset of 15]"
+    table = main_table(subset)
+    row = table.iloc[0]
+    assert (row["n_tasks"], row["missing"]) == (15, "")
+    # the subset average is the plain mean of those 15 task scores, read from the full collection
+    per_task = full.scores.set_index("task")["score"]
+    assert row["Average"] == pytest.approx(per_task[LLM2VEC_ABLATION_TASKS].mean(), abs=1e-9)
+    assert "Summarization" not in table.columns  # no summarization task in the subset
+    with pytest.raises(ValueError, match="NoSuchTask"):
+        collect([published], benchmark="MTEB(eng, v1)", tasks=["NoSuchTask"])

@@ -114,6 +114,9 @@ def _report_args():
     reference = config.get("report", {}).get("reference")
     if reference:
         args.append(f"--reference {reference}")
+    tasks = config["evaluation"].get("tasks")
+    if tasks:
+        args.append("--tasks " + " ".join(tasks))
     compare = config.get("report", {}).get("compare")
     if compare:
         args.append("--compare " + " ".join(compare))

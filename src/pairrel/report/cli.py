@@ -52,6 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              f"{REFERENCE_BENCHMARK}")
     parser.add_argument("--no-reference", action="store_true",
                         help="leave published baselines out")
+    parser.add_argument("--tasks", nargs="+", metavar="TASK",
+                        help="restrict the benchmark to these tasks (averages over the subset; "
+                             "published baselines, which cover the whole benchmark, are left out)")
     parser.add_argument("--compare", nargs=2, metavar=("A", "B"),
                         help="two row labels or grid selectors (loss=bce loss=softmax); default: "
                              "the two losses when the grid has exactly two")
@@ -72,6 +75,9 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 def _references(args, benchmark: str, type_names: list[str], notes: list[str]):
     if args.no_reference:
+        return None
+    if args.tasks:
+        notes.append("published baselines left out: they average the whole benchmark, not this subset")
         return None
     if args.reference is not None:
         if not args.reference.exists():
@@ -132,7 +138,8 @@ def run_report(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     out: Path = args.out
-    coll = collect(list(args.results), benchmark=args.benchmark, skip_bad=args.skip_bad)
+    coll = collect(list(args.results), benchmark=args.benchmark, skip_bad=args.skip_bad,
+                   tasks=args.tasks)
     if coll.rows.empty:
         raise ValueError(f"no MTEB result files under {', '.join(map(str, args.results))}")
     notes_general: list[str] = []

@@ -291,10 +291,21 @@ def _unique_labels(sources: list[RowSource], grid_keys: list[str]) -> list[str]:
 
 
 def collect(
-    paths: list[Path], benchmark: str = "MTEB(eng, v1)", skip_bad: bool = False
+    paths: list[Path], benchmark: str = "MTEB(eng, v1)", skip_bad: bool = False,
+    tasks: list[str] | None = None,
 ) -> Collection:
-    """Read result folders and score every (model, revision, experiment) on a benchmark."""
+    """Read result folders and score every (model, revision, experiment) on a benchmark.
+
+    ``tasks`` restricts the benchmark to a subset (e.g. LLM2Vec's 15-task ablation set): the
+    averages are then over that subset, and the benchmark is named ``NAME[subset of N]``.
+    """
     name, specs = benchmark_specs(benchmark)
+    if tasks:
+        unknown = sorted(set(tasks) - specs.keys())
+        if unknown:
+            raise ValueError(f"--tasks: not in {name}: {', '.join(unknown)}")
+        specs = {task: spec for task, spec in specs.items() if task in set(tasks)}
+        name = f"{name}[subset of {len(specs)}]"
     warnings: list[str] = []
     sources = read_sources(paths, skip_bad=skip_bad, warnings=warnings)
     grid_keys = order_grid_columns({k for s in sources for k in s.grid})
