@@ -131,3 +131,12 @@ def test_lint_is_clean():
     for extra in ([], ["--configfile", "presets/quickstart.yaml"]):
         proc = snakemake(REPO_ROOT, "--lint", *extra)
         assert "Congratulations" in proc.stdout + proc.stderr
+
+
+def test_ablation_preset_plans_offline():
+    proc = snakemake(REPO_ROOT, "-n", "--quiet", "rules", "--configfile", "presets/ablation.yaml")
+    counts = {p[0]: int(p[1]) for p in (l.split() for l in proc.stdout.splitlines()) if len(p) == 2 and p[1].isdigit()}
+    # 6 loss variants x the last checkpoint x 6 task types; the base model x 6 types
+    assert counts["train_run"] == 6
+    assert counts["evaluate_checkpoint"] == 6 * 6
+    assert counts["evaluate_base"] == 6
