@@ -53,6 +53,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from pairrel.config import atomic_write_text
 from pairrel.data import trecdl
 from pairrel.data.prefetch import require_files, source_components
 from pairrel.data.registry import load_dataset, local_dir, read_meta
@@ -124,9 +125,7 @@ class _ParquetSink:
 
 
 def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
 def _rows() -> dict[str, list]:

@@ -113,13 +113,18 @@ class LocalRetrieval(_IrDatasetsTask, AbsTaskRetrieval):
         )
 
 
-class LocalSTS(_IrDatasetsTask, AbsTaskSTS):
+class _QueryPassagePairs:
+    """Mixin for pair tasks over judged (query, passage) pairs: the query side gets the
+    instruction and the passage side none, as in retrieval."""
+
+    input1_prompt_type = PromptType.query
+    input2_prompt_type = PromptType.document
+
+
+class LocalSTS(_QueryPassagePairs, _IrDatasetsTask, AbsTaskSTS):
     """Judged (query, passage) pairs scored by their relevance grade."""
 
     min_score = 0
-    # The pairs are (query, passage): the query side gets the instruction, as in retrieval.
-    input1_prompt_type = PromptType.query
-    input2_prompt_type = PromptType.document
 
     def load_data(self, **kwargs: Any) -> None:
         if self.data_loaded:
@@ -129,12 +134,10 @@ class LocalSTS(_IrDatasetsTask, AbsTaskSTS):
         self._store(Dataset.from_dict({"sentence1": queries, "sentence2": docs, "score": [float(g) for g in grades]}))
 
 
-class LocalPairClassification(_IrDatasetsTask, AbsTaskPairClassification):
+class LocalPairClassification(_QueryPassagePairs, _IrDatasetsTask, AbsTaskPairClassification):
     """Judged (query, passage) pairs labelled relevant when grade >= ``relevant_grade``."""
 
     relevant_grade = 2  # TREC's binary convention for passages
-    input1_prompt_type = PromptType.query
-    input2_prompt_type = PromptType.document
 
     def load_data(self, **kwargs: Any) -> None:
         if self.data_loaded:

@@ -23,6 +23,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from pairrel.config import atomic_write_text
 from pairrel.report import compare as compare_mod
 from pairrel.report import figures, tables
 from pairrel.report.collect import collect
@@ -107,24 +108,24 @@ def _write_table(out: Path, stem: str, table, bold_columns, notes, bold_rows=Fal
                  hidden=("missing", "source")) -> str:
     shown = table.drop(columns=[c for c in hidden if c in table.columns])
     markdown = tables.to_markdown(shown, notes)
-    tables.write_atomic(out / f"{stem}.csv", tables.to_csv(table))
-    tables.write_atomic(out / f"{stem}.md", markdown)
-    tables.write_atomic(out / f"{stem}.tex", tables.to_latex(shown, bold_columns,
+    atomic_write_text(out / f"{stem}.csv", tables.to_csv(table))
+    atomic_write_text(out / f"{stem}.md", markdown)
+    atomic_write_text(out / f"{stem}.tex", tables.to_latex(shown, bold_columns,
                                                               bold_rows=bold_rows, notes=notes))
     return markdown
 
 
 def _write_comparison(out: Path, coll, pair: tuple[str, str]) -> None:
     per_task, summary = compare_mod.compare(coll.scores, coll.grid_columns, *pair)
-    tables.write_atomic(out / "comparison.csv", tables.to_csv(per_task))
-    tables.write_atomic(out / "comparison_summary.csv", tables.to_csv(summary))
+    atomic_write_text(out / "comparison.csv", tables.to_csv(per_task))
+    atomic_write_text(out / "comparison_summary.csv", tables.to_csv(summary))
     lines = [f"# {pair[0]} vs {pair[1]}", "",
              f"diff = A − B on the 0-100 scale; 95 % paired bootstrap CI over tasks "
              f"({compare_mod.N_RESAMPLES} resamples, seed {compare_mod.BOOTSTRAP_SEED}); "
              "two-sided sign test (ties dropped).", "",
              tables.to_markdown(summary.assign(sign_p=summary["sign_p"].map(lambda p: f"{p:.4g}"))),
              "## Per task", "", tables.to_markdown(per_task)]
-    tables.write_atomic(out / "comparison.md", "\n".join(lines))
+    atomic_write_text(out / "comparison.md", "\n".join(lines))
 
 
 def run_report(args: argparse.Namespace) -> int:
@@ -169,8 +170,8 @@ def _run(args: argparse.Namespace) -> int:
     if seeds is not None:
         value_cols = [*type_names, "Average"]
         keys = [c for c in coll.grid_columns if c != "seed"]
-        tables.write_atomic(out / "main_table_seeds.csv", tables.to_csv(seeds))
-        tables.write_atomic(out / "main_table_seeds.md",
+        atomic_write_text(out / "main_table_seeds.csv", tables.to_csv(seeds))
+        atomic_write_text(out / "main_table_seeds.md",
                             tables.seeds_markdown(seeds, value_cols, keys))
 
     pair = tuple(args.compare) if args.compare else compare_mod.automatic_loss_pair(coll.scores)
@@ -191,7 +192,7 @@ def _run(args: argparse.Namespace) -> int:
     for label, tasks in coll.unknown_tasks.items():
         notes.append(f"- not in {coll.benchmark} (not in any table): {label}: {', '.join(tasks)}")
     notes += [f"- {n}" for n in notes_general + warnings]
-    tables.write_atomic(out / "notes.md", "\n".join(notes) + "\n")
+    atomic_write_text(out / "notes.md", "\n".join(notes) + "\n")
     for line in notes[4:]:
         print(f"pairrel report: {line.removeprefix('- ')}", file=sys.stderr)
     print(markdown)

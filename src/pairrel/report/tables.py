@@ -14,8 +14,6 @@ Every file is written to a temporary name and renamed, so no reader sees half a 
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -25,23 +23,6 @@ from pairrel.report.collect import Collection, grid_column
 from pairrel.report.scores import TASK_TYPE_ORDER
 
 PUBLISHED_SOURCE_PREFIX = "published"
-
-
-# ---------------------------------------------------------------- atomic writes
-
-
-def write_atomic(path: Path, data: str | bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data.encode("utf-8") if isinstance(data, str) else data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # ---------------------------------------------------------------- building tables
