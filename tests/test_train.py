@@ -12,7 +12,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from pairrel.config import load_config, parse_run_id, resolve_run
+from pairrel.config import load_config
+from pairrel.study import Study, training_fingerprint
 from pairrel.data import quickstart
 from pairrel.data.registry import register_local_dir
 from pairrel.data.sources import prepare_source
@@ -27,15 +28,16 @@ def prepared(tmp_path_factory):
     root = tmp_path_factory.mktemp("corpus")
     paths = quickstart.generate(root / "corpus", seed=3, n_topics=6, n_passages=60, n_queries=40)
     register_local_dir("pairrel-quickstart/train", paths["train"])
-    cfg = load_config(REPO_ROOT / "config.yaml", REPO_ROOT / "presets" / "quickstart.yaml")
-    source = cfg["data"]["quickstart"]["sources"]["quickstart"]
+    study = Study(load_config(REPO_ROOT / "config.yaml", REPO_ROOT / "presets" / "quickstart.yaml"))
+    source = study.cfg["data"]["quickstart"]["sources"]["quickstart"]
     out = root / "prepared" / "quickstart.parquet"
     prepare_source("quickstart", source, out)
-    return cfg, {"quickstart": (out, out.with_name("quickstart.meta.json"))}
+    return study, {"quickstart": {"parquet": str(out), "meta": str(out.with_name("quickstart.meta.json"))}}
 
 
-def run_config(cfg, run=RUN, steps=4, every=2):
-    run_cfg = resolve_run(cfg, parse_run_id(run))
+def run_config(study, run=RUN, steps=4, every=2):
+    study, prepared = study
+    run_cfg = study.run(run).config | {"prepared": prepared}
     run_cfg["training"].update(steps=steps, batch_size=4, checkpoint_every=every, warmup_steps=1, num_threads=1)
     return run_cfg
 
@@ -50,13 +52,13 @@ def test_linear_schedule():
 
 
 def test_run_writes_its_files_and_resumes_exactly(prepared, tmp_path):
-    cfg, sources = prepared
     run_dir = tmp_path / "run"
-    assert Trainer(run_config(cfg), run_dir, sources, progress=False).run() == 0
+    assert Trainer(run_config(prepared), run_dir, progress=False).run() == 0
     assert [step for step, _ in checkpoints(run_dir)] == [2, 4]
     assert (run_dir / "done").exists()
-    resolved = load_config(run_dir / "run.yaml", validate=False)
-    assert resolved["grid"] == parse_run_id(RUN) and resolved["training"]["steps"] == 4
+    state = json.loads((run_dir / "checkpoint-4" / "trainer_state.json").read_text())
+    assert state["step"] == 4 and state["run_id"] == RUN
+    assert state["fingerprint"] == training_fingerprint(run_config(prepared))
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in metrics] == [1, 2, 3, 4]
     assert {"loss", "lr", "temperature", "bias", "rows_excluded", "elapsed_s"} <= metrics[0].keys()
@@ -70,7 +72,7 @@ def test_run_writes_its_files_and_resumes_exactly(prepared, tmp_path):
 
     shutil.rmtree(run_dir / "checkpoint-4")
     (run_dir / "done").unlink()
-    assert Trainer(run_config(cfg), run_dir, sources, progress=False).run() == 0
+    assert Trainer(run_config(prepared), run_dir, progress=False).run() == 0
     resumed = adapter(run_dir / "checkpoint-4")
     assert final.keys() == resumed.keys()
     for key in final:
@@ -81,8 +83,7 @@ def test_run_writes_its_files_and_resumes_exactly(prepared, tmp_path):
 
 
 def test_sigterm_writes_a_checkpoint_and_exits_143(prepared, tmp_path):
-    cfg, sources = prepared
-    trainer = Trainer(run_config(cfg, steps=6, every=5), tmp_path / "run", sources, progress=False)
+    trainer = Trainer(run_config(prepared, steps=6, every=5), tmp_path / "run", progress=False)
     batches = trainer.batcher.iter_steps
 
     def preempt_during_step_two(num_steps, start_step=0):
@@ -98,40 +99,38 @@ def test_sigterm_writes_a_checkpoint_and_exits_143(prepared, tmp_path):
 
 
 def test_softmax_graded_run_trains(prepared, tmp_path):
-    cfg, sources = prepared
     run = "model~minilm/data~quickstart/loss~softmax/labels~graded-linear/seed~42"
-    assert Trainer(run_config(cfg, run=run, steps=2, every=2), tmp_path / "run", sources, progress=False).run() == 0
+    assert Trainer(run_config(prepared, run=run, steps=2, every=2), tmp_path / "run", progress=False).run() == 0
     metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert metrics[0]["temperature"] == pytest.approx(0.02)
     assert all(torch.isfinite(torch.tensor(m["loss"])) for m in metrics)
 
 
 def test_trainable_encoder_is_in_train_mode(prepared, tmp_path):
-    cfg, sources = prepared
-    trainer = Trainer(run_config(cfg, steps=1, every=1), tmp_path / "run", sources, progress=False)
+    trainer = Trainer(run_config(prepared, steps=1, every=1), tmp_path / "run", progress=False)
     # dropout and gradient checkpointing only act in train mode
     assert trainer.encoder.training and trainer.encoder.model.training
 
 
 def test_changed_config_retrains_instead_of_resuming(prepared, tmp_path):
-    cfg, sources = prepared
     run_dir = tmp_path / "run"
-    assert Trainer(run_config(cfg, steps=2, every=1), run_dir, sources, progress=False).run() == 0
+    assert Trainer(run_config(prepared, steps=2, every=1), run_dir, progress=False).run() == 0
     first = adapter(run_dir / "checkpoint-2")
 
     # A neutral setting changed: the finished run is kept as it is.
-    neutral = run_config(cfg, steps=2, every=2)
+    neutral = run_config(prepared, steps=2, every=2)
     neutral["training"]["log_every"] = 2
-    assert Trainer(neutral, run_dir, sources, progress=False).run() == 0
+    assert Trainer(neutral, run_dir, progress=False).run() == 0
     torch.testing.assert_close(adapter(run_dir / "checkpoint-2"), first, rtol=0, atol=0)
 
     # The learning rate changed: the old checkpoints describe other weights, so start over.
-    changed = run_config(cfg, steps=2, every=1)
+    changed = run_config(prepared, steps=2, every=1)
     changed["training"]["learning_rate"] = 1e-3
-    assert Trainer(changed, run_dir, sources, progress=False).run() == 0
+    assert Trainer(changed, run_dir, progress=False).run() == 0
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in metrics] == [1, 2]
     assert metrics[0]["lr"] == pytest.approx(1e-3)
     retrained = adapter(run_dir / "checkpoint-2")
     assert any(not torch.equal(retrained[k], first[k]) for k in first)
-    assert load_config(run_dir / "run.yaml", validate=False)["training"]["learning_rate"] == 1e-3
+    assert json.loads((run_dir / "checkpoint-2" / "trainer_state.json").read_text())["fingerprint"] == \
+        training_fingerprint(changed)

@@ -1,11 +1,16 @@
-"""``pairrel`` command line: ``data``, ``config``, ``train``, ``evaluate``, ``report``.
+"""``pairrel`` command line: ``config``, ``data``, ``train``, ``evaluate``, ``report``.
 
 Every Snakemake rule calls one of these, so each stage also runs by hand, e.g.::
 
-    pairrel config runs --config config.yaml
+    pairrel config runs --config config.yaml --config presets/quickstart.yaml
     pairrel train --config config.yaml --config presets/quickstart.yaml \\
-        --run model~minilm/data~quickstart/loss~bce/labels~binary@2/seed~42 \\
-        --prepared results/quickstart/data/quickstart --out results/quickstart/runs/…
+        --run model~minilm/data~quickstart/loss~bce/labels~binary@2/seed~42
+    pairrel evaluate --config config.yaml --config presets/quickstart.yaml \\
+        --run model~minilm/data~quickstart/loss~bce/labels~binary@2/seed~42 --step 60 --group local
+
+The commands are thin: the study (runs, paths, identities) is :mod:`pairrel.study`'s, the work
+is the library's. Exit status: 0 success, 1 bad input (a config key, file or line named on
+stderr), 2 usage error, 143 training stopped by SIGTERM after writing a checkpoint.
 """
 
 from __future__ import annotations
@@ -15,136 +20,114 @@ import json
 import sys
 from pathlib import Path
 
-from pairrel.config import ConfigError, expand_grid, load_config, parse_run_id, resolve_run, run_id
+from pairrel.config import ConfigError, load_config
+
+EXIT_BAD_INPUT = 1
+EPILOG = ("exit status: 0 success; 1 bad input (the config key, file or line is named on stderr); "
+          "2 usage error; 143 training stopped by SIGTERM after a checkpoint")
 
 
-def _add_config(parser: argparse.ArgumentParser) -> None:
+def add_config_option(parser: argparse.ArgumentParser, required: bool = True) -> None:
     parser.add_argument(
-        "--config", action="append", required=True, type=Path,
+        "--config", action="append", required=required, type=Path, metavar="FILE",
         help="config file; repeat to merge presets over it (later files win)",
     )
 
 
-def _config(args) -> dict:
+def study_from_args(args):
+    """The study of ``--config`` files, with its local datasets registered."""
     from pairrel.data.registry import register_from_config
+    from pairrel.study import Study
 
-    cfg = load_config(*args.config)
-    register_from_config(cfg)
-    return cfg
+    study = Study(load_config(*args.config))
+    register_from_config(study.cfg)
+    return study
 
 
 def cmd_config(args) -> int:
-    cfg = load_config(*args.config)
+    from pairrel.study import Study
+
+    study = Study(load_config(*args.config))
     if args.action == "validate":
-        print(f"ok: {len(expand_grid(cfg))} runs")
+        print(f"ok: {len(study.runs)} runs")
     elif args.action == "runs":
-        for run in expand_grid(cfg):
-            print(run_id(run))
+        for run in study.runs:
+            print(run.id)
     else:
-        json.dump(cfg, sys.stdout, indent=2)
+        json.dump(study.cfg, sys.stdout, indent=2)
         print()
     return 0
 
 
-def _prepared_sources(cfg: dict, data_name: str, prepared_dir: Path) -> dict[str, tuple[Path, Path]]:
-    prepared = {}
-    for source in cfg["data"][data_name]["sources"]:
-        parquet = prepared_dir / f"{source}.parquet"
-        meta = prepared_dir / f"{source}.meta.json"
-        for path in (parquet, meta):
-            if not path.exists():
-                raise FileNotFoundError(f"prepared source '{source}' of data '{data_name}' is missing: {path} (run `pairrel data prepare` first)")
-        prepared[source] = (parquet, meta)
-    return prepared
-
-
 def cmd_train(args) -> int:
+    from pairrel.config import load_yaml
     from pairrel.train import Trainer
 
-    cfg = _config(args)
-    run = parse_run_id(args.run)
-    run_cfg = resolve_run(cfg, run)
-    prepared = _prepared_sources(cfg, run["data"], args.prepared)
-    return Trainer(run_cfg, args.out, prepared, progress=not args.no_progress).run()
+    if args.run_config is not None:
+        run_cfg = load_yaml(args.run_config)
+        run_dir = args.run_config.parent
+        from pairrel.data.registry import register_from_config
+
+        register_from_config({"local_datasets": run_cfg.get("local_datasets", {})})
+    else:
+        if not args.config or not args.run:
+            raise ConfigError("train needs --run-config FILE, or --config FILE… with --run RUN_ID")
+        run = study_from_args(args).run(args.run)
+        run_cfg, run_dir = run.config, run.dir
+    return Trainer(run_cfg, run_dir, progress=not args.no_progress).run()
 
 
 def cmd_evaluate(args) -> int:
-    from pairrel.encoder import EncoderConfig, build_encoder
-    from pairrel.evaluate.run import evaluate, heldout_tasks, select_tasks
+    from pairrel.evaluate.run import evaluate_study_model
 
-    cfg = _config(args)
-    eval_cfg = cfg["evaluation"]
-    if args.base:
-        model_key, adapter, revision, kwargs = args.base, None, "base", None
-        if model_key not in cfg["models"]:
-            raise ConfigError(f"--base '{model_key}' is not defined under 'models'")
+    study = study_from_args(args)
+    tasks = [t for t in args.tasks.split(",") if t] if args.tasks is not None else None
+    if args.run:
+        run = study.run(args.run)
+        step = args.step if args.step is not None else run.final_step
+        scores = evaluate_study_model(study, args.group, run=run, step=step, tasks=tasks, marker=args.marker)
     else:
-        run = parse_run_id(args.run)
-        model_key = run["model"]
-        adapter = args.checkpoint
-        if not (adapter / "adapter_config.json").exists():
-            raise FileNotFoundError(f"{adapter}: not a checkpoint (no adapter_config.json)")
-        step = int(json.loads((adapter / "trainer_state.json").read_text())["step"])
-        revision, kwargs = "lora", {**{k: run[k] for k in ("data", "loss", "labels", "seed")}, "step": step}
-    import torch
-
-    if cfg.get("training", {}).get("num_threads"):
-        torch.set_num_threads(int(cfg["training"]["num_threads"]))
-    if args.task_type == "heldout":
-        # The run's own data mix; for the base model, every mix of the grid.
-        data_names = [run["data"]] if not args.base else sorted({r["data"] for r in expand_grid(cfg)})
-        if args.prepared is None:
-            raise ConfigError("--task-type heldout needs --prepared (the folder of prepared data mixes)")
-        tasks = heldout_tasks(cfg, data_names, args.prepared)
-    else:
-        tasks = select_tasks(
-            eval_cfg["benchmark"], args.task_type, eval_cfg.get("tasks"),
-            eval_cfg.get("local_dataset"), eval_cfg.get("local_instruction", ""),
-        )
-    if not tasks:
-        # e.g. the held-out group of a run without a K-fold source: nothing to evaluate.
-        print(f"no tasks of type {args.task_type} for this model", file=sys.stderr)
-        print(json.dumps({}))
-        return 0
-    encoder = build_encoder(EncoderConfig.from_dict(cfg["models"][model_key]), adapter=adapter)
-    if torch.cuda.is_available():
-        encoder.to("cuda")
-    scores = evaluate(encoder, tasks, args.out, f"pairrel/{model_key}", revision, kwargs, eval_cfg.get("batch_size", 64))
+        scores = evaluate_study_model(study, args.group, model=args.base, tasks=tasks, marker=args.marker)
     print(json.dumps(scores, indent=2))
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from pairrel import __version__
     from pairrel.data import cli as data_cli
     from pairrel.report import cli as report_cli
 
-    parser = argparse.ArgumentParser(prog="pairrel", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="pairrel", description=__doc__.split("\n")[0], epilog=EPILOG)
+    parser.add_argument("--version", action="version", version=f"pairrel {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     data_cli.register(commands)
 
-    p = commands.add_parser("config", help="validate a config, list its runs, or print it merged")
+    p = commands.add_parser("config", help="validate a config, list its runs, or print it merged with defaults",
+                            epilog=EPILOG)
     p.add_argument("action", choices=["validate", "runs", "show"])
-    _add_config(p)
+    add_config_option(p)
     p.set_defaults(func=cmd_config)
 
-    p = commands.add_parser("train", help="train one run (resumes from its last checkpoint)")
-    _add_config(p)
-    p.add_argument("--run", required=True, help="run id, e.g. model~minilm/data~quickstart/loss~bce/labels~binary@2/seed~42")
-    p.add_argument("--prepared", required=True, type=Path, help="folder of the data mix's prepared sources")
-    p.add_argument("--out", required=True, type=Path, help="run directory")
+    p = commands.add_parser("train", help="train one run (resumes from its last checkpoint)", epilog=EPILOG)
+    p.add_argument("--run-config", type=Path, metavar="RUN_YAML",
+                   help="the run's resolved config (results/{experiment}/runs/{run}/run.yaml); the run folder is its folder")
+    add_config_option(p, required=False)
+    p.add_argument("--run", help="run id (with --config), e.g. model~minilm/data~quickstart/loss~bce/labels~binary@2/seed~42")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_train)
 
-    p = commands.add_parser("evaluate", help="evaluate a checkpoint or a base model with mteb")
-    _add_config(p)
+    p = commands.add_parser("evaluate", help="evaluate a checkpoint or a base model of a study with mteb",
+                            epilog=EPILOG)
+    add_config_option(p)
     who = p.add_mutually_exclusive_group(required=True)
     who.add_argument("--run", help="run id of the checkpoint")
-    who.add_argument("--base", help="evaluate the untrained base model of this models: key")
-    p.add_argument("--checkpoint", type=Path, help="checkpoint folder (with --run)")
-    p.add_argument("--task-type", default=None, help="only tasks of this type ('local': all local tasks; 'heldout': K-fold held-out queries)")
-    p.add_argument("--prepared", type=Path, help="folder of the prepared data mixes (for --task-type heldout)")
-    p.add_argument("--out", required=True, type=Path, help="mteb result cache folder")
+    who.add_argument("--base", metavar="MODEL", help="evaluate the untrained base model of this models: key")
+    p.add_argument("--step", type=int, help="checkpoint step (with --run; default: the final step)")
+    p.add_argument("--group", "--task-type", dest="group", default="all",
+                   help="task group: an MTEB task type, 'all', 'local' or 'heldout' (default: all)")
+    p.add_argument("--tasks", metavar="NAME[,NAME…]", help="exactly these tasks of the group (default: the study's)")
+    p.add_argument("--marker", type=Path, help="write a JSON record of the job here (the workflow's output)")
     p.set_defaults(func=cmd_evaluate)
 
     report_cli.register(commands)
@@ -152,15 +135,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from pairrel.data.prefetch import DataUnavailableError
+    from pairrel.data.registry import UnknownDatasetError
+    from pairrel.data.sources import SourceError
+    from pairrel.report.scores import ResultFileError
+
     parser = build_parser()
     args = parser.parse_args(argv)
-    if getattr(args, "run", None) and args.command == "evaluate" and args.checkpoint is None:
-        parser.error("evaluate --run needs --checkpoint")
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, FileNotFoundError, ValueError) as err:
+    except (ConfigError, SourceError, DataUnavailableError, UnknownDatasetError, ResultFileError,
+            FileNotFoundError, ValueError) as err:
         print(f"pairrel {args.command}: error: {err}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
 
 
 if __name__ == "__main__":

@@ -1,31 +1,31 @@
-"""The study's configuration: load, merge, validate, expand into runs, resolve one run.
+"""The study's configuration: load, merge, validate, fill defaults.
 
 A study is ``config.yaml`` plus optional presets merged over it (later files win, mappings are
-merged key by key, everything else is replaced). The merged config is validated against
-``workflow/schemas/config.schema.yaml`` before anything runs, and each training run gets one
-fully resolved ``run.yaml`` (see :func:`resolve_run`).
+merged key by key, everything else is replaced). The merged config is checked against the JSON
+Schema shipped inside the package (``pairrel/schema/config.schema.yaml``), which is also the one
+owner of every default: :func:`load_config` returns the config with each schema ``default`` filled
+in, so no other module writes ``cfg.get(key, default)``. Cross-references the schema cannot express
+(grid names defined, label granularities parseable, exclusion keys, no NaN or infinity) are checked
+here as well; every error names the config key. Runs, paths and identities are
+:mod:`pairrel.study`'s business.
 """
 
 from __future__ import annotations
 
 import copy
-import itertools
+import math
 import os
 import tempfile
+from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
-
-# The grid axes, in run-id order: config key of the axis -> name in the run id.
-GRID_AXES = {"models": "model", "data": "data", "losses": "loss", "labels": "labels", "seeds": "seed"}
-
 
 class ConfigError(ValueError):
-    """A config that cannot describe a study; the message names the offending key."""
+    """A config that cannot describe a study; the message names the offending key or file."""
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -39,12 +39,33 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
     return merged
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """A safe loader that refuses a key given twice in one mapping (YAML would keep the last)."""
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key {key!r} appears twice (first on line {seen[key] + 1})", key_node.start_mark)
+        seen[key] = key_node.start_mark.line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
+    """One YAML mapping from ``path``; errors name the file (and line)."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader)  # noqa: S506 (safe loader)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
     if not isinstance(data, dict):
@@ -52,34 +73,56 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def load_config(*paths: str | Path, validate: bool = True) -> dict[str, Any]:
-    """Merge the config files in order and validate the result."""
+def load_config(*paths: str | Path, overrides: dict[str, Any] | None = None, validate: bool = True) -> dict[str, Any]:
+    """Merge the config files in order (then ``overrides``), validate, and fill the defaults.
+
+    ``validate=False`` returns the plain merge, for commands that need only a part of a config.
+    """
     cfg: dict[str, Any] = {}
     for path in paths:
         cfg = deep_merge(cfg, load_yaml(path))
-    if validate:
-        validate_config(cfg)
-    return cfg
+    if overrides:
+        cfg = deep_merge(cfg, overrides)
+    return validate_config(cfg) if validate else cfg
 
 
-def _key_path(error: Any) -> str:
-    return ".".join(str(part) for part in error.absolute_path) or "<top level>"
+@lru_cache(maxsize=1)
+def schema() -> dict[str, Any]:
+    """The config schema shipped with the package."""
+    text = resources.files("pairrel").joinpath("schema/config.schema.yaml").read_text(encoding="utf-8")
+    return yaml.safe_load(text)
 
 
-def validate_config(cfg: dict[str, Any]) -> None:
-    """Check ``cfg`` against the JSON Schema and the cross-references the schema cannot express.
+def _key_path(parts) -> str:
+    return ".".join(str(part) for part in parts) or "<top level>"
+
+
+def _check_finite(value: Any, where: tuple = ()) -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"config key '{_key_path(where)}': {value} is not a finite number")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_finite(item, (*where, key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_finite(item, (*where, i))
+
+
+def validate_config(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Check ``cfg`` against the schema and the cross-references; return it with defaults filled.
 
     Raises :class:`ConfigError` naming the key, e.g. ``config key 'training.learning_rate': …``.
+    ``cfg`` itself is not modified.
     """
     import jsonschema
 
-    schema = yaml.safe_load(SCHEMA_PATH.read_text())
-    validator = jsonschema.Draft202012Validator(schema)
+    _check_finite(cfg)
+    validator = jsonschema.Draft202012Validator(schema())
     errors = sorted(validator.iter_errors(cfg), key=lambda e: (len(e.absolute_path), str(e.absolute_path)))
     if errors:
         lines = []
         for err in errors[:10]:
-            where = _key_path(err)
+            where = _key_path(err.absolute_path)
             if err.validator == "required":
                 missing = err.message.split("'")[1]
                 where = f"{where}.{missing}" if err.absolute_path else missing
@@ -87,7 +130,59 @@ def validate_config(cfg: dict[str, Any]) -> None:
             else:
                 lines.append(f"config key '{where}': {err.message}")
         raise ConfigError("invalid config:\n  " + "\n  ".join(lines))
-    _check_references(cfg)
+    filled = fill_defaults(cfg)
+    _check_references(filled)
+    return filled
+
+
+def _resolve(node: dict[str, Any]) -> dict[str, Any]:
+    ref = node.get("$ref")
+    if ref:
+        target: Any = schema()
+        for part in ref.removeprefix("#/").split("/"):
+            target = target[part]
+        return _resolve({**target, **{k: v for k, v in node.items() if k != "$ref"}})
+    return node
+
+
+def _fill(node: dict[str, Any], value: Any, where: tuple) -> Any:
+    import jsonschema
+
+    node = _resolve(node)
+    for part in node.get("allOf", []):
+        part = _resolve(part)
+        if "if" in part:
+            if jsonschema.Draft202012Validator(part["if"]).is_valid(value):
+                value = _fill(part["then"], value, where)
+        else:
+            value = _fill(part, value, where)
+    if not isinstance(value, dict):
+        return value
+    # Per-mix training blocks override the global one key by key: filling defaults into them
+    # would silently override global values with schema defaults.
+    if len(where) == 2 and where[0] == "data":
+        fill_props = {k: v for k, v in node.get("properties", {}).items() if k != "training"}
+    else:
+        fill_props = node.get("properties", {})
+    for key, sub in fill_props.items():
+        if not isinstance(sub, dict):
+            continue
+        sub = _resolve(sub)
+        if key not in value and "default" in sub:
+            value[key] = copy.deepcopy(sub["default"])
+        if key in value:
+            value[key] = _fill(sub, value[key], (*where, key))
+    extra = node.get("additionalProperties")
+    if isinstance(extra, dict):
+        for key in value:
+            if key not in node.get("properties", {}):
+                value[key] = _fill(extra, value[key], (*where, key))
+    return value
+
+
+def fill_defaults(cfg: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``cfg`` with every schema ``default`` filled in where the key is absent."""
+    return _fill(schema(), copy.deepcopy(cfg), ())
 
 
 def _check_references(cfg: dict[str, Any]) -> None:
@@ -95,77 +190,29 @@ def _check_references(cfg: dict[str, Any]) -> None:
 
     grid = cfg["grid"]
     for axis, section in (("models", "models"), ("data", "data"), ("losses", "losses")):
-        for name in grid[axis]:
+        for i, name in enumerate(grid[axis]):
             if name not in cfg[section]:
                 known = ", ".join(sorted(cfg[section]))
-                raise ConfigError(f"config key 'grid.{axis}': '{name}' is not defined under '{section}' ({known})")
-    for name in grid["labels"]:
+                raise ConfigError(f"config key 'grid.{axis}.{i}': '{name}' is not defined under '{section}' ({known})")
+    for i, name in enumerate(grid["labels"]):
         try:
             parse_label_granularity(name)
         except ValueError as err:
-            raise ConfigError(f"config key 'grid.labels': {err}") from None
-    for i, rule in enumerate(grid.get("exclude", [])):
-        for key in rule:
-            if key not in GRID_AXES.values():
-                raise ConfigError(f"config key 'grid.exclude.{i}.{key}': not a grid axis ({', '.join(GRID_AXES.values())})")
-
-
-def expand_grid(cfg: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every run of the study: the product of the grid axes minus ``grid.exclude``, in order."""
-    grid = cfg["grid"]
-    axes = [(name, grid[key]) for key, name in GRID_AXES.items()]
-    excludes = grid.get("exclude", [])
-    runs = []
-    for values in itertools.product(*(vals for _, vals in axes)):
-        run = {name: value for (name, _), value in zip(axes, values)}
-        if any(all(str(run[k]) == str(v) for k, v in rule.items()) for rule in excludes):
-            continue
-        runs.append(run)
-    return runs
-
-
-def run_id(run: dict[str, Any]) -> str:
-    """``model~…/data~…/loss~…/labels~…/seed~…``, the layout of Snakemake's ``Paramspace``."""
-    return "/".join(f"{name}~{run[name]}" for name in GRID_AXES.values())
-
-
-def parse_run_id(text: str) -> dict[str, Any]:
-    """Inverse of :func:`run_id`; raises :class:`ConfigError` for a malformed id."""
-    run: dict[str, Any] = {}
-    for part in text.strip("/").split("/"):
-        key, sep, value = part.partition("~")
-        if not sep or key not in GRID_AXES.values():
-            raise ConfigError(f"malformed run id '{text}': expected {run_id({n: '…' for n in GRID_AXES.values()})}")
-        run[key] = int(value) if key == "seed" else value
-    missing = set(GRID_AXES.values()) - run.keys()
-    if missing:
-        raise ConfigError(f"malformed run id '{text}': missing {', '.join(sorted(missing))}")
-    return run
-
-
-def resolve_run(cfg: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
-    """The fully resolved config of one run: everything training needs, nothing else."""
-    for name, section in (("model", "models"), ("data", "data"), ("loss", "losses")):
-        if run[name] not in cfg[section]:
-            raise ConfigError(f"run {run_id(run)}: '{run[name]}' is not defined under '{section}'")
-    return {
-        "experiment": cfg["experiment"],
-        "run_id": run_id(run),
-        "grid": dict(run),
-        "model": copy.deepcopy(cfg["models"][run["model"]]),
-        "data": copy.deepcopy(cfg["data"][run["data"]]),
-        "loss": copy.deepcopy(cfg["losses"][run["loss"]]),
-        "labels": run["labels"],
-        "seed": int(run["seed"]),
-        "training": copy.deepcopy(cfg["training"]),
-    }
-
-
-def checkpoint_steps(training: dict[str, Any]) -> list[int]:
-    """The steps at which a run writes checkpoints: every ``checkpoint_every`` and the last."""
-    total = int(training["steps"])
-    every = int(training.get("checkpoint_every", total))
-    return sorted(set(range(every, total + 1, every)) | {total})
+            raise ConfigError(f"config key 'grid.labels.{i}': {err}") from None
+    axes = ("model", "data", "loss", "labels", "fold", "seed")
+    values = {"model": grid["models"], "data": grid["data"], "loss": grid["losses"], "labels": grid["labels"],
+              "seed": grid["seeds"]}
+    for i, rule in enumerate(grid["exclude"]):
+        for key, value in rule.items():
+            if key not in axes:
+                raise ConfigError(f"config key 'grid.exclude.{i}.{key}': not a grid axis ({', '.join(axes)})")
+            if key in values and str(value) not in {str(v) for v in values[key]}:
+                raise ConfigError(f"config key 'grid.exclude.{i}.{key}': '{value}' is not on the grid "
+                                  f"({', '.join(map(str, values[key]))}), so the rule excludes nothing")
+    for name, mix in cfg["data"].items():
+        for source, spec in mix["sources"].items():
+            if spec.get("folds") and "jsonl" in spec:
+                raise ConfigError(f"config key 'data.{name}.sources.{source}.folds': a K-fold split needs graded qrels, not a JSONL file")
 
 
 def put_interpreter_on_path() -> None:
@@ -179,14 +226,25 @@ def put_interpreter_on_path() -> None:
         os.environ["PATH"] = bin_dir + os.pathsep + path
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder, then rename."""
+    """Write ``text`` to ``path`` through a temporary file in the same folder, then rename.
+
+    The file gets the mode a plain ``open()`` would give it (0644 under umask 022), so
+    collaborators on shared storage can read it; ``mkstemp`` alone would leave it 0600.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as handle:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

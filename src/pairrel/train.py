@@ -1,14 +1,18 @@
 """The training loop: LoRA encoder, one loss, batches from prepared sources, resumable.
 
-One run = one resolved config (:func:`pairrel.config.resolve_run`). The run directory holds
+One run = one resolved config (``run.yaml``, :attr:`pairrel.study.Run.config`), whose folder is
+the run directory. It holds
 
-- ``run.yaml``: the resolved config, written before the first step;
+- ``run.yaml``: the resolved config (written by the workflow, or by ``pairrel train --run``);
 - ``metrics.jsonl``: one JSON object per logged step (loss, lr, temperature, bias, …);
 - ``checkpoint-{step}/``: the LoRA adapter, optimizer, scheduler, loss parameters and RNG
   state, written to a temporary folder and renamed, so a checkpoint is whole or absent;
 - ``done``: written after the last checkpoint.
 
-A rerun resumes from the last checkpoint: batch ``k`` is a pure function of (seed, k)
+A rerun resumes from the last checkpoint written under the same training fingerprint
+(:func:`pairrel.study.training_fingerprint`: the settings that change the weights and the content
+of the prepared data); checkpoints of another fingerprint are deleted and the run starts over.
+Batch ``k`` is a pure function of (seed, k)
 (:class:`pairrel.data.batching.SourceBatcher`), so the resumed run sees exactly the batches the
 uninterrupted one would have. SIGTERM (preemption, SLURM time limit) finishes the current step,
 writes a checkpoint and exits with status 143.
@@ -32,22 +36,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from pairrel.config import atomic_write_text, write_yaml
+from pairrel.config import atomic_write_text
+from pairrel.study import CHECKPOINT_PREFIX, checkpoint_dir, checkpoint_steps, training_fingerprint
 
-CHECKPOINT_PREFIX = "checkpoint-"
-# Training settings that do not change the weights: a rerun that changes only these resumes.
-_NEUTRAL_TRAINING_KEYS = {"training.num_threads", "training.log_every", "training.checkpoint_every"}
-
-
-def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``."""
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM, what a scheduler expects from a terminated job
 
 
@@ -103,7 +94,7 @@ class _Preemption:
 class Trainer:
     """Everything one run needs; :meth:`run` trains to the end or to a preemption."""
 
-    def __init__(self, run_cfg: dict[str, Any], run_dir: str | Path, prepared: dict[str, tuple[Path, Path]], progress: bool = True) -> None:
+    def __init__(self, run_cfg: dict[str, Any], run_dir: str | Path, progress: bool = True) -> None:
         from accelerate import Accelerator
 
         from pairrel.data.batching import SourceBatcher, load_prepared_source
@@ -114,7 +105,8 @@ class Trainer:
         self.train_cfg = run_cfg["training"]
         self.run_dir = Path(run_dir)
         self.progress = progress
-        if self.train_cfg.get("num_threads"):
+        self.fingerprint = training_fingerprint(run_cfg)
+        if self.train_cfg["num_threads"]:
             torch.set_num_threads(int(self.train_cfg["num_threads"]))
         _seed_everything(run_cfg["seed"])
 
@@ -126,27 +118,27 @@ class Trainer:
         loss_cfg = dict(run_cfg["loss"])
         self.loss_fn = build_loss(loss_cfg.pop("type"), **loss_cfg)
         lr = float(self.train_cfg["learning_rate"])
-        loss_lr = self.train_cfg.get("loss_learning_rate")
+        loss_lr = self.train_cfg["loss_learning_rate"]
         groups = [
             {"params": [p for p in self.encoder.parameters() if p.requires_grad]},
             # The loss's own scalars (BCE's t' and b) may move faster than the LoRA weights.
             {"params": [p for p in self.loss_fn.parameters() if p.requires_grad], "lr": float(loss_lr or lr), "weight_decay": 0.0},
         ]
         self.optimizer = torch.optim.AdamW(
-            [g for g in groups if g["params"]], lr=lr, weight_decay=float(self.train_cfg.get("weight_decay", 0.0))
+            [g for g in groups if g["params"]], lr=lr, weight_decay=float(self.train_cfg["weight_decay"])
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, linear_schedule(int(self.train_cfg.get("warmup_steps", 0)), int(self.train_cfg["steps"]))
+            self.optimizer, linear_schedule(int(self.train_cfg["warmup_steps"]), int(self.train_cfg["steps"]))
         )
         # Only the encoder goes under DDP: the loss may have no trainable parameter (softmax,
         # fixed BCE), and its t', b are averaged over ranks by hand (pairrel.distributed).
         self.encoder, self.optimizer = self.accelerator.prepare(self.encoder, self.optimizer)
         self.loss_fn = self.loss_fn.to(self.accelerator.device)
-        sources = {name: load_prepared_source(parquet, meta) for name, (parquet, meta) in prepared.items()}
+        sources = {name: load_prepared_source(files["parquet"], files["meta"]) for name, files in run_cfg["prepared"].items()}
         self.batcher = SourceBatcher(
             sources,
             batch_size=int(self.train_cfg["batch_size"]),
-            n_negatives=int(self.train_cfg.get("n_negatives", 1)),
+            n_negatives=int(self.train_cfg["n_negatives"]),
             label_granularity=run_cfg["labels"],
             seed=int(run_cfg["seed"]),
         )
@@ -156,7 +148,7 @@ class Trainer:
         return self.accelerator.unwrap_model(self.encoder)
 
     def save_checkpoint(self, step: int, elapsed: float) -> Path:
-        final = self.run_dir / f"{CHECKPOINT_PREFIX}{step}"
+        final = checkpoint_dir(self.run_dir, step)
         if not self.accelerator.is_main_process:
             return final
         tmp = self.run_dir / f".{final.name}.tmp"
@@ -177,7 +169,8 @@ class Trainer:
             },
             tmp / "trainer_state.pt",
         )
-        (tmp / "trainer_state.json").write_text(json.dumps({"step": step, "elapsed_s": round(elapsed, 3), "run_id": self.cfg["run_id"]}))
+        (tmp / "trainer_state.json").write_text(json.dumps(
+            {"step": step, "elapsed_s": round(elapsed, 3), "run_id": self.cfg["run_id"], "fingerprint": self.fingerprint}))
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
         return final
@@ -199,25 +192,22 @@ class Trainer:
         info = json.loads((path / "trainer_state.json").read_text())
         return int(info["step"]), float(info.get("elapsed_s", 0.0))
 
-    def _changed_keys(self) -> list[str]:
-        """Dotted keys where the saved run.yaml differs from this run's config: its checkpoints
-        were trained under another config. Settings that do not change the weights are ignored."""
-        import yaml
-
-        saved_path = self.run_dir / "run.yaml"
-        if not saved_path.exists():
-            return []
-        saved = _flatten(yaml.safe_load(saved_path.read_text()) or {})
-        current = _flatten(json.loads(json.dumps(self.cfg)))  # tuples as lists, as YAML reads them
-        return sorted(
-            key for key in saved.keys() | current.keys()
-            if saved.get(key) != current.get(key) and key not in _NEUTRAL_TRAINING_KEYS
-        )
-
-    def _start_fresh(self, changed: list[str]) -> None:
-        print(f"{self.run_dir}: config changed since the checkpoints were written ({', '.join(changed)}); "
-              "training from scratch", file=sys.stderr)
+    def _foreign_checkpoints(self) -> list[Path]:
+        """Checkpoints written under another training fingerprint (other settings or data)."""
+        foreign = []
         for _, path in checkpoints(self.run_dir):
+            try:
+                saved = json.loads((path / "trainer_state.json").read_text()).get("fingerprint")
+            except ValueError:
+                saved = None
+            if saved != self.fingerprint:
+                foreign.append(path)
+        return foreign
+
+    def _start_fresh(self, foreign: list[Path]) -> None:
+        print(f"{self.run_dir}: {len(foreign)} checkpoint(s) were trained with other settings or data; "
+              "training from scratch", file=sys.stderr)
+        for path in foreign:
             shutil.rmtree(path)
         for name in ("metrics.jsonl", "done"):
             (self.run_dir / name).unlink(missing_ok=True)
@@ -266,12 +256,12 @@ class Trainer:
             docs,
             targets.to(self.accelerator.device),
             self.loss_fn,
-            self.train_cfg.get("gradcache_chunk"),
+            self.train_cfg["gradcache_chunk"],
             gather=gather,
             no_sync=no_sync,
         )
         distributed.average_gradients(self.loss_fn.parameters())
-        max_norm = self.train_cfg.get("max_grad_norm")
+        max_norm = self.train_cfg["max_grad_norm"]
         if max_norm:
             torch.nn.utils.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]], max_norm)
         self.optimizer.step()
@@ -292,15 +282,13 @@ class Trainer:
 
         main = self.accelerator.is_main_process
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        changed = self._changed_keys()
-        if changed and main:
-            self._start_fresh(changed)
+        foreign = self._foreign_checkpoints()
+        if foreign and main:
+            self._start_fresh(foreign)
         self.accelerator.wait_for_everyone()
-        if main:
-            write_yaml(self.run_dir / "run.yaml", self.cfg)
         total = int(self.train_cfg["steps"])
-        every = int(self.train_cfg.get("checkpoint_every", total))
-        log_every = int(self.train_cfg.get("log_every", 1))
+        checkpoint_at = set(checkpoint_steps(self.train_cfg))
+        log_every = int(self.train_cfg["log_every"])
         start, elapsed = 0, 0.0
         saved = checkpoints(self.run_dir)
         if saved:
@@ -323,7 +311,7 @@ class Trainer:
                     log.flush()
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.4f}")
-                if step % every == 0 or step == total:
+                if step in checkpoint_at:
                     self.save_checkpoint(step, time.perf_counter() - t0)
                 if self._any_rank(preemption.requested) and step < total:
                     self.save_checkpoint(step, time.perf_counter() - t0)

@@ -1,37 +1,49 @@
-# Data: the quickstart corpus (when configured), one prepared Parquet per source, prefetch.
+# Data: the frozen config, the quickstart corpus (when configured), one prepared Parquet per
+# source (per fold for K-fold sources), prefetch.
 
 
-if config.get("quickstart_corpus"):
+localrules:
+    study_config,
+
+
+rule study_config:
+    output:
+        CONFIG_FILE,
+    params:
+        config=STUDY.cfg,
+    log:
+        STUDY.log("study_config.log"),
+    run:
+        # Written by a job, under Snakemake's lock: a refused or dry run leaves it untouched.
+        write_yaml(output[0], params.config)
+
+
+if STUDY.cfg["quickstart_corpus"]:
 
     rule quickstart_corpus:
         output:
-            _corpus_outputs(),
+            paths(STUDY.corpus_outputs()),
         params:
-            root=lambda wildcards, output: os.path.dirname(os.path.dirname(output[0])),
-            options=" ".join(
-                f"--{key.replace('_', '-')} {value}"
-                for key, value in config["quickstart_corpus"].items()
-                if key != "root"
-            ),
+            root=STUDY.cfg["quickstart_corpus"]["root"],
+            options=STUDY.corpus_options(),
         log:
-            f"{RESULTS}/logs/data/quickstart_corpus.log",
+            STUDY.log("data", "quickstart_corpus.log"),
         benchmark:
-            f"{RESULTS}/benchmarks/data/quickstart_corpus.tsv"
+            STUDY.benchmark_file("data", "quickstart_corpus.tsv")
         conda:
             "../../envs/data.yaml"
         shell:
-            "pairrel data quickstart --out {params.root} {params.options} > {log} 2>&1"
+            "pairrel data quickstart --out {params.root:q} {params.options} > {log:q} 2>&1"
 
 
 rule prepare_source:
     input:
-        _source_inputs,
+        lambda wc: paths(STUDY.source_inputs(wc.data, wc.source)),
     output:
         parquet=f"{RESULTS}/data/{{data}}/{{source}}.parquet",
         meta=f"{RESULTS}/data/{{data}}/{{source}}.meta.json",
     params:
-        config=MERGED_CONFIG,
-        spec=lambda wc: config["data"][wc.data]["sources"][wc.source],
+        job=lambda wc: STUDY.source_job_json(wc.data, wc.source),
     log:
         f"{RESULTS}/logs/data/{{data}}/{{source}}.log",
     benchmark:
@@ -39,18 +51,36 @@ rule prepare_source:
     conda:
         "../../envs/data.yaml"
     shell:
-        "pairrel data prepare --config {params.config} --data {wildcards.data}"
-        " --source {wildcards.source} --out {output.parquet} > {log} 2>&1"
+        "pairrel data prepare --job {params.job:q} --out {output.parquet:q} > {log:q} 2>&1"
+
+
+rule prepare_fold:
+    input:
+        lambda wc: paths(STUDY.source_inputs(wc.data, wc.source)),
+    output:
+        parquet=f"{RESULTS}/data/{{data}}/{{source}}.fold~{{fold}}.parquet",
+        meta=f"{RESULTS}/data/{{data}}/{{source}}.fold~{{fold}}.meta.json",
+        folds=f"{RESULTS}/data/{{data}}/{{source}}.fold~{{fold}}.folds.json",
+    params:
+        job=lambda wc: STUDY.source_job_json(wc.data, wc.source, int(wc.fold)),
+    log:
+        f"{RESULTS}/logs/data/{{data}}/{{source}}.fold~{{fold}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/data/{{data}}/{{source}}.fold~{{fold}}.tsv"
+    conda:
+        "../../envs/data.yaml"
+    shell:
+        "pairrel data prepare --job {params.job:q} --out {output.parquet:q} > {log:q} 2>&1"
 
 
 rule prefetch:
+    input:
+        ancient(CONFIG_FILE),
     output:
         touch(f"{RESULTS}/prefetch.done"),
-    params:
-        config=MERGED_CONFIG,
     log:
         f"{RESULTS}/logs/data/prefetch.log",
     conda:
         "../../envs/data.yaml"
     shell:
-        "pairrel data prefetch --config {params.config} > {log} 2>&1"
+        "pairrel data prefetch --config {input:q} > {log:q} 2>&1"

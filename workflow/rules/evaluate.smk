@@ -1,52 +1,65 @@
-# Evaluation: one job per (checkpoint, task group); mteb skips results it already has.
+# Evaluation: one job per (checkpoint, task group) and per (base model, task group). Each
+# checkpoint is its own mteb model whose revision fingerprints its weights, so a retrained run
+# is evaluated afresh and an unchanged one is never recomputed (pairrel.study).
+
+
+localrules:
+    resolve_model,
 
 
 rule evaluate_checkpoint:
     input:
-        f"{RESULTS}/runs/{RUN_PATTERN}/done",
+        run=f"{RESULTS}/runs/{{run}}/run.yaml",
+        done=f"{RESULTS}/runs/{{run}}/done",
+        config=ancient(CONFIG_FILE),
+        data=lambda wc: paths(STUDY.eval_inputs(run_of(wc), wc.group)),
     output:
-        touch(f"{RESULTS}/eval/{RUN_PATTERN}/step~{{step}}/{{group}}.done"),
+        f"{RESULTS}/eval/{{run}}/step~{{step}}/{{group}}.done",
     params:
-        config=MERGED_CONFIG,
-        run_id=RUN_PATTERN,
-        checkpoint=f"{RESULTS}/runs/{RUN_PATTERN}/checkpoint-{{step}}",
-        cache=f"{RESULTS}/mteb",
-        prepared=f"{RESULTS}/data",
-        evaluation=config["evaluation"],
+        tasks=lambda wc: ",".join(STUDY.tasks_for(wc.group, final=int(wc.step) == run_of(wc).final_step)),
     log:
-        f"{RESULTS}/logs/evaluate/{RUN_PATTERN}/step~{{step}}/{{group}}.log",
+        f"{RESULTS}/logs/evaluate/{{run}}/step~{{step}}/{{group}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/evaluate/{RUN_PATTERN}/step~{{step}}/{{group}}.tsv"
+        f"{RESULTS}/benchmarks/evaluate/{{run}}/step~{{step}}/{{group}}.tsv"
+    threads: STUDY.cfg["training"]["num_threads"] or 1
     resources:
         gpu=1,
     conda:
         "../../envs/evaluate.yaml"
     shell:
-        "pairrel evaluate --config {params.config} --run {params.run_id}"
-        " --checkpoint {params.checkpoint} --task-type {wildcards.group}"
-        " --prepared {params.prepared} --out {params.cache} > {log} 2>&1"
+        "pairrel evaluate --config {input.config:q} --run {wildcards.run:q} --step {wildcards.step}"
+        " --group {wildcards.group:q} --tasks {params.tasks:q} --marker {output:q} > {log:q} 2>&1"
+
+
+rule resolve_model:
+    output:
+        f"{RESULTS}/models/{{model}}.yaml",
+    params:
+        model=lambda wc: STUDY.cfg["models"][wc.model],
+    log:
+        f"{RESULTS}/logs/resolve/model~{{model}}.log",
+    run:
+        write_yaml(output[0], params.model)
 
 
 rule evaluate_base:
     input:
-        _corpus_outputs(),
-        # held-out evaluation reads the fold splits written when data is prepared
-        lambda wc: PREPARED if wc.group == "heldout" else [],
+        model=f"{RESULTS}/models/{{model}}.yaml",
+        config=ancient(CONFIG_FILE),
+        data=lambda wc: paths(STUDY.eval_inputs(None, wc.group)),
     output:
-        touch(f"{RESULTS}/eval/base/model~{{model}}/{{group}}.done"),
+        f"{RESULTS}/eval/base/model~{{model}}/{{group}}.done",
     params:
-        config=MERGED_CONFIG,
-        cache=f"{RESULTS}/mteb",
-        prepared=f"{RESULTS}/data",
-        evaluation=config["evaluation"],
+        tasks=lambda wc: ",".join(STUDY.tasks_for(wc.group)),
     log:
         f"{RESULTS}/logs/evaluate/base/model~{{model}}/{{group}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/evaluate/base/model~{{model}}/{{group}}.tsv"
+    threads: STUDY.cfg["training"]["num_threads"] or 1
     resources:
         gpu=1,
     conda:
         "../../envs/evaluate.yaml"
     shell:
-        "pairrel evaluate --config {params.config} --base {wildcards.model}"
-        " --task-type {wildcards.group} --prepared {params.prepared} --out {params.cache} > {log} 2>&1"
+        "pairrel evaluate --config {input.config:q} --base {wildcards.model:q} --group {wildcards.group:q}"
+        " --tasks {params.tasks:q} --marker {output:q} > {log:q} 2>&1"

@@ -1,30 +1,37 @@
-# Training: one job per run; a rerun resumes from the run's last checkpoint.
+# Training: one job per run. Its input is the run's resolved config (run.yaml), written by its
+# own job whenever the resolved settings change, so a changed setting retrains through
+# Snakemake's provenance; the trainer resumes only checkpoints of the same settings and data.
+
+
+localrules:
+    resolve_run,
+
+
+rule resolve_run:
+    output:
+        f"{RESULTS}/runs/{{run}}/run.yaml",
+    params:
+        run=lambda wc: run_of(wc).config,
+    log:
+        f"{RESULTS}/logs/resolve/{{run}}.log",
+    run:
+        write_yaml(output[0], params.run)
 
 
 rule train_run:
     input:
-        lambda wc: prepared_files(wc.data),
+        run=f"{RESULTS}/runs/{{run}}/run.yaml",
+        prepared=lambda wc: [files["parquet"] for files in run_of(wc).prepared.values()],
     output:
-        f"{RESULTS}/runs/{RUN_PATTERN}/done",
-    params:
-        config=MERGED_CONFIG,
-        run_id=RUN_PATTERN,
-        run_dir=f"{RESULTS}/runs/{RUN_PATTERN}",
-        prepared=f"{RESULTS}/data/{{data}}",
-        # Every value that changes the weights, so Snakemake retrains when one changes (the
-        # trainer then starts over instead of resuming checkpoints of the old config).
-        training=config["training"],
-        model=lambda wc: config["models"][wc.model],
-        data_spec=lambda wc: config["data"][wc.data],
-        loss_spec=lambda wc: config["losses"][wc.loss],
+        f"{RESULTS}/runs/{{run}}/done",
     log:
-        f"{RESULTS}/logs/train/{RUN_PATTERN}.log",
+        f"{RESULTS}/logs/train/{{run}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/train/{RUN_PATTERN}.tsv"
+        f"{RESULTS}/benchmarks/train/{{run}}.tsv"
+    threads: lambda wc: STUDY.training_for(run_of(wc).data)["num_threads"] or 1
     resources:
         gpu=1,
     conda:
         "../../envs/train.yaml"
     shell:
-        "pairrel train --config {params.config} --run {params.run_id}"
-        " --prepared {params.prepared} --out {params.run_dir} > {log} 2>&1"
+        "pairrel train --run-config {input.run:q} > {log:q} 2>&1"

@@ -2,15 +2,16 @@
 
     pairrel data quickstart --out DIR [--seed N] [--n-topics N] [--n-passages N] [--n-queries N]
                             [--test-fraction F]
-    pairrel data prepare --config C.yaml [--config more.yaml] --data MIX --source NAME --out X.parquet
+    pairrel data prepare --config C.yaml [--config more.yaml] --data MIX --source NAME [--fold K] --out X.parquet
+    pairrel data prepare --job JSON --out X.parquet      (the workflow: pairrel.study.Study.source_job)
     pairrel data summary ID [--register ID=DIR ...]
     pairrel data prefetch --config C.yaml [--no-models] [--no-mteb]
     pairrel data check --config C.yaml [--no-models] [--no-mteb]
 
-Config files are read with yaml.safe_load; later ``--config`` files are deep-merged over earlier
-ones (mappings merge key by key, anything else is replaced). Every command that takes a config
-registers its ``local_datasets:`` first. Also runnable as ``python -m pairrel.data.cli ...``.
-Exit status: 0 success, 1 a reported problem (bad input, missing files), 2 usage.
+Later ``--config`` files are deep-merged over earlier ones (``pairrel.config.load_config``).
+Data commands need only their own keys, so they read a config without validating the whole
+study; every command that takes a config registers its ``local_datasets:`` first. Exit status
+as for every ``pairrel`` command: 0 success, 1 bad input (file, line or key named), 2 usage.
 """
 
 from __future__ import annotations
@@ -20,24 +21,13 @@ import json
 import sys
 from pathlib import Path
 
-from pairrel.data.prefetch import DataUnavailableError
-from pairrel.data.registry import UnknownDatasetError, register_from_config, register_local_dir
-from pairrel.data.sources import SourceError
-
-from pairrel.config import ConfigError
-
-EXPECTED_ERRORS = (ConfigError, SourceError, DataUnavailableError, UnknownDatasetError, FileNotFoundError, ValueError)
+from pairrel.config import load_config
+from pairrel.data.registry import register_from_config, register_local_dir
 
 
-def load_config(paths: list) -> dict:
-    """The merged config (``pairrel.config.load_config``: later files win, mappings merge).
-
-    Not schema-validated: a data command needs only its own keys (it checks them itself), so
-    it also runs on a partial config naming just ``data:`` and ``local_datasets:``.
-    """
-    from pairrel.config import load_config as merge
-
-    return merge(*paths, validate=False)
+def _partial_config(paths: list) -> dict:
+    """The merged config files, not validated as a whole study (see the module docstring)."""
+    return load_config(*paths, validate=False)
 
 
 def _print_json(obj) -> None:
@@ -56,14 +46,16 @@ def cmd_quickstart(args) -> int:
 def cmd_prepare(args) -> int:
     from pairrel.data.sources import prepare_source
 
-    cfg = load_config(args.config)
-    register_from_config(cfg)
-    try:
-        source_cfg = cfg["data"][args.data]["sources"][args.source]
-    except (KeyError, TypeError):
-        raise ValueError(f"config has no data.{args.data}.sources.{args.source} "
-                         f"(files: {', '.join(map(str, args.config))})") from None
-    meta = prepare_source(args.source, source_cfg, Path(args.out), log=lambda m: print(m, file=sys.stderr))
+    if args.job is not None:
+        job = json.loads(args.job)
+    else:
+        if not (args.config and args.data and args.source):
+            raise ValueError("data prepare needs --job JSON, or --config FILE… with --data and --source")
+        from pairrel.study import Study
+
+        job = Study(load_config(*args.config)).source_job(args.data, args.source, args.fold)
+    register_from_config(job)
+    meta = prepare_source(job["source"], job["spec"], Path(args.out), log=lambda m: print(m, file=sys.stderr))
     _print_json(meta)
     return 0
 
@@ -83,7 +75,7 @@ def cmd_summary(args) -> int:
 def cmd_prefetch(args) -> int:
     from pairrel.data.prefetch import prefetch
 
-    for line in prefetch(load_config(args.config), include_models=not args.no_models, include_mteb=not args.no_mteb):
+    for line in prefetch(_partial_config(args.config), include_models=not args.no_models, include_mteb=not args.no_mteb):
         print(f"fetched {line}", file=sys.stderr)
     return 0
 
@@ -91,7 +83,7 @@ def cmd_prefetch(args) -> int:
 def cmd_check(args) -> int:
     from pairrel.data.prefetch import check_available
 
-    problems = check_available(load_config(args.config), include_models=not args.no_models,
+    problems = check_available(_partial_config(args.config), include_models=not args.no_models,
                                include_mteb=not args.no_mteb)
     for problem in problems:
         print(problem, file=sys.stderr)
@@ -100,18 +92,8 @@ def cmd_check(args) -> int:
     return 1 if problems else 0
 
 
-def _guarded(func):
-    def run(args) -> int:
-        try:
-            return func(args)
-        except EXPECTED_ERRORS as err:
-            print(f"pairrel data {args.data_command}: error: {err}", file=sys.stderr)
-            return 1
-    return run
-
-
-def _add_config(parser) -> None:
-    parser.add_argument("--config", action="append", required=True, type=Path,
+def _add_config(parser, required: bool = True) -> None:
+    parser.add_argument("--config", action="append", required=required, type=Path,
                         help="YAML config; repeat to deep-merge later files over earlier ones")
 
 
@@ -127,19 +109,21 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--n-passages", type=int, default=600)
     p.add_argument("--n-queries", type=int, default=300)
     p.add_argument("--test-fraction", type=float, default=0.25)
-    p.set_defaults(func=_guarded(cmd_quickstart))
+    p.set_defaults(func=cmd_quickstart)
 
     p = commands.add_parser("prepare", help="prepare one source of a data mix as Parquet")
-    _add_config(p)
-    p.add_argument("--data", required=True, help="name of the data mix (config key data.NAME)")
-    p.add_argument("--source", required=True, help="name of the source within the mix")
+    _add_config(p, required=False)
+    p.add_argument("--data", help="name of the data mix (config key data.NAME)")
+    p.add_argument("--source", help="name of the source within the mix")
+    p.add_argument("--fold", type=int, help="the fold whose training queries to write (K-fold sources)")
+    p.add_argument("--job", help="the whole job as JSON (what the workflow passes): data, source, spec, local_datasets")
     p.add_argument("--out", required=True, type=Path, help="output .parquet (meta: .meta.json beside it)")
-    p.set_defaults(func=_guarded(cmd_prepare))
+    p.set_defaults(func=cmd_prepare)
 
     p = commands.add_parser("summary", help="print a JSON summary of an ir_datasets id")
     p.add_argument("dataset_id")
     p.add_argument("--register", action="append", metavar="ID=DIR", help="register a local dataset directory first")
-    p.set_defaults(func=_guarded(cmd_summary))
+    p.set_defaults(func=cmd_summary)
 
     for name, func, text in (("prefetch", cmd_prefetch, "download every dataset, model and MTEB task of a config"),
                              ("check", cmd_check, "list, offline, every file a config needs that is missing")):
@@ -147,16 +131,15 @@ def register(subparsers) -> argparse.ArgumentParser:
         _add_config(p)
         p.add_argument("--no-models", action="store_true", help="skip models")
         p.add_argument("--no-mteb", action="store_true", help="skip MTEB task data")
-        p.set_defaults(func=_guarded(func))
+        p.set_defaults(func=func)
     return data
 
 
 def main(argv=None) -> int:
     """Run ``pairrel data ...`` given the arguments after ``data``."""
-    parser = argparse.ArgumentParser(prog="pairrel")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["data", *(sys.argv[1:] if argv is None else argv)])
-    return args.func(args)
+    from pairrel.cli import main as pairrel_main
+
+    return pairrel_main(["data", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

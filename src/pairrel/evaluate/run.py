@@ -1,10 +1,11 @@
-"""Evaluate a checkpoint (or the untrained base model) on MTEB tasks with ``mteb.evaluate``.
+"""Evaluate a checkpoint, a base model or any encoder folder on MTEB tasks with ``mteb.evaluate``.
 
-Results go to MTEB's own result cache under ``results/{experiment}/mteb/``: the base model at
-``results/pairrel__<model>/base/<Task>.json``, a trained checkpoint at
-``results/pairrel__<model>/lora/experiments/<kwargs>/<Task>.json`` with the run's grid values and
-step as ``ModelMeta.experiment_kwargs``, so mteb's ``ResultCache`` loads them and published results
-can sit beside them. ``overwrite_strategy="only-missing"``: completed results are never recomputed.
+Results go to MTEB's own result cache (``results/{experiment}/mteb/`` in a study). Each checkpoint
+is its own mteb model (name and revision from :mod:`pairrel.study`: the revision fingerprints the
+weights), so mteb's ``ResultCache`` loads every checkpoint as a model of its own, a retrained run
+is evaluated afresh, and ``overwrite_strategy="only-missing"`` never recomputes a result of the
+same weights. A task built from the user's own files carries a fingerprint of those files as its
+dataset revision; a cached result of other data is deleted before evaluation, never reused.
 
 Instructions follow LLM2Vec: the task's instruction goes on the query side of asymmetric tasks
 (retrieval, reranking) and on both sides of symmetric ones; documents never get one.
@@ -12,10 +13,25 @@ Instructions follow LLM2Vec: the task's instruction goes on the query side of as
 
 from __future__ import annotations
 
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 import torch
 
+from pairrel.config import ConfigError, atomic_write_text
 from pairrel.encoder import Encoder
+from pairrel.study import (
+    HELDOUT_GROUP,
+    Run,
+    Study,
+    base_revision,
+    checkpoint_revision,
+    file_sha256,
+    sha256_text,
+)
 
 # Task types where both texts of a pair play the query role.
 _SYMMETRIC_TYPES = {"STS", "Classification", "Clustering", "PairClassification", "Summarization", "BitextMining"}
@@ -104,60 +120,150 @@ def mteb_model(encoder: Encoder, name: str, revision: str, experiment_kwargs: di
     return PairrelEncoder()
 
 
-def select_tasks(
-    benchmark: str,
-    task_type: str | None = None,
-    task_names: list[str] | None = None,
-    local_dataset: str | None = None,
-    local_instruction: str = "",
-) -> list:
-    """Tasks of a benchmark (or the local quickstart tasks), optionally one type or named ones."""
+def benchmark_tasks(benchmark: str, names: list[str], local_dataset: str | None = None, local_instruction: str = "") -> list:
+    """Task objects of ``benchmark`` (or the local quickstart tasks) with these names, in order."""
     from pairrel.evaluate.task_specs import QUICKSTART_BENCHMARK
 
     if benchmark == QUICKSTART_BENCHMARK:
         if not local_dataset:
-            raise ValueError(f"benchmark '{benchmark}' needs config key 'evaluation.local_dataset'")
+            raise ConfigError(f"benchmark '{benchmark}' needs config key 'evaluation.local_dataset'")
         from pairrel.evaluate.local_tasks import local_tasks
 
-        tasks = local_tasks(local_dataset, instruction=local_instruction)
+        available = local_tasks(local_dataset, instruction=local_instruction)
     else:
         import mteb
 
-        tasks = list(mteb.get_benchmark(benchmark).tasks)
-    if task_names:
-        unknown = set(task_names) - {t.metadata.name for t in tasks}
-        if unknown:
-            raise ValueError(f"config key 'evaluation.tasks': not in {benchmark}: {', '.join(sorted(unknown))}")
-        tasks = [t for t in tasks if t.metadata.name in task_names]
-    if task_type and task_type not in ("local", "all"):
-        tasks = [t for t in tasks if t.metadata.type == task_type]
-    return tasks
+        available = list(mteb.get_benchmark(benchmark).tasks)
+    by_name = {task.metadata.name: task for task in available}
+    unknown = [n for n in names if n not in by_name]
+    if unknown:
+        raise ConfigError(f"--tasks: not in {benchmark}: {', '.join(unknown)}")
+    return [by_name[n] for n in names]
 
 
-def heldout_tasks(cfg: dict, data_names: list[str], prepared_root) -> list:
-    """One reranking task per K-fold source of these data mixes: the run's held-out fold.
+def heldout_tasks(study: Study, run: Run | None) -> list:
+    """One reranking task per held-out fold: the run's own, or (base models) every fold.
 
-    The fold's test queries come from ``{prepared_root}/{data}/{source}.folds.json``, written
-    when the source was prepared, so evaluation sees exactly the queries training left out.
+    The fold's test queries come from the ``.folds.json`` written when the source was prepared,
+    so evaluation sees exactly the queries training left out.
     """
-    import json
-    from pathlib import Path
-
     from pairrel.evaluate.local_tasks import heldout_task
 
     tasks = []
-    for data_name in data_names:
-        for source, spec in cfg["data"][data_name]["sources"].items():
-            if "folds" not in spec:
-                continue
-            folds_path = Path(prepared_root) / data_name / f"{source}.folds.json"
-            if not folds_path.exists():
-                raise FileNotFoundError(f"{folds_path}: fold split of source '{source}' missing (prepare the data first)")
-            split = json.loads(folds_path.read_text())
-            fold = int(spec.get("fold", 0))
-            test_ids = next(f["test"] for f in split["folds"] if int(f["fold"]) == fold)
-            tasks.append(heldout_task(spec["dataset"], test_ids, source, fold, spec.get("instruction", "")))
+    for data, source, fold in study.heldout_parts(run):
+        spec = study.cfg["data"][data]["sources"][source]
+        split = read_json(study.folds_file(data, source, fold))
+        test_ids = next(f["test"] for f in split["folds"] if int(f["fold"]) == fold)
+        tasks.append(heldout_task(spec["dataset"], test_ids, source, fold, spec["instruction"]))
     return tasks
+
+
+def read_json(path: Path) -> Any:
+    """A JSON file; a missing or corrupt file is an error naming it."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: missing (prepare the data first: snakemake data)") from None
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from None
+
+
+def data_fingerprint(task) -> str | None:
+    """Fingerprint of the user's files a task reads (None for hub tasks): local ir_datasets
+    folders are hashed file by file."""
+    own = getattr(task, "data_fingerprint", None)
+    if own:
+        return own() if callable(own) else str(own)
+    dataset_id = getattr(task, "dataset_id", None)
+    if dataset_id is None:
+        return None
+    from pairrel.data.registry import local_dir
+    from pairrel.study import LOCAL_DATASET_FILES
+
+    root = local_dir(dataset_id)
+    if root is None:
+        return None
+    parts = [f"{name}:{file_sha256(root / name)}" for name in LOCAL_DATASET_FILES if (root / name).is_file()]
+    return sha256_text("\n".join(parts))[:16]
+
+
+def drop_stale_results(tasks: list, cache_dir: Path, name: str, revision: str) -> list[str]:
+    """Delete cached results of tasks whose data changed since they were computed.
+
+    Each user-data task's metadata revision is set to its data fingerprint (mteb records it in
+    the result file as ``dataset_revision``); a cached result with another revision is removed so
+    that ``only-missing`` recomputes it. Returns the names of the removed results.
+    """
+    folder = Path(cache_dir) / "results" / name.replace("/", "__") / revision
+    removed = []
+    for task in tasks:
+        fingerprint = data_fingerprint(task)
+        if fingerprint is None:
+            continue
+        task.metadata.dataset["revision"] = fingerprint
+        cached = folder / f"{task.metadata.name}.json"
+        if cached.is_file():
+            try:
+                stale = json.loads(cached.read_text(encoding="utf-8")).get("dataset_revision") != fingerprint
+            except ValueError:
+                stale = True  # a truncated cache file (mteb writes in place) is never trusted
+            if stale:
+                cached.unlink()
+                removed.append(task.metadata.name)
+    return removed
+
+
+def _select(study: Study, run: Run | None, group: str, names: list[str] | None, final: bool) -> list:
+    if group == HELDOUT_GROUP:
+        tasks = heldout_tasks(study, run)
+    else:
+        wanted = names if names is not None else study.tasks_for(group, final)
+        ev = study.evaluation
+        tasks = benchmark_tasks(ev["benchmark"], wanted, ev["local_dataset"], ev["local_instruction"])
+    if not tasks:
+        raise ConfigError(f"evaluation group '{group}' selects no task for "
+                          f"{run.id if run else 'the base model'} (config key 'evaluation.task_groups')")
+    return tasks
+
+
+def evaluate_study_model(study: Study, group: str, *, run: Run | None = None, step: int | None = None,
+                         model: str | None = None, tasks: list[str] | None = None,
+                         marker: Path | None = None) -> dict[str, float]:
+    """Evaluate a checkpoint (``run`` and ``step``) or a base model (``model``) of a study.
+
+    Writes the mteb results into the study's cache and, with ``marker``, a JSON record of the
+    job (mteb name, revision, tasks, scores) that the report reads to know which scores are
+    current. Returns ``{task: main score}`` on mteb's 0–1 scale.
+    """
+    from pairrel.encoder import EncoderConfig, build_encoder
+
+    if run is not None:
+        if step not in run.steps:
+            raise ConfigError(f"--step {step}: {run.id} writes checkpoints at steps {run.steps}")
+        model = run.model
+        checkpoint = run.checkpoint(step)
+        name, revision = run.mteb_name(step), checkpoint_revision(checkpoint, study.cfg["models"][model])
+        final = step == run.final_step
+    else:
+        if model not in study.cfg["models"]:
+            raise ConfigError(f"--base '{model}' is not defined under 'models' ({', '.join(study.cfg['models'])})")
+        checkpoint, final = None, True
+        name, revision = f"pairrel/{model}", base_revision(study.cfg["models"][model])
+    task_objects = _select(study, run, group, tasks, final)
+    threads = study.cfg["training"]["num_threads"]
+    if threads:
+        torch.set_num_threads(int(threads))
+    encoder = build_encoder(EncoderConfig.from_dict(study.cfg["models"][model]), adapter=checkpoint)
+    if torch.cuda.is_available():
+        encoder.to("cuda")
+    for task_name in drop_stale_results(task_objects, study.mteb_cache, name, revision):
+        print(f"{task_name}: its data changed since the cached result; evaluating again", file=sys.stderr)
+    scores = evaluate(encoder, task_objects, study.mteb_cache, name, revision, None, study.evaluation["batch_size"])
+    if marker is not None:
+        record = {"model": name, "revision": revision, "run": run.id if run else None, "step": step,
+                  "group": group, "tasks": sorted(scores), "scores": scores}
+        atomic_write_text(marker, json.dumps(record, indent=2) + "\n")
+    return scores
 
 
 def evaluate(encoder: Encoder, tasks: list, cache_dir, name: str, revision: str, experiment_kwargs: dict | None, batch_size: int = 64) -> dict[str, float]:

@@ -31,12 +31,15 @@ from pairrel.report.scores import ResultFileError
 
 DEFAULT_BENCHMARK = "MTEB(eng, v1)"
 DEFAULT_REFERENCE_DIR = Path("results/reference")
-# Published baselines (REFERENCE.md §4) are MTEB(eng, v1) numbers; never put them beside others.
+# Published baselines (LLM2Vec, arXiv 2404.05961) are MTEB(eng, v1) numbers; never put them beside others.
 REFERENCE_BENCHMARK = "MTEB(eng, v1)"
 MAX_MISSING_SHOWN = 8
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", action="append", type=Path, metavar="FILE",
+                        help="the study's config files (repeatable): map its checkpoints' results "
+                             "back to their runs and leave stale results out")
     parser.add_argument("--results", nargs="+", required=True, type=Path, metavar="DIR",
                         help="MTEB result caches: a folder holding results/, results/ itself, "
                              "a harness experiment folder, or one model/revision folder")
@@ -139,8 +142,14 @@ def run_report(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     out: Path = args.out
+    study = None
+    if args.config:
+        from pairrel.config import load_config
+        from pairrel.study import Study
+
+        study = Study(load_config(*args.config))
     coll = collect(list(args.results), benchmark=args.benchmark, skip_bad=args.skip_bad,
-                   tasks=args.tasks)
+                   tasks=args.tasks, study=study)
     if coll.rows.empty:
         raise ValueError(f"no MTEB result files under {', '.join(map(str, args.results))}")
     notes_general: list[str] = []

@@ -11,6 +11,11 @@ experiment folder (``results/{experiment}`` holding ``mteb/results``), a model f
 revision folder or one experiment folder. Training run folders (``run.yaml``, ``checkpoint-*``)
 are skipped. Identity comes from ``model_meta.json`` when present, else from the path.
 
+Given the :class:`pairrel.study.Study` whose cache is read, a result of one of its checkpoints
+(mteb model ``pairrel/<run slug>.step-<N>``) is mapped back to its run: model key, grid values
+and step; a result whose revision is not the checkpoint's current one (weights retrained since,
+or a base model whose config changed) is stale and left out with a warning.
+
 The tidy table has one row per (model, revision, experiment, benchmark task): ``label``,
 ``model``, ``revision``, ``experiment``, the grid values (``experiment_kwargs``), ``task``,
 ``type``, ``score`` (0-100).
@@ -150,8 +155,24 @@ def _identity(folder: Path, meta_cache: dict[Path, dict | None]) -> tuple[str, s
     return model, revision, experiment, grid
 
 
+def _study_identity(study, model: str, revision: str, stale: set[str]) -> tuple | None:
+    """(model, revision, experiment, grid) of a result of ``study``'s own models; None when the
+    result is stale; the identity unchanged for results of other models."""
+    run, model_key, step = study.identify(model)
+    if model_key is None:
+        return model, revision, None, None
+    current = study.current_revision(run, model_key, step)
+    if current is not None and revision != current:
+        stale.add(f"{model} at revision {revision} (current: {current})")
+        return None
+    if run is None:
+        return f"pairrel/{model_key}", "base", "", {}
+    grid = {k: v for k, v in run.grid.items() if k != "model"} | {"step": step}
+    return f"pairrel/{model_key}", "lora", f"{run.slug}.step-{step}", grid
+
+
 def read_sources(
-    paths: list[Path], skip_bad: bool = False, warnings: list[str] | None = None
+    paths: list[Path], skip_bad: bool = False, warnings: list[str] | None = None, study=None,
 ) -> list[RowSource]:
     """Read every result file under ``paths``, grouped by (model, revision, experiment).
 
@@ -164,6 +185,7 @@ def read_sources(
         for root in _results_roots(Path(path)):
             json_files.extend(_walk_json(root))
     seen: set[Path] = set()
+    stale: set[str] = set()
     sources: dict[tuple[str, str, str], RowSource] = {}
     meta_cache: dict[Path, dict | None] = {}
     for file in tqdm(json_files, desc="reading results", unit="file", file=sys.stderr,
@@ -187,6 +209,13 @@ def read_sources(
                 continue  # some other JSON (a config, an index): not a result
             result = parse_result(data, file)
             model, revision, experiment, grid = _identity(file.parent, meta_cache)
+            if study is not None:
+                mapped = _study_identity(study, model, revision, stale)
+                if mapped is None:
+                    continue
+                model, revision = mapped[0], mapped[1]
+                if mapped[2] is not None:
+                    experiment, grid = mapped[2], mapped[3]
         except (ResultFileError, OSError, UnicodeDecodeError) as err:
             if not skip_bad:
                 raise ResultFileError(
@@ -203,6 +232,7 @@ def read_sources(
             )
             continue
         source.files[result.task_name] = result
+    warnings.extend(f"stale results left out (not the current weights or config): {s}" for s in sorted(stale))
     return list(sources.values())
 
 
@@ -220,13 +250,9 @@ def grid_column(key: str) -> str:
     return f"grid_{key}" if key in RESERVED_COLUMNS else key
 
 
-def _short_name(model: str) -> str:
-    return model.rsplit("/", 1)[-1]
-
-
 def row_label(source: RowSource, label_keys: list[str]) -> str:
     """``minilm (loss=bce, labels=binary@2, seed=42, step=60)``; base models by short name."""
-    base = str(source.grid.get("model") or _short_name(source.model))
+    base = str(source.grid.get("model") or source.model.rsplit("/", 1)[-1])
     parts = [f"{k}={source.grid[k]}" for k in label_keys if k != "model" and k in source.grid]
     return f"{base} ({', '.join(parts)})" if parts else base
 
@@ -292,7 +318,7 @@ def _unique_labels(sources: list[RowSource], grid_keys: list[str]) -> list[str]:
 
 def collect(
     paths: list[Path], benchmark: str = "MTEB(eng, v1)", skip_bad: bool = False,
-    tasks: list[str] | None = None,
+    tasks: list[str] | None = None, study=None,
 ) -> Collection:
     """Read result folders and score every (model, revision, experiment) on a benchmark.
 
@@ -307,7 +333,7 @@ def collect(
         specs = {task: spec for task, spec in specs.items() if task in set(tasks)}
         name = f"{name}[subset of {len(specs)}]"
     warnings: list[str] = []
-    sources = read_sources(paths, skip_bad=skip_bad, warnings=warnings)
+    sources = read_sources(paths, skip_bad=skip_bad, warnings=warnings, study=study)
     grid_keys = order_grid_columns({k for s in sources for k in s.grid})
     grid_columns = [grid_column(k) for k in grid_keys]
     labels = _unique_labels(sources, grid_keys)

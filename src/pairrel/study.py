@@ -1,0 +1,541 @@
+"""The study: every run of a config, and the one owner of run ids, paths and result identity.
+
+A :class:`Study` is built once from a validated, defaults-filled config
+(:func:`pairrel.config.load_config`). The Snakefile, the CLI, the trainer, evaluation and the
+report all ask it; no other module builds a path, a run id or an mteb model name.
+
+Layout under ``results/{experiment}/``::
+
+    config.yaml                                   the merged config, frozen by a DAG job
+    data/{data}/{source}[.fold~{k}].parquet       prepared pairs (+ .meta.json; K-fold: .folds.json)
+    runs/{run_id}/run.yaml                        the resolved run config (training's input)
+    runs/{run_id}/checkpoint-{step}/, metrics.jsonl, done
+    models/{model}.yaml                           a base model's resolved config (its evaluation's input)
+    eval/{run_id}/step~{step}/{group}.done        one evaluation job (JSON: mteb name, revision, scores)
+    eval/base/model~{model}/{group}.done
+    mteb/results/<org>__<name>/<revision>/…       mteb's own result cache
+    logs/…, benchmarks/…                          one log and one timing file per job
+
+**Run ids** read ``model~M/data~D/loss~L/labels~G[/fold~K]/seed~S`` (the fold part only for data
+mixes with a K-fold source). **Result identity**: each checkpoint is its own mteb model, named
+``pairrel/<run slug>.step-<N>``, whose revision is a fingerprint of its adapter weights and
+encoder settings (:func:`checkpoint_revision`), so a retrained run can never show the scores of
+its old weights, and mteb's ``ResultCache`` loads every checkpoint as a model of its own. Base
+models are ``pairrel/<model>`` at revision ``base-<fingerprint of the model config>``.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from pairrel.config import ConfigError, deep_merge, load_config
+from pairrel.evaluate.task_specs import QUICKSTART_BENCHMARK
+
+# Run-id axes in order; `fold` appears only for runs of a data mix with a K-fold source.
+RUN_AXES = ("model", "data", "loss", "labels", "fold", "seed")
+# Training settings that leave the weights unchanged: changing them never retrains a run.
+NEUTRAL_TRAINING_KEYS = ("num_threads", "log_every", "checkpoint_every")
+# Settings that only name things in tables and figures.
+DISPLAY_KEYS = ("display",)
+# Evaluation groups besides MTEB task types.
+ALL_GROUP, LOCAL_GROUP, HELDOUT_GROUP = "all", "local", "heldout"
+# Files of a local dataset folder (pairrel.data.registry).
+LOCAL_DATASET_FILES = ("docs.tsv", "queries.tsv", "qrels.txt", "meta.json")
+CHECKPOINT_PREFIX = "checkpoint-"
+RUN_ID_PATTERN = r"model~[^/~]+/data~[^/~]+/loss~[^/~]+/labels~[^/~]+(?:/fold~\d+)?/seed~\d+"
+_CHECKPOINT_NAME = re.compile(r"^pairrel/(?P<slug>.+)\.step-(?P<step>\d+)$")
+
+
+def canonical_json(obj: Any) -> str:
+    """The JSON text a fingerprint is taken of: sorted keys, no whitespace."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes, streamed."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _without(tree: dict, keys: tuple[str, ...]) -> dict:
+    return {k: v for k, v in tree.items() if k not in keys}
+
+
+def encoder_settings(model_cfg: dict) -> dict:
+    """The parts of a model config that change its embeddings (display names do not)."""
+    return _without(model_cfg, DISPLAY_KEYS)
+
+
+def training_fingerprint(run_cfg: dict) -> str:
+    """SHA-256 of everything that makes a run's weights: the resolved config (minus settings that
+    leave the weights unchanged, paths and names) and the content of its prepared data files.
+
+    A checkpoint records it; a rerun whose fingerprint differs trains from scratch.
+    """
+    weights_cfg = {
+        "model": encoder_settings(run_cfg["model"]),
+        "data": run_cfg["data"],
+        "loss": _without(run_cfg["loss"], DISPLAY_KEYS),
+        "labels": run_cfg["labels"],
+        "seed": run_cfg["seed"],
+        "fold": run_cfg.get("fold"),
+        "training": _without(run_cfg["training"], NEUTRAL_TRAINING_KEYS),
+        "prepared": {name: file_sha256(files["parquet"]) for name, files in sorted(run_cfg["prepared"].items())},
+    }
+    return sha256_text(canonical_json(weights_cfg))
+
+
+def checkpoint_revision(checkpoint_dir: str | Path, model_cfg: dict) -> str:
+    """The mteb revision of a checkpoint: 12 hex digits of SHA-256 over its adapter weights and
+    the encoder settings it is evaluated with. Same weights and settings, same revision."""
+    weights = Path(checkpoint_dir) / "adapter_model.safetensors"
+    if not weights.is_file():
+        raise FileNotFoundError(f"{checkpoint_dir}: not a checkpoint (no adapter_model.safetensors)")
+    return sha256_text(file_sha256(weights) + canonical_json(encoder_settings(model_cfg)))[:12]
+
+
+def base_revision(model_cfg: dict) -> str:
+    """The mteb revision of an untrained base model: a fingerprint of its config."""
+    return "base-" + sha256_text(canonical_json(encoder_settings(model_cfg)))[:10]
+
+
+def checkpoint_dir(run_dir: str | Path, step: int) -> Path:
+    """``{run_dir}/checkpoint-{step}``: one checkpoint of a run."""
+    return Path(run_dir) / f"{CHECKPOINT_PREFIX}{step}"
+
+
+def checkpoint_steps(training: dict) -> list[int]:
+    """The steps at which a run writes checkpoints: every ``checkpoint_every`` and the last."""
+    total = int(training["steps"])
+    every = int(training["checkpoint_every"] or total)
+    return sorted(set(range(every, total + 1, every)) | {total})
+
+
+def parse_run_id(text: str) -> dict[str, Any]:
+    """``model~…/…/seed~…`` -> grid values; raises :class:`ConfigError` for a malformed id."""
+    if not re.fullmatch(RUN_ID_PATTERN, text.strip("/")):
+        raise ConfigError(f"malformed run id '{text}': expected model~M/data~D/loss~L/labels~G[/fold~K]/seed~S")
+    values: dict[str, Any] = {}
+    for part in text.strip("/").split("/"):
+        key, _, value = part.partition("~")
+        values[key] = int(value) if key in ("seed", "fold") else value
+    return values
+
+
+@dataclass(frozen=True)
+class Run:
+    """One training run: a point of the grid, and everything that is named after it."""
+
+    study: "Study" = field(repr=False, compare=False)
+    model: str
+    data: str
+    loss: str
+    labels: str
+    seed: int
+    fold: int | None = None
+
+    @property
+    def grid(self) -> dict[str, Any]:
+        """Grid values in run-id order; no ``fold`` for mixes without a K-fold source."""
+        values = {"model": self.model, "data": self.data, "loss": self.loss, "labels": self.labels,
+                  "fold": self.fold, "seed": self.seed}
+        return {k: v for k, v in values.items() if v is not None}
+
+    @property
+    def id(self) -> str:
+        return "/".join(f"{k}~{v}" for k, v in self.grid.items())
+
+    @property
+    def slug(self) -> str:
+        """The run id as one path component: ``model-minilm.data-quickstart.…``."""
+        return ".".join(f"{k}-{v}" for k, v in self.grid.items())
+
+    @property
+    def dir(self) -> Path:
+        return self.study.results / "runs" / self.id
+
+    @property
+    def config_file(self) -> Path:
+        return self.dir / "run.yaml"
+
+    @property
+    def done_file(self) -> Path:
+        return self.dir / "done"
+
+    def checkpoint(self, step: int) -> Path:
+        return checkpoint_dir(self.dir, step)
+
+    @property
+    def training(self) -> dict[str, Any]:
+        """The global ``training:`` with the data mix's own ``training:`` merged over it."""
+        return self.study.training_for(self.data)
+
+    @property
+    def steps(self) -> list[int]:
+        return checkpoint_steps(self.training)
+
+    @property
+    def final_step(self) -> int:
+        return self.steps[-1]
+
+    @property
+    def eval_steps(self) -> list[int]:
+        return self.steps if self.study.evaluation["checkpoints"] == "all" else [self.final_step]
+
+    def eval_marker(self, step: int, group: str) -> Path:
+        return self.study.results / "eval" / self.id / f"step~{step}" / f"{group}.done"
+
+    def mteb_name(self, step: int) -> str:
+        return f"pairrel/{self.slug}.step-{step}"
+
+    @property
+    def prepared(self) -> dict[str, dict[str, str]]:
+        """Prepared files of each source of the run's mix (K-fold sources: the run's fold)."""
+        return {source: {"parquet": str(self.study.prepared(self.data, source, self.fold)),
+                         "meta": str(self.study.prepared(self.data, source, self.fold, ".meta.json"))}
+                for source in self.study.cfg["data"][self.data]["sources"]}
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The fully resolved run config (``run.yaml``): everything training needs, nothing else."""
+        cfg = self.study.cfg
+        return {
+            "experiment": self.study.experiment,
+            "run_id": self.id,
+            "grid": self.grid,
+            "model": copy.deepcopy(cfg["models"][self.model]),
+            "data": {"sources": copy.deepcopy(cfg["data"][self.data]["sources"])},
+            "loss": copy.deepcopy(cfg["losses"][self.loss]),
+            "labels": self.labels,
+            "seed": self.seed,
+            "fold": self.fold,
+            "training": self.training,
+            "prepared": self.prepared,
+        }
+
+
+class Study:
+    """A validated config and everything derived from it: runs, paths, evaluation plan."""
+
+    def __init__(self, cfg: dict[str, Any], root: str | Path = ".") -> None:
+        """``cfg`` must come from :func:`pairrel.config.load_config` (validated, defaults filled)."""
+        self.cfg = cfg
+        self.root = Path(root)
+        self.experiment: str = cfg["experiment"]
+        self.results = self.root / "results" / self.experiment
+        self.figures = self.root / "paper_figures" / self.experiment
+        self.evaluation: dict[str, Any] = cfg["evaluation"]
+        self.runs: list[Run] = self._expand()
+        self._by_id = {run.id: run for run in self.runs}
+        self._check_evaluation()
+
+    @classmethod
+    def from_files(cls, *paths: str | Path, overrides: dict | None = None, root: str | Path = ".") -> "Study":
+        return cls(load_config(*paths, overrides=overrides), root=root)
+
+    # -- the grid ----------------------------------------------------------------------------
+    def folds_of(self, data: str) -> int | None:
+        """K of the mix's K-fold source, or None (a mix has at most one K)."""
+        ks = {spec["folds"] for spec in self.cfg["data"][data]["sources"].values() if spec.get("folds")}
+        if len(ks) > 1:
+            raise ConfigError(f"config key 'data.{data}.sources': K-fold sources of one mix must share K (found {sorted(ks)})")
+        return ks.pop() if ks else None
+
+    def _fold_values(self, data: str) -> list[int | None]:
+        k = self.folds_of(data)
+        if k is None:
+            return [None]
+        wanted = self.cfg["grid"]["folds"]
+        if wanted == "all":
+            return list(range(k))
+        bad = [f for f in wanted if f >= k]
+        if bad:
+            raise ConfigError(f"config key 'grid.folds': fold {bad[0]} does not exist in data mix '{data}' (K = {k})")
+        return list(wanted)
+
+    def _expand(self) -> list[Run]:
+        grid = self.cfg["grid"]
+        runs = []
+        for model in grid["models"]:
+            for data in grid["data"]:
+                for loss in grid["losses"]:
+                    for labels in grid["labels"]:
+                        for fold in self._fold_values(data):
+                            for seed in grid["seeds"]:
+                                run = Run(self, model, data, loss, labels, int(seed), fold)
+                                if not self._excluded(run):
+                                    runs.append(run)
+        if not runs:
+            raise ConfigError("config key 'grid.exclude': every run of the grid is excluded")
+        return runs
+
+    def _excluded(self, run: Run) -> bool:
+        values = {k: str(v) for k, v in run.grid.items()}
+        return any(all(values.get(k) == str(v) for k, v in rule.items()) for rule in self.cfg["grid"]["exclude"])
+
+    def run(self, run_id: str) -> Run:
+        """The run with this id; raises :class:`ConfigError` naming the known ids' shape."""
+        parse_run_id(run_id)
+        try:
+            return self._by_id[run_id.strip("/")]
+        except KeyError:
+            raise ConfigError(f"run '{run_id}' is not part of study '{self.experiment}' "
+                              f"(`pairrel config runs` lists its {len(self.runs)} runs)") from None
+
+    def training_for(self, data: str) -> dict[str, Any]:
+        return deep_merge(self.cfg["training"], self.cfg["data"][data].get("training") or {})
+
+    @property
+    def models_used(self) -> list[str]:
+        return sorted({run.model for run in self.runs})
+
+    @property
+    def data_used(self) -> list[str]:
+        return sorted({run.data for run in self.runs})
+
+    # -- files -------------------------------------------------------------------------------
+    @property
+    def config_file(self) -> Path:
+        """The merged, defaults-filled config every job reads (a DAG output, written under the lock)."""
+        return self.results / "config.yaml"
+
+    @property
+    def mteb_cache(self) -> Path:
+        return self.results / "mteb"
+
+    def prepared(self, data: str, source: str, fold: int | None = None, suffix: str = ".parquet") -> Path:
+        """A prepared source file; a K-fold source has one per fold (its training queries)."""
+        spec = self.cfg["data"][data]["sources"][source]
+        stem = f"{source}.fold~{fold}" if spec.get("folds") and fold is not None else source
+        return self.results / "data" / data / f"{stem}{suffix}"
+
+    def folds_file(self, data: str, source: str, fold: int) -> Path:
+        return self.prepared(data, source, fold, ".folds.json")
+
+    def source_parts(self, data: str) -> list[tuple[str, int | None]]:
+        """(source, fold) of every prepared file the mix's runs use."""
+        folds = sorted({run.fold for run in self.runs if run.data == data and run.fold is not None})
+        parts = []
+        for source, spec in self.cfg["data"][data]["sources"].items():
+            parts.extend((source, f) for f in folds) if spec.get("folds") else parts.append((source, None))
+        return parts
+
+    def source_job(self, data: str, source: str, fold: int | None = None) -> dict[str, Any]:
+        """What one preparation job needs: the source spec (with the fold) and local datasets."""
+        spec = copy.deepcopy(self.cfg["data"][data]["sources"][source])
+        if spec.get("folds"):
+            spec["fold"] = fold
+        return {"data": data, "source": source, "spec": spec, "local_datasets": self.cfg["local_datasets"]}
+
+    def model_file(self, model: str) -> Path:
+        return self.results / "models" / f"{model}.yaml"
+
+    def base_marker(self, model: str, group: str) -> Path:
+        return self.results / "eval" / "base" / f"model~{model}" / f"{group}.done"
+
+    def log(self, *parts: str) -> Path:
+        return self.results / "logs" / Path(*parts)
+
+    def benchmark_file(self, *parts: str) -> Path:
+        return self.results / "benchmarks" / Path(*parts)
+
+    # -- evaluation plan ---------------------------------------------------------------------
+    @property
+    def is_local_benchmark(self) -> bool:
+        return self.evaluation["benchmark"] == QUICKSTART_BENCHMARK
+
+    @cached_property
+    def _benchmark_types(self) -> dict[str, str]:
+        """Task name -> type of every task of the benchmark (mteb enumerates them offline)."""
+        if self.is_local_benchmark:
+            from pairrel.evaluate.task_specs import QUICKSTART_TASK_SPECS
+
+            return {name: spec["type"] for name, spec in QUICKSTART_TASK_SPECS.items()}
+        import mteb
+
+        try:
+            benchmark = mteb.get_benchmark(self.evaluation["benchmark"])
+        except (KeyError, ValueError) as err:
+            raise ConfigError(f"config key 'evaluation.benchmark': unknown MTEB benchmark "
+                              f"'{self.evaluation['benchmark']}' ({err})") from None
+        return {task.metadata.name: task.metadata.type for task in benchmark.tasks}
+
+    def _task_list(self, key: str) -> list[str]:
+        names = self.evaluation[key]
+        if names is None:
+            return list(self._benchmark_types)
+        unknown = sorted(set(names) - set(self._benchmark_types))
+        if unknown:
+            raise ConfigError(f"config key 'evaluation.{key}': not in {self.evaluation['benchmark']}: {', '.join(unknown)}")
+        if not names:
+            raise ConfigError(f"config key 'evaluation.{key}': selects no task")
+        return list(names)
+
+    def eval_tasks(self, final: bool) -> list[str]:
+        """Benchmark tasks of the final checkpoint and base models, or of intermediate checkpoints."""
+        if final or self.evaluation["intermediate_tasks"] is None:
+            return self._task_list("tasks")
+        return self._task_list("intermediate_tasks")
+
+    def _group_tasks(self, group: str, tasks: list[str]) -> list[str]:
+        if group in (ALL_GROUP, LOCAL_GROUP):
+            return tasks
+        return [t for t in tasks if self._benchmark_types[t] == group]
+
+    def _check_evaluation(self) -> None:
+        known = sorted(set(self._benchmark_types.values()) | {ALL_GROUP, LOCAL_GROUP, HELDOUT_GROUP})
+        final = self.eval_tasks(final=True)
+        self.eval_tasks(final=False)
+        for i, group in enumerate(self.evaluation["task_groups"]):
+            if group not in known:
+                raise ConfigError(f"config key 'evaluation.task_groups.{i}': unknown group '{group}' "
+                                  f"(known: {', '.join(known)})")
+            if group == HELDOUT_GROUP:
+                if not any(run.fold is not None for run in self.runs):
+                    raise ConfigError(f"config key 'evaluation.task_groups.{i}': 'heldout' needs a data mix "
+                                      "with a K-fold source on the grid")
+            elif not self._group_tasks(group, final):
+                raise ConfigError(f"config key 'evaluation.task_groups.{i}': group '{group}' selects no task "
+                                  f"of {self.evaluation['benchmark']}")
+
+    def groups_for(self, run: Run | None, final: bool = True) -> list[str]:
+        """Evaluation groups of a checkpoint (``run``; ``final``: its last step) or a base model."""
+        tasks = self.eval_tasks(final)
+        groups = []
+        for group in self.evaluation["task_groups"]:
+            if group == HELDOUT_GROUP:
+                if run is None or run.fold is not None:
+                    groups.append(group)
+            elif self._group_tasks(group, tasks):
+                groups.append(group)
+        return groups
+
+    def tasks_for(self, group: str, final: bool = True) -> list[str]:
+        """Benchmark task names one evaluation job runs (``heldout``: none, they are derived)."""
+        return [] if group == HELDOUT_GROUP else self._group_tasks(group, self.eval_tasks(final))
+
+    def checkpoint_markers(self) -> list[Path]:
+        return [run.eval_marker(step, group) for run in self.runs for step in run.eval_steps
+                for group in self.groups_for(run, final=step == run.final_step)]
+
+    def base_markers(self) -> list[Path]:
+        if not self.evaluation["include_base"]:
+            return []
+        return [self.base_marker(m, g) for m in self.models_used for g in self.groups_for(None)]
+
+    def heldout_parts(self, run: Run | None) -> list[tuple[str, str, int]]:
+        """(data, source, fold) of the held-out tasks: the run's own fold, or (base models)
+        every fold of every K-fold mix on the grid."""
+        runs = [run] if run is not None else self.runs
+        parts = set()
+        for r in runs:
+            if r.fold is None:
+                continue
+            for source, spec in self.cfg["data"][r.data]["sources"].items():
+                if spec.get("folds"):
+                    parts.add((r.data, source, r.fold))
+        return sorted(parts)
+
+    # -- result identity ---------------------------------------------------------------------
+    @cached_property
+    def _checkpoint_names(self) -> dict[str, tuple[Run, int]]:
+        return {run.mteb_name(step): (run, step) for run in self.runs for step in run.steps}
+
+    def identify(self, mteb_name: str) -> tuple[Run | None, str | None, int | None]:
+        """(run, model key, step) of an mteb model name of this study; (None, None, None) otherwise.
+
+        A checkpoint gives (run, run.model, step), a base model (None, model key, None).
+        """
+        if mteb_name in self._checkpoint_names:
+            run, step = self._checkpoint_names[mteb_name]
+            return run, run.model, step
+        if mteb_name.startswith("pairrel/") and mteb_name[len("pairrel/"):] in self.cfg["models"]:
+            return None, mteb_name[len("pairrel/"):], None
+        return None, None, None
+
+    def current_revision(self, run: Run | None, model: str, step: int | None = None) -> str | None:
+        """The revision whose scores are current: the base model's config fingerprint, or the
+        fingerprint of the checkpoint's weights as its evaluation recorded it (or, when no
+        evaluation has run yet, as computed from the checkpoint). None when neither exists."""
+        if run is None:
+            return base_revision(self.cfg["models"][model])
+        for group in self.groups_for(run, final=step == run.final_step):
+            marker = run.eval_marker(step, group)
+            if marker.is_file():
+                try:
+                    return json.loads(marker.read_text())["revision"]
+                except (ValueError, KeyError):
+                    continue
+        checkpoint = run.checkpoint(step)
+        if (checkpoint / "adapter_model.safetensors").is_file():
+            return checkpoint_revision(checkpoint, self.cfg["models"][model])
+        return None
+
+    # -- job inputs and arguments (the workflow's rules ask these) ------------------------------
+    def corpus_outputs(self) -> list[Path]:
+        """The generated quickstart corpus (one meta.json per split), when configured."""
+        corpus = self.cfg["quickstart_corpus"]
+        return [Path(corpus["root"]) / split / "meta.json" for split in ("train", "test")] if corpus else []
+
+    def corpus_options(self) -> str:
+        corpus = self.cfg["quickstart_corpus"]
+        return " ".join(f"--{k.replace('_', '-')} {v}" for k, v in corpus.items() if k != "root")
+
+    def _local_dataset_files(self, dataset_id: str) -> list[Path]:
+        """Files a local dataset is read from; a corpus this DAG generates is its meta.json."""
+        local = self.cfg["local_datasets"].get(dataset_id)
+        if local is None:
+            return []
+        root = Path(local)
+        corpus = self.cfg["quickstart_corpus"]
+        if corpus and root.resolve().is_relative_to(Path(corpus["root"]).resolve()):
+            return [root / "meta.json"]
+        return [root / name for name in LOCAL_DATASET_FILES if (root / name).exists()]
+
+    def source_inputs(self, data: str, source: str) -> list[Path]:
+        """Files a preparation job reads. A JSONL file that is not there yet is left out, so the
+        DAG still plans; the job then fails naming it (`pairrel data check` lists it up front)."""
+        spec = self.cfg["data"][data]["sources"][source]
+        if "jsonl" in spec:
+            return [Path(spec["jsonl"])] if Path(spec["jsonl"]).exists() else []
+        return self._local_dataset_files(spec["dataset"])
+
+    def source_job_json(self, data: str, source: str, fold: int | None = None) -> str:
+        return canonical_json(self.source_job(data, source, fold))
+
+    def eval_inputs(self, run: Run | None, group: str) -> list[Path]:
+        """Data files an evaluation job reads: local task data, a held-out fold's split."""
+        if group == HELDOUT_GROUP:
+            return [self.folds_file(d, s, f) for d, s, f in self.heldout_parts(run)]
+        if self.is_local_benchmark and self.evaluation["local_dataset"]:
+            return self._local_dataset_files(self.evaluation["local_dataset"])
+        return []
+
+    def report_args(self) -> str:
+        """`pairrel report` options of this study, shell-quoted."""
+        import shlex
+
+        args = ["--results", str(self.mteb_cache), "--runs", str(self.results / "runs"),
+                "--out", str(self.figures), "--benchmark", self.evaluation["benchmark"]]
+        report = self.cfg["report"]
+        if report["reference"]:
+            args += ["--reference", report["reference"]]
+        if self.evaluation["tasks"]:
+            args += ["--tasks", *self.evaluation["tasks"]]
+        if report["compare"]:
+            args += ["--compare", *report["compare"]]
+        return " ".join(shlex.quote(a) for a in args)

@@ -1,0 +1,154 @@
+"""pairrel.study: the grid, run ids, folds, per-mix training, paths, evaluation plan, identity."""
+
+import json
+
+import pytest
+
+from pairrel.config import ConfigError, load_config
+from pairrel.study import (
+    Study,
+    base_revision,
+    checkpoint_revision,
+    checkpoint_steps,
+    parse_run_id,
+    training_fingerprint,
+)
+from tests.conftest import REPO_ROOT
+
+PAPER = REPO_ROOT / "config.yaml"
+QUICKSTART = REPO_ROOT / "presets" / "quickstart.yaml"
+
+
+@pytest.fixture(scope="module")
+def paper():
+    return Study.from_files(PAPER)
+
+
+@pytest.fixture(scope="module")
+def quickstart():
+    return Study.from_files(PAPER, QUICKSTART)
+
+
+def test_paper_grid_has_every_fold_of_trec_dl(paper):
+    # open mix: 2 models x 2 losses x binary@1; TREC-DL: 2 models x 2 losses x 2 labels x 5 folds
+    assert len(paper.runs) == 4 + 40
+    trec = [r for r in paper.runs if r.data == "trec-dl-2023"]
+    assert sorted({r.fold for r in trec}) == [0, 1, 2, 3, 4]
+    assert {r.labels for r in trec} == {"binary@2", "graded-linear"}
+    assert all(r.fold is None for r in paper.runs if r.data == "open-mix")
+    assert trec[0].id == "model~llama3-8b/data~trec-dl-2023/loss~softmax/labels~binary@2/fold~0/seed~42"
+
+
+def test_run_ids_round_trip(paper):
+    for run in paper.runs:
+        assert paper.run(run.id) is run
+        assert {k: v for k, v in parse_run_id(run.id).items()} == run.grid
+    with pytest.raises(ConfigError, match="malformed run id"):
+        parse_run_id("model~a/data~b")
+    with pytest.raises(ConfigError, match="not part of study 'paper'"):
+        paper.run("model~x/data~open-mix/loss~bce/labels~binary@1/seed~42")
+
+
+def test_per_mix_training_is_merged_over_the_global_one(paper):
+    trec = paper.run("model~sheared-llama/data~trec-dl-2023/loss~bce/labels~graded-linear/fold~3/seed~42")
+    open_mix = paper.run("model~sheared-llama/data~open-mix/loss~bce/labels~binary@1/seed~42")
+    assert trec.training["batch_size"] == 16 and open_mix.training["batch_size"] == 512
+    assert trec.training["learning_rate"] == open_mix.training["learning_rate"] == 2e-4   # inherited
+    assert trec.steps == [50, 100, 150, 200] and open_mix.steps == [200, 400, 600, 800, 1000]
+    cfg = trec.config
+    assert cfg["training"]["batch_size"] == 16 and cfg["fold"] == 3
+    assert cfg["prepared"]["trec-dl-2023"]["parquet"].endswith("results/paper/data/trec-dl-2023/trec-dl-2023.fold~3.parquet")
+
+
+def test_paths_have_one_owner(paper):
+    run = paper.run("model~llama3-8b/data~trec-dl-2023/loss~bce/labels~binary@2/fold~1/seed~42")
+    assert str(run.dir) == f"results/paper/runs/{run.id}"
+    assert str(run.checkpoint(100)) == f"results/paper/runs/{run.id}/checkpoint-100"
+    assert str(run.eval_marker(100, "STS")) == f"results/paper/eval/{run.id}/step~100/STS.done"
+    assert str(paper.folds_file("trec-dl-2023", "trec-dl-2023", 1)) == \
+        "results/paper/data/trec-dl-2023/trec-dl-2023.fold~1.folds.json"
+    assert str(paper.prepared("open-mix", "nq")) == "results/paper/data/open-mix/nq.parquet"
+    assert paper.source_parts("trec-dl-2023") == [("trec-dl-2023", f) for f in range(5)]
+    assert run.mteb_name(100) == ("pairrel/model-llama3-8b.data-trec-dl-2023.loss-bce.labels-binary@2"
+                                  ".fold-1.seed-42.step-100")
+
+
+def test_tiered_evaluation(paper):
+    run = paper.run("model~llama3-8b/data~open-mix/loss~bce/labels~binary@1/seed~42")
+    assert len(paper.eval_tasks(final=True)) == 56 and len(paper.eval_tasks(final=False)) == 15
+    # Intermediate checkpoints: the 15-task subset has no Summarization task and no held-out fold.
+    assert paper.groups_for(run, final=False) == ["Classification", "Clustering", "PairClassification",
+                                                  "Reranking", "Retrieval", "STS"]
+    assert "Summarization" in paper.groups_for(run, final=True) and "heldout" not in paper.groups_for(run)
+    assert paper.tasks_for("Retrieval", final=False) == ["SciFact", "ArguAna", "NFCorpus"]
+    assert len(paper.tasks_for("Retrieval", final=True)) == 15
+    trec = paper.run("model~llama3-8b/data~trec-dl-2023/loss~bce/labels~binary@2/fold~1/seed~42")
+    assert "heldout" in paper.groups_for(trec, final=False)
+    assert paper.heldout_parts(trec) == [("trec-dl-2023", "trec-dl-2023", 1)]
+    assert len(paper.heldout_parts(None)) == 5   # base models: every fold
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ({"evaluation": {"task_groups": ["Retreival"]}}, "evaluation.task_groups.0"),
+        ({"evaluation": {"tasks": ["STS17", "NoSuchTask"]}}, "evaluation.tasks"),
+        ({"evaluation": {"tasks": ["STS17"], "task_groups": ["STS", "Retrieval"]}}, "evaluation.task_groups.1"),
+        ({"evaluation": {"benchmark": "MTEB(klingon)"}}, "evaluation.benchmark"),
+        ({"grid": {"folds": [7]}}, "grid.folds"),
+    ],
+    ids=["typo-group", "unknown-task", "empty-group", "unknown-benchmark", "missing-fold"],
+)
+def test_evaluation_typos_are_errors(override, key):
+    with pytest.raises(ConfigError) as err:
+        Study(load_config(PAPER, overrides=override))
+    assert f"'{key}" in str(err.value)
+
+
+def test_checkpoint_steps():
+    assert checkpoint_steps({"steps": 1000, "checkpoint_every": 200}) == [200, 400, 600, 800, 1000]
+    assert checkpoint_steps({"steps": 30, "checkpoint_every": 20}) == [20, 30]
+    assert checkpoint_steps({"steps": 5, "checkpoint_every": None}) == [5]
+
+
+def test_identity_maps_every_checkpoint_back_to_its_run(quickstart):
+    for run in quickstart.runs:
+        for step in run.steps:
+            assert quickstart.identify(run.mteb_name(step)) == (run, "minilm", step)
+    assert quickstart.identify("pairrel/minilm") == (None, "minilm", None)
+    assert quickstart.identify("McGill-NLP/LLM2Vec-Sheared-LLaMA-mntp-supervised") == (None, None, None)
+
+
+def test_fingerprints_follow_weights_and_data(tmp_path, quickstart):
+    run = quickstart.runs[0]
+    parquet = tmp_path / "q.parquet"
+    parquet.write_bytes(b"rows")
+    cfg = run.config | {"prepared": {"quickstart": {"parquet": str(parquet), "meta": "m"}}}
+    fp = training_fingerprint(cfg)
+    neutral = json.loads(json.dumps(cfg))
+    neutral["training"].update(num_threads=7, log_every=5, checkpoint_every=1)
+    neutral["model"]["display"] = "MiniLM"
+    assert training_fingerprint(neutral) == fp
+    changed = json.loads(json.dumps(cfg))
+    changed["training"]["learning_rate"] = 1e-3
+    assert training_fingerprint(changed) != fp
+    parquet.write_bytes(b"other rows")
+    assert training_fingerprint(cfg) != fp
+
+    ckpt = tmp_path / "checkpoint-5"
+    ckpt.mkdir()
+    (ckpt / "adapter_model.safetensors").write_bytes(b"weights")
+    model_cfg = quickstart.cfg["models"]["minilm"]
+    rev = checkpoint_revision(ckpt, model_cfg)
+    assert len(rev) == 12 and rev == checkpoint_revision(ckpt, model_cfg | {"display": "x"})
+    assert rev != checkpoint_revision(ckpt, model_cfg | {"max_length": 128})
+    (ckpt / "adapter_model.safetensors").write_bytes(b"new weights")
+    assert checkpoint_revision(ckpt, model_cfg) != rev
+    assert base_revision(model_cfg).startswith("base-") and base_revision(model_cfg) != base_revision(
+        model_cfg | {"max_length": 128})
+
+
+def test_building_a_study_writes_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Study.from_files(PAPER, QUICKSTART)
+    assert list(tmp_path.iterdir()) == []
