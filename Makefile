@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 quickstart: install
-	$(OFFLINE) $(BIN)/snakemake --cores $(CORES) --resources gpu=$(CORES) --configfile presets/quickstart.yaml
+	$(OFFLINE) $(BIN)/snakemake --cores $(CORES) --configfile presets/quickstart.yaml
 
 test: install
 	$(OFFLINE) $(BIN)/python -m pytest -q
@@ -34,7 +34,7 @@ dry-run: install
 	$(OFFLINE) $(BIN)/snakemake -n --quiet rules
 
 report: install
-	$(OFFLINE) $(BIN)/snakemake --cores 1 report --configfile presets/quickstart.yaml
+	$(OFFLINE) $(BIN)/snakemake --cores 1 --configfile presets/quickstart.yaml -- report
 
 bench: install
 	for script in benchmarks/bench_*.py; do $(OFFLINE) $(BIN)/python $$script || exit 1; done
