@@ -2,7 +2,7 @@
 
 The folder mixes file generations (0-1 and 0-100 files, cos_sim_* and cosine_* keys, map vs
 map_at_1000, CQADupstack as an aggregate plus 12 subforums); mteb 2.26's own summary prints a
-mean of about 38.7 for it. The published numbers (REFERENCE.md §4, LLM2Vec Table 2) are
+mean of about 38.7 for it. The published numbers (LLM2Vec, arXiv 2404.05961, Table 2) are
 Average 61.85 over 56 tasks and the seven type averages below.
 """
 

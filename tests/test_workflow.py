@@ -34,8 +34,14 @@ def study(tmp_path_factory):
         src = REPO_ROOT / name
         (shutil.copytree if src.is_dir() else shutil.copy)(src, root / name)
     shutil.copy(REPO_ROOT / "tests" / "data" / "quickstart-tiny.yaml", root / "tiny.yaml")
-    snakemake(root, "--cores", "2", "--resources", "gpu=2", *QUICKSTART)
+    snakemake(root, "--cores", "2", *QUICKSTART)
     return root
+
+
+def tree(root):
+    """Every file under root except Snakemake's own bookkeeping, with its mtime."""
+    return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in root.rglob("*")
+            if p.is_file() and ".snakemake" not in p.parts}
 
 
 def jobs_run(output: str) -> list[str]:
@@ -67,6 +73,51 @@ def test_rerun_has_nothing_to_do(study):
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
 
+def test_each_checkpoint_is_its_own_model_in_mtebs_loader(study):
+    import mteb
+
+    loaded = mteb.ResultCache(str(study / "results" / "quickstart" / "mteb")).load_results(include_remote=False)
+    names = sorted(m.model_name for m in loaded.model_results)
+    # 4 runs x 1 checkpoint (step 4) and the base model
+    assert len(names) == 5 and "pairrel/minilm" in names
+    assert all(n.endswith(".step-4") for n in names if n != "pairrel/minilm")
+
+
+def test_changed_learning_rate_retrains_and_the_table_shows_new_scores(study, tmp_path):
+    changed = tmp_path / "changed"
+    shutil.copytree(study, changed, ignore=shutil.ignore_patterns(".snakemake"))
+    before = {r["label"] if "label" in r else r["model"]: r for r in csv.DictReader(
+        (changed / "paper_figures" / "quickstart" / "main_table.csv").open())}
+    (changed / "lr.yaml").write_text("training:\n  learning_rate: 0.005\n")
+    proc = snakemake(changed, "--cores", "2", *QUICKSTART, "lr.yaml")
+    ran = jobs_run(proc.stdout + proc.stderr)
+    assert ran.count("train_run") == 4 and ran.count("evaluate_checkpoint") == 4
+    assert "evaluate_base" not in ran and "prepare_source" not in ran  # untouched by the change
+    after = {r["label"] if "label" in r else r["model"]: r for r in csv.DictReader(
+        (changed / "paper_figures" / "quickstart" / "main_table.csv").open())}
+    assert before.keys() == after.keys()
+    for key, row in after.items():
+        if row.get("loss"):
+            assert row["Average"] != before[key]["Average"], key
+        else:
+            assert row["Average"] == before[key]["Average"]  # the base model
+    notes = (changed / "paper_figures" / "quickstart" / "notes.md").read_text()
+    assert notes.count("stale results left out") == 4  # the old weights' scores are never shown
+    again = snakemake(changed, "-n", *QUICKSTART, "lr.yaml")
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+@pytest.mark.parametrize("args", [["-n"], ["--lint"], ["-n", "--configfile", "presets/quickstart.yaml"]],
+                         ids=["dry-run", "lint", "dry-run-quickstart"])
+def test_planning_writes_nothing(tmp_path, args):
+    for name in WORKFLOW_FILES:
+        src = REPO_ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / name)
+    before = tree(tmp_path)
+    snakemake(tmp_path, *args, check=False)
+    assert tree(tmp_path) == before
+
+
 def test_report_target_rebuilds_from_cached_results_only(study, tmp_path):
     # A fresh clone with only results/ copied in: no checkpoints, no corpus, no prepared data.
     clone = tmp_path / "clone"
@@ -93,11 +144,14 @@ def test_paper_grid_plans_offline():
             counts[parts[0]] = int(parts[1])
     # 12 runs x 5 checkpoints x 7 MTEB task types, plus the held-out group for the 8 TREC-DL
     # runs; 2 base models x 8 groups; 13 data sources
-    assert counts["train_run"] == 12
-    assert counts["evaluate_checkpoint"] == 12 * 5 * 7 + 8 * 5
+    # Open mix: 2 models x 2 losses; TREC-DL 2023: 2 models x 2 losses x 2 labels x 5 folds.
+    assert counts["train_run"] == 4 + 40
+    # Open mix: 4 intermediate checkpoints x 6 task types of the 15-task subset + the final one
+    # x 7 types. TREC-DL: 3 intermediate x (6 + held-out) + the final x (7 + held-out).
+    assert counts["evaluate_checkpoint"] == 4 * (4 * 6 + 7) + 40 * (3 * 7 + 8)
     assert counts["evaluate_base"] == 2 * 8
-    assert counts["prepare_source"] == 13
-    assert counts["report_study"] == 1
+    assert counts["prepare_source"] == 12 and counts["prepare_fold"] == 5
+    assert counts["report"] == 1
 
 
 @pytest.mark.parametrize(

@@ -52,11 +52,6 @@ class EncoderConfig:
         return cls(**known)
 
 
-def format_query(instruction: str, text: str) -> str:
-    """LLM2Vec's query format: ``"{instruction}; {text}"``, or the bare text without one."""
-    return f"{instruction}; {text}" if instruction else text
-
-
 class Encoder(nn.Module):
     """Embeds texts as the mean of their last hidden states over the text tokens."""
 

@@ -1,6 +1,6 @@
 """Label granularity: named maps from raw relevance grades to training targets y in [0, 1].
 
-DESIGN.md, "The science, precisely". With g a raw grade in {0, …, G} (G = ``max_grade`` of the
+With g a raw grade in {0, …, G} (G = ``max_grade`` of the
 source, e.g. 3 for TREC-DL 2023) and g = −1 for a pair nobody judged:
 
 - ``binary@k``      y = 1 if g ≥ k else 0            (TREC's passage convention is binary@2)

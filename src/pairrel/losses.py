@@ -1,6 +1,6 @@
 """The two losses of the study, with one call: ``loss(query_emb[Q, d], doc_emb[D, d], targets[Q, D])``.
 
-Notation (DESIGN.md, "The science, precisely"): q_i, d_j are the embeddings, L2-normalised here,
+Notation: q_i, d_j are the embeddings, L2-normalised here,
 s_ij = cos(q_i, d_j), and y_ij ∈ [0, 1] the relevance target of document j for query i
 (0 when unjudged or irrelevant). Every loss is query → documents only.
 

@@ -231,7 +231,7 @@ def _chunks(items: Iterator, size: int) -> Iterator[list]:
         yield chunk
 
 
-def _dataset_rows(dataset, dataset_id: str, pairs: Iterator[tuple], query_texts: dict,
+def _dataset_rows(dataset, pairs: Iterator[tuple], query_texts: dict,
                   warnings: _Warnings, chunk_size: int) -> Iterator[dict]:
     store = dataset.docs_store()
     for chunk in _chunks(pairs, chunk_size):
@@ -388,7 +388,7 @@ def prepare_source(name: str, source_cfg: dict, out_parquet: str | Path,
             pairs = _qrels_pairs(dataset, dataset_id, allowed, warnings)
             total = None
         meta.update(dataset_id=dataset_id, pairs_from="docpairs" if use_docpairs else "qrels")
-        row_chunks = _dataset_rows(dataset, dataset_id, pairs, query_texts, warnings, chunk_size)
+        row_chunks = _dataset_rows(dataset, pairs, query_texts, warnings, chunk_size)
         max_grade = None
 
     sink = _ParquetSink(out)

@@ -24,12 +24,6 @@ from typing import BinaryIO, Iterable
 
 import numpy as np
 
-TREC_DL_2023_IDS = (
-    "msmarco-passage-v2/trec-dl-2023",
-    "msmarco-passage-v2/trec-dl-2023/judged",
-    "msmarco-document-v2/trec-dl-2023",
-    "msmarco-document-v2/trec-dl-2023/judged",
-)
 PARTIAL_MARKER = "_pairrel_partial.json"
 
 
@@ -60,13 +54,6 @@ def judged_query_ids(dataset) -> list[str]:
     for qrel in dataset.qrels_iter():
         seen.setdefault(qrel.query_id, None)
     return list(seen)
-
-
-def fold_split(query_ids: Iterable[str], folds: int, fold: int, seed: int = 0) -> tuple[list[str], list[str]]:
-    """(train, test) query ids of fold ``fold`` of ``folds`` (see ``kfold_queries``)."""
-    if not 0 <= fold < folds:
-        raise ValueError(f"fold must be in 0..{folds - 1}, got {fold}")
-    return kfold_queries(query_ids, folds, seed)[fold]
 
 
 def passage_location(doc_id: str) -> tuple[str, int] | None:
