@@ -106,7 +106,7 @@ class Trainer:
     def __init__(self, run_cfg: dict[str, Any], run_dir: str | Path, prepared: dict[str, tuple[Path, Path]], progress: bool = True) -> None:
         from accelerate import Accelerator
 
-        from pairrel.data.batching import SourceBatcher, load_prepared_source
+        from pairrel.data.batching import batcher_from_run, load_prepared_source
         from pairrel.encoder import EncoderConfig, build_encoder
         from pairrel.losses import build_loss
 
@@ -143,13 +143,7 @@ class Trainer:
         self.encoder, self.optimizer = self.accelerator.prepare(self.encoder, self.optimizer)
         self.loss_fn = self.loss_fn.to(self.accelerator.device)
         sources = {name: load_prepared_source(parquet, meta) for name, (parquet, meta) in prepared.items()}
-        self.batcher = SourceBatcher(
-            sources,
-            batch_size=int(self.train_cfg["batch_size"]),
-            n_negatives=int(self.train_cfg.get("n_negatives", 1)),
-            label_granularity=run_cfg["labels"],
-            seed=int(run_cfg["seed"]),
-        )
+        self.batcher = batcher_from_run(run_cfg, sources)
 
     # -- checkpoints -----------------------------------------------------------------------
     def _unwrapped(self):
@@ -261,7 +255,7 @@ class Trainer:
             gather, no_sync = distributed.all_gather_with_grad, self.encoder.no_sync
         loss = grad_cache_step(
             self._encode_fn(batch.instruction),
-            self._encode_fn(),
+            self._encode_fn(batch.doc_instruction),  # symmetric sources instruct documents too
             queries,
             docs,
             targets.to(self.accelerator.device),
