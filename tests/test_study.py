@@ -54,7 +54,7 @@ def test_per_mix_training_is_merged_over_the_global_one(paper):
     open_mix = paper.run("model~sheared-llama/data~open-mix/loss~bce/labels~binary@1/seed~42")
     assert trec.training["batch_size"] == 16 and open_mix.training["batch_size"] == 512
     assert trec.training["learning_rate"] == open_mix.training["learning_rate"] == 2e-4   # inherited
-    assert trec.steps == [50, 100, 150, 200] and open_mix.steps == [200, 400, 600, 800, 1000]
+    assert trec.steps == [25, 50, 75, 100] and open_mix.steps == [200, 400, 600, 800, 1000]
     cfg = trec.config
     assert cfg["training"]["batch_size"] == 16 and cfg["fold"] == 3
     assert cfg["prepared"]["trec-dl-2023"]["parquet"].endswith("results/paper/data/trec-dl-2023/trec-dl-2023.fold~3.parquet")

@@ -94,7 +94,9 @@ def cmd_evaluate(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from pairrel import __version__
+    from pairrel import recipe as recipe_cli
     from pairrel.data import cli as data_cli
+    from pairrel.data import inspect as batches_cli
     from pairrel.report import cli as report_cli
 
     parser = argparse.ArgumentParser(prog="pairrel", description=__doc__.split("\n")[0], epilog=EPILOG)
@@ -102,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     data_cli.register(commands)
+    batches_cli.register(commands)
+    recipe_cli.register(commands)
 
     p = commands.add_parser("config", help="validate a config, list its runs, or print it merged with defaults",
                             epilog=EPILOG)

@@ -218,7 +218,7 @@ class Run:
             "run_id": self.id,
             "grid": self.grid,
             "model": copy.deepcopy(cfg["models"][self.model]),
-            "data": {"sources": copy.deepcopy(cfg["data"][self.data]["sources"])},
+            "data": {k: copy.deepcopy(v) for k, v in cfg["data"][self.data].items() if k != "training"},
             "loss": copy.deepcopy(cfg["losses"][self.loss]),
             "labels": self.labels,
             "seed": self.seed,

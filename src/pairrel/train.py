@@ -97,7 +97,7 @@ class Trainer:
     def __init__(self, run_cfg: dict[str, Any], run_dir: str | Path, progress: bool = True) -> None:
         from accelerate import Accelerator
 
-        from pairrel.data.batching import SourceBatcher, load_prepared_source
+        from pairrel.data.batching import batcher_from_run, load_prepared_source
         from pairrel.encoder import EncoderConfig, build_encoder
         from pairrel.losses import build_loss
 
@@ -135,13 +135,7 @@ class Trainer:
         self.encoder, self.optimizer = self.accelerator.prepare(self.encoder, self.optimizer)
         self.loss_fn = self.loss_fn.to(self.accelerator.device)
         sources = {name: load_prepared_source(files["parquet"], files["meta"]) for name, files in run_cfg["prepared"].items()}
-        self.batcher = SourceBatcher(
-            sources,
-            batch_size=int(self.train_cfg["batch_size"]),
-            n_negatives=int(self.train_cfg["n_negatives"]),
-            label_granularity=run_cfg["labels"],
-            seed=int(run_cfg["seed"]),
-        )
+        self.batcher = batcher_from_run(run_cfg, sources)
 
     # -- checkpoints -----------------------------------------------------------------------
     def _unwrapped(self):
@@ -251,7 +245,7 @@ class Trainer:
             gather, no_sync = distributed.all_gather_with_grad, self.encoder.no_sync
         loss = grad_cache_step(
             self._encode_fn(batch.instruction),
-            self._encode_fn(),
+            self._encode_fn(batch.doc_instruction),  # symmetric sources instruct documents too
             queries,
             docs,
             targets.to(self.accelerator.device),

@@ -1,28 +1,64 @@
 """Training batches from prepared sources: one source per batch, every known label kept.
 
 A batch is a pure function of (seed, step), so a resumed run sees exactly the batches it would
-have seen (``SourceBatcher.batch_at(step)``; no iterator state is carried between steps).
+have seen (``SourceBatcher.batch_at(step)``; no iterator state is carried between steps). Each
+draw uses its own ``numpy`` Generator seeded from a tuple such as ``(seed, k, stream)`` or
+``(seed, crc32(source name), pass, stream)``.
 
-Step k is built as follows (each draw uses its own ``numpy`` Generator seeded from the tuple
-``(seed, k, stream)`` or ``(seed, source, epoch, stream)``):
+A query is *usable* if some judged document has target > 0 under the label granularity; only
+usable queries are batched (a query without a positive gives the softmax loss no target).
 
-1. **Source.** Source s is drawn with probability weight_s / Σ weights (sources in name order).
-2. **Queries.** If step k is the n-th step (0-based) that drew s, it takes slice
-   ``n mod E`` of epoch ``n div E`` of s, where an epoch is a fresh permutation of the source's
-   usable queries cut into E = ⌊N / batch_size⌋ slices (``drop_last``; the incomplete tail of
-   each epoch is dropped, as in LLM2Vec) or ⌈N / batch_size⌉ slices (last one shorter).
-   A query is *usable* if some judged document has target > 0 under the label granularity.
-3. **Documents, per query.** The positive is a judged document with the query's highest target
-   (uniformly at random among ties). The hard negatives are ``n_negatives`` documents whose
-   target is strictly lower than the positive's: judged ones first (uniformly without
-   replacement), and if there are too few, random documents of the same source that are not
-   judged for this query (other queries' documents, i.e. random negatives). Strictly lower
-   *target* rather than grade: under ``binary@2`` a grade-2 document beside a grade-3 positive
-   has the same target 1 and is another positive, not a negative.
-4. **Labels.** Documents are deduplicated by doc_id (first occurrence order). ``grades[i, j]`` is
-   the grade of document j for query i in the source's full judgments, −1 if unjudged, so a
-   document relevant to another query of the batch keeps its label for that query — never a
-   silent negative. ``targets`` = the label granularity applied to ``grades``.
+**Which source and which queries (the sampling rule of the data mix, ``sampling:``).**
+
+* ``weighted`` (default). Step k draws source s with probability weight_s / Σ weights (sources
+  in name order). If step k is the n-th step (0-based) that drew s, it takes slice ``n mod E``
+  of epoch ``n div E`` of s, where an epoch is a fresh permutation of the source's usable
+  queries cut into E = ⌊N / batch_size⌋ slices (``drop_last``; the incomplete tail of each
+  epoch is dropped) or ⌈N / batch_size⌉ slices (last one shorter). A small source is revisited
+  many times while a large one is still in its first epoch.
+* ``proportional`` (LLM2Vec's supervised loader). One *pass* = every source's usable queries
+  permuted (per source and pass) and cut into E_s = ⌊N_s / B⌋ full batches (``drop_last``), all
+  T = Σ_s E_s batches of all sources in one random order (per pass). Step k is batch
+  ``k mod T`` of pass ``k div T``. Within a pass every query appears at most once, and a
+  source's share of steps is E_s / T — the size of its file, not a weight (weights are
+  ignored). LLM2Vec applies this to the released files once, for one pass; here passes repeat
+  with fresh permutations when the run has more steps than T.
+
+**Which documents, per query** (``docs_per_query``; documents are then deduplicated by doc_id in
+first-occurrence order).
+
+* ``docs_per_query`` unset (default; LLM2Vec's recipe): the positive is a judged document with
+  the query's highest target (uniformly at random among ties); then ``n_negatives`` hard
+  negatives whose target is strictly lower than the positive's: judged ones first (uniformly
+  without replacement), and if there are too few, random documents of the same source that are
+  not judged for this query (random negatives). Strictly lower *target* rather than grade:
+  under ``binary@2`` a grade-2 document beside a grade-3 positive is another positive.
+* ``docs_per_query: m`` (graded batches, e.g. TREC-DL): the query brings m of its *judged*
+  documents, drawn across the raw grades it has. With G = its distinct grades, ordered as
+  [highest, lowest, then the others from high to low], one document is drawn uniformly from
+  each of the first min(m, |G|) grades (so every grade is represented when m ≥ |G|, and the
+  highest grade — the positive — always is); the remaining m − |G| are drawn uniformly without
+  replacement from its other judged documents, so beyond one per grade the grades appear in
+  proportion to how often the query has them. A query with at most m judged documents brings
+  all of them. No random unjudged documents are added (``n_negatives`` is not used): the
+  other queries' documents are the in-batch negatives.
+
+**Labels.** ``grades[i, j]`` is the grade of document j for query i in the source's full
+judgments, −1 if unjudged, so a document relevant to another query of the batch keeps its label
+for that query — never a silent negative. ``targets`` y_ij = the label granularity applied to
+``grades`` (−1 → 0). What each loss then sees (pairrel.losses):
+
+* softmax: for each query i with Σ_j y_ij > 0, cross-entropy of softmax_j(s_ij / τ) against
+  p_ij = y_ij / Σ_k y_ik over all D documents of the batch (graded: a soft target distribution
+  that weights a grade-3 passage 3/2 of a grade-2 one under ``graded-linear``; grade 0 and
+  unjudged documents get p = 0 and act only as negatives through the normaliser);
+* BCE: every (i, j) cell is one binary cross-entropy term with target y_ij ∈ [0, 1] (graded
+  under ``graded-*``, 0/1 under ``binary@k``), summed over j and averaged over queries.
+
+**Symmetric sources** (``symmetric: true`` in the source's config, kept in its meta JSON): the
+source's instruction is applied to the documents too (``Batch.doc_instruction``), as LLM2Vec
+does for its symmetric tasks (NLI split 2, Quora duplicates); the encoder leaves those
+instruction tokens out of the pooling on both sides.
 
 Prepared sources are the Parquet + meta JSON files of docs/internals.md.
 """
@@ -46,14 +82,18 @@ COLUMNS = ("query_id", "query", "doc_id", "doc", "grade")
 META_KEYS = ("instruction", "weight", "max_grade")
 
 # Stream ids keep the Generators of different draws independent for the same (seed, step).
-_SOURCE_STREAM, _PERMUTATION_STREAM, _DOCS_STREAM = 0, 1, 2
+_SOURCE_STREAM, _PERMUTATION_STREAM, _DOCS_STREAM, _PASS_STREAM = 0, 1, 2, 3
+
+SAMPLING_RULES = ("weighted", "proportional")
 
 
 @dataclass
 class Batch:
     """One training step's texts and labels (docs/internals.md, "Batches").
 
-    ``queries`` are raw texts: the encoder adds ``instruction`` as ``"{instruction}; {text}"``.
+    ``queries`` and ``docs`` are raw texts: the encoder adds ``instruction`` to the queries and
+    ``doc_instruction`` to the documents as ``"{instruction}; {text}"`` ("" = none;
+    ``doc_instruction`` is the source's instruction for symmetric sources, else "").
     """
 
     queries: list[str]
@@ -65,6 +105,7 @@ class Batch:
     query_ids: list[str] = field(default_factory=list)
     doc_ids: list[str] = field(default_factory=list)
     step: int = -1
+    doc_instruction: str = ""
 
 
 @dataclass
@@ -86,6 +127,7 @@ class SourceData:
     offsets: np.ndarray
     judged_docs: np.ndarray
     judged_grades: np.ndarray
+    symmetric: bool = False  # the instruction goes on the documents too
 
     def judgments(self, query_code: int) -> tuple[np.ndarray, np.ndarray]:
         lo, hi = self.offsets[query_code], self.offsets[query_code + 1]
@@ -161,6 +203,7 @@ def load_prepared_source(parquet_path: str | Path, meta_json_path: str | Path | 
         offsets=offsets,
         judged_docs=pairs["d"].to_numpy(dtype=np.int64),
         judged_grades=pairs["g"].to_numpy(dtype=np.int64),
+        symmetric=bool(meta.get("symmetric", False)),
     )
 
 
@@ -170,10 +213,13 @@ class SourceBatcher:
     Args:
         sources: source name → SourceData (``load_prepared_source``).
         batch_size: queries per batch (over all devices).
-        n_negatives: hard negatives per query.
+        n_negatives: hard negatives per query (when ``docs_per_query`` is None).
         label_granularity: e.g. ``binary@2``, ``graded-linear`` (pairrel.labels).
         seed: non-negative int; batch k is a pure function of (seed, k).
-        drop_last: drop each epoch's incomplete last slice of a source's queries.
+        drop_last: drop each epoch's (pass's) incomplete last slice of a source's queries.
+        sampling: ``weighted`` or ``proportional`` (the module docstring).
+        docs_per_query: None (positive + ``n_negatives``) or m ≥ 1 judged documents per query
+            drawn across its grades (graded batches).
     """
 
     def __init__(
@@ -184,13 +230,20 @@ class SourceBatcher:
         label_granularity: str,
         seed: int,
         drop_last: bool = True,
+        sampling: str = "weighted",
+        docs_per_query: int | None = None,
     ) -> None:
         if not sources:
             raise ValueError("SourceBatcher needs at least one source")
         if batch_size < 1 or n_negatives < 0 or seed < 0:
             raise ValueError(f"need batch_size >= 1, n_negatives >= 0, seed >= 0; got {batch_size}, {n_negatives}, {seed}")
+        if sampling not in SAMPLING_RULES:
+            raise ValueError(f"unknown sampling rule {sampling!r}: expected one of {', '.join(SAMPLING_RULES)}")
+        if docs_per_query is not None and docs_per_query < 1:
+            raise ValueError(f"docs_per_query must be >= 1 or None, got {docs_per_query}")
         self.label_map: LabelMap = parse_label_granularity(label_granularity)
         self.batch_size, self.n_negatives, self.seed, self.drop_last = batch_size, n_negatives, seed, drop_last
+        self.sampling, self.docs_per_query = sampling, docs_per_query
         self.names = sorted(sources)
         self.sources = [sources[name] for name in self.names]
         weights = np.array([s.weight for s in self.sources], dtype=np.float64)
@@ -210,15 +263,27 @@ class SourceBatcher:
                 )
             self._usable.append(usable)
             self._slices_per_epoch.append(n_slices)
+        # proportional: batch slots of one pass; source s owns slots [_slot_offsets[s], _slot_offsets[s + 1]).
+        self._slot_offsets = np.concatenate([[0], np.cumsum(self._slices_per_epoch)])
+        self._pass_order: tuple[int, np.ndarray] | None = None
         self._choices: list[int] = []  # source index of steps 0, 1, … (memo of a pure function)
         self._uses: list[int] = []  # how many earlier steps drew the same source
         self._draws = [0] * len(self.sources)  # steps so far in self._choices that drew each source
         self._permutations: dict[tuple[int, int], np.ndarray] = {}
 
+    @property
+    def steps_per_pass(self) -> int:
+        """T = Σ_s E_s: batches in one proportional pass (one epoch of every source)."""
+        return int(self._slot_offsets[-1])
+
+    def batches_per_source(self) -> dict[str, int]:
+        """E_s per source: full batches of its usable queries in one epoch (pass)."""
+        return dict(zip(self.names, (int(n) for n in self._slices_per_epoch)))
+
     # -- pure functions of (seed, step) ------------------------------------------------------
 
     def _source_of(self, step: int) -> tuple[int, int]:
-        """(source index, how many earlier steps drew that source) for ``step``."""
+        """weighted: (source index, how many earlier steps drew that source) for ``step``."""
         while len(self._choices) <= step:
             u = np.random.default_rng([self.seed, len(self._choices), _SOURCE_STREAM]).random()
             choice = min(int(np.searchsorted(self._cumulative, u, side="right")), len(self.sources) - 1)
@@ -226,6 +291,16 @@ class SourceBatcher:
             self._uses.append(self._draws[choice])
             self._draws[choice] += 1
         return self._choices[step], self._uses[step]
+
+    def _slot_of(self, step: int) -> tuple[int, int, int]:
+        """proportional: (source index, batch index within the source's pass, pass) of ``step``."""
+        pass_index, position = divmod(step, self.steps_per_pass)
+        if self._pass_order is None or self._pass_order[0] != pass_index:
+            rng = np.random.default_rng([self.seed, pass_index, _PASS_STREAM])
+            self._pass_order = (pass_index, rng.permutation(self.steps_per_pass))
+        slot = int(self._pass_order[1][position])
+        source = int(np.searchsorted(self._slot_offsets, slot, side="right")) - 1
+        return source, slot - int(self._slot_offsets[source]), pass_index
 
     def _permutation(self, source: int, epoch: int) -> np.ndarray:
         key = (source, epoch)
@@ -238,13 +313,12 @@ class SourceBatcher:
             self._permutations[key] = rng.permutation(len(self._usable[source]))
         return self._permutations[key]
 
-    def _query_codes(self, source: int, use: int) -> np.ndarray:
-        epoch, index = divmod(use, self._slices_per_epoch[source])
+    def _query_codes(self, source: int, epoch: int, index: int) -> np.ndarray:
         order = self._permutation(source, epoch)
         return self._usable[source][order[index * self.batch_size : (index + 1) * self.batch_size]]
 
     def _documents_for(self, source: int, query: int, rng: np.random.Generator) -> list[int]:
-        """Doc codes: the positive, then the hard negatives (rules 3 in the module docstring)."""
+        """Doc codes: the positive, then the hard negatives (``docs_per_query`` unset)."""
         data = self.sources[source]
         docs, _ = data.judgments(query)
         lo, hi = data.offsets[query], data.offsets[query + 1]
@@ -266,17 +340,35 @@ class SourceBatcher:
                         break
         return [positive, *negatives]
 
+    def _graded_documents_for(self, source: int, query: int, rng: np.random.Generator) -> list[int]:
+        """Doc codes: ``docs_per_query`` judged documents across the query's grades."""
+        docs, grades = self.sources[source].judgments(query)
+        m = self.docs_per_query
+        if len(docs) <= m:
+            return [int(d) for d in rng.permutation(docs)]
+        levels = sorted(set(grades.tolist()), reverse=True)
+        ordered = levels[:1] + levels[-1:] + levels[1:-1] if len(levels) > 1 else levels
+        picked = [int(rng.choice(docs[grades == grade])) for grade in ordered[:m]]
+        rest = np.setdiff1d(docs, picked)  # sorted, so the draw below is deterministic
+        extra = rng.choice(rest, size=m - len(picked), replace=False) if m > len(picked) else []
+        return picked + [int(d) for d in extra]
+
     def batch_at(self, step: int) -> Batch:
         """The batch of training step ``step`` (0-based)."""
         if step < 0:
             raise ValueError(f"step must be >= 0, got {step}")
-        source, use = self._source_of(step)
+        if self.sampling == "proportional":
+            source, index, epoch = self._slot_of(step)
+        else:
+            source, use = self._source_of(step)
+            epoch, index = divmod(use, self._slices_per_epoch[source])
         data = self.sources[source]
-        queries = self._query_codes(source, use)
+        queries = self._query_codes(source, epoch, index)
         rng = np.random.default_rng([self.seed, step, _DOCS_STREAM])
+        pick = self._documents_for if self.docs_per_query is None else self._graded_documents_for
         column: dict[int, int] = {}
         for query in queries:
-            for doc in self._documents_for(source, int(query), rng):
+            for doc in pick(source, int(query), rng):
                 column.setdefault(doc, len(column))
         grades = torch.full((len(queries), len(column)), -1, dtype=torch.long)
         for row, query in enumerate(queries):
@@ -295,6 +387,7 @@ class SourceBatcher:
             query_ids=[str(q) for q in data.query_ids[queries]],
             doc_ids=[str(d) for d in data.doc_ids[doc_codes]],
             step=step,
+            doc_instruction=data.instruction if data.symmetric else "",
         )
 
     # -- iteration ---------------------------------------------------------------------------
@@ -310,3 +403,23 @@ class SourceBatcher:
         """Batches of steps start_step … num_steps − 1 (``num_steps`` = the run's total steps)."""
         for step in range(start_step, num_steps):
             yield self.batch_at(step)
+
+
+def batcher_from_run(run_cfg: dict, sources: dict[str, SourceData]) -> SourceBatcher:
+    """The SourceBatcher of a resolved run config (``pairrel.config.resolve_run``).
+
+    Reads ``training.batch_size``, ``training.n_negatives`` (default 1),
+    ``training.docs_per_query`` (default None), ``data.sampling`` (default ``weighted``),
+    ``labels`` and ``seed``; the trainer and ``pairrel batches`` both build batches here.
+    """
+    training = run_cfg["training"]
+    docs_per_query = training.get("docs_per_query")
+    return SourceBatcher(
+        sources,
+        batch_size=int(training["batch_size"]),
+        n_negatives=int(training.get("n_negatives", 1)),
+        label_granularity=run_cfg["labels"],
+        seed=int(run_cfg["seed"]),
+        sampling=str((run_cfg.get("data") or {}).get("sampling", "weighted")),
+        docs_per_query=None if docs_per_query is None else int(docs_per_query),
+    )

@@ -10,6 +10,13 @@ is neither at its cache path nor at a local mirror path, naming the dataset, the
 and the path where ir_datasets looks for it; then models and MTEB task data in the hub cache.
 The dataset part answers in well under a second.
 
+A JSONL source (``jsonl: path``) with an ``origin: {hub_dataset, revision, file, sha256?,
+size?}`` is downloaded by prefetch from that Hugging Face dataset repository at the pinned
+revision and copied to ``path`` (temporary file + rename); ``check`` verifies it offline: present,
+size and SHA-256 when the origin states them, and always the line schema (every line of the
+first ``JSONL_CHECK_LINES`` a JSON object with a non-empty string ``query``, and ``positive`` /
+``negative`` strings or lists of strings).
+
 For ``msmarco-passage-v2/trec-dl-2023[/judged]`` prefetch streams the 21.8 GB corpus tar once
 and keeps only the judged passages (``trecdl.extract_passages_sparse``); other corpora are
 downloaded whole by ir_datasets.
@@ -54,6 +61,85 @@ class DataUnavailableError(RuntimeError):
         super().__init__(f"{len(self.missing)} required file(s) missing:\n  {lines}\n"
                          "Run `pairrel data prefetch --config ...` on a machine with network access, "
                          "or place the files at the paths shown.")
+
+
+JSONL_CHECK_LINES = 1000  # lines of a JSONL source whose schema check reads (it must stay fast)
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _jsonl_schema_problem(path: Path, max_lines: int = JSONL_CHECK_LINES) -> str | None:
+    """The first line (of the first ``max_lines``) that is not a training example, or None."""
+    import json
+
+    def texts(value) -> bool:
+        return isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))
+
+    with open(path, encoding="utf-8", errors="replace") as lines:
+        for number, line in enumerate(lines, 1):
+            if number > max_lines:
+                break
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                return f"{path} line {number}: not valid JSON ({err.msg})"
+            if not isinstance(record, dict) or not isinstance(record.get("query"), str) or not record["query"].strip():
+                return f"{path} line {number}: expected an object with a non-empty string 'query'"
+            for key in ("positive", "negative"):
+                if record.get(key) is not None and not texts(record[key]):
+                    return f"{path} line {number}: key {key!r} must be a string or a list of strings"
+            if record.get("positive") is None:
+                return f"{path} line {number}: no 'positive'"
+    return None
+
+
+def jsonl_problems(where: str, path: str | Path, origin: dict | None) -> list[str]:
+    """Offline check of one JSONL source file against its origin (see the module docstring)."""
+    path = Path(path)
+    if not path.is_file():
+        how = (f"`pairrel data prefetch` downloads it from hub dataset {origin['hub_dataset']}@{origin['revision']} "
+               f"({origin['file']})" if origin else "no public origin is configured: place the file there")
+        return [f"{where}: JSONL file {path} does not exist; {how}"]
+    problems = []
+    if origin and origin.get("size") is not None and path.stat().st_size != int(origin["size"]):
+        problems.append(f"{where}: {path} has {path.stat().st_size} bytes, its origin {origin['hub_dataset']}/"
+                        f"{origin['file']} has {origin['size']}")
+    if origin and origin.get("sha256") and _sha256(path) != origin["sha256"]:
+        problems.append(f"{where}: {path} does not match the SHA-256 of {origin['hub_dataset']}/{origin['file']}")
+    schema = _jsonl_schema_problem(path)
+    if schema:
+        problems.append(f"{where}: {schema}")
+    return problems
+
+
+def fetch_jsonl(path: str | Path, origin: dict) -> Path:
+    """Download ``origin`` (hub dataset file at a pinned revision) to ``path``; no-op if present."""
+    import shutil
+
+    from huggingface_hub import hf_hub_download
+
+    path = Path(path)
+    if path.is_file():
+        return path
+    cached = hf_hub_download(origin["hub_dataset"], origin["file"], repo_type="dataset", revision=origin["revision"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        shutil.copyfile(cached, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
 
 
 def _source_of(download: Download) -> str:
@@ -178,8 +264,7 @@ def check_available(cfg: dict, include_models: bool = True, include_mteb: bool =
     problems: list[str] = []
     for data_name, source_name, source in _config_sources(cfg):
         if source.get("jsonl"):
-            if not Path(source["jsonl"]).is_file():
-                problems.append(f"data {data_name}, source {source_name}: JSONL file {source['jsonl']} does not exist")
+            problems += jsonl_problems(f"data {data_name}, source {source_name}", source["jsonl"], source.get("origin"))
             continue
         dataset = load_dataset(source["dataset"])
         components = source_components(dataset, source.get("pairs", "auto"))
@@ -232,7 +317,14 @@ def prefetch(cfg: dict, include_models: bool = True, include_mteb: bool = True) 
     """Download every dataset, model and MTEB task the config needs; returns what it fetched."""
     register_from_config(cfg)
     done = []
-    for _, _, source in _config_sources(cfg):
+    for data_name, source_name, source in _config_sources(cfg):
+        if source.get("jsonl"):
+            if source.get("origin") and not Path(source["jsonl"]).is_file():
+                fetch_jsonl(source["jsonl"], source["origin"])
+                done.append(f"JSONL {source['jsonl']} ({source['origin']['hub_dataset']}/{source['origin']['file']})")
+            elif not Path(source["jsonl"]).is_file():
+                _logger.warning("data %s, source %s: %s is missing and has no origin to download it from",
+                                data_name, source_name, source["jsonl"])
         if source.get("dataset"):
             dataset = load_dataset(source["dataset"])
             _prefetch_dataset(source["dataset"], source_components(dataset, source.get("pairs", "auto")))

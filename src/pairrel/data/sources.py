@@ -16,8 +16,16 @@ replaces ``out`` only when complete; ``out.meta.json`` beside it; for K-fold sou
 * ``folds: K, fold: i`` (graded qrels sources only): only the training queries of fold i are
   written; ``out.folds.json`` lists every fold's train/test query ids (trecdl.kfold_queries,
   seed ``fold_seed``, default 0).
-* ``max_examples: N``: keep the first N distinct query ids in file order (qrels, docpairs,
-  JSONL); later lines of those queries are kept, lines of other queries skipped.
+* ``max_queries: N`` (older name: ``max_examples``): keep the first N distinct query ids in
+  file order (qrels, docpairs, JSONL); later lines of those queries are kept, lines of other
+  queries skipped. Set to the number of examples of LLM2Vec's released file, it gives an
+  ir_datasets source the size of the release's sample (not the same sample).
+* ``symmetric: true``: recorded in the meta file; batches then put the instruction on the
+  documents too (pairrel.data.batching).
+* Negative qrels grades (dpr-w100's −1 = "random negative sample") are skipped and counted as
+  ``negative_grades``: −1 means *unjudged* in batches, and random negatives come from the other
+  queries' documents anyway. dpr-w100's grade 0 (BM25 "hard" negatives) are kept: they are the
+  dataset's own mined hard negatives.
 
 Memory is bounded by the number of queries (their texts and the judged (query, positive) keys),
 never by the corpus or the docpairs file: pairs stream through chunks.
@@ -36,7 +44,8 @@ Counted warnings:
   again with the same grade (kept once; for docpairs/JSONL negatives, within a chunk);
   (a negative that is also a positive of its query is dropped and counted here too);
   ``duplicate_queries`` a query id listed twice with the same text; ``no_positive`` a JSONL line
-  without positives (skipped); ``blank_lines`` blank JSONL lines.
+  without positives (skipped); ``blank_lines`` blank JSONL lines; ``negative_grades`` qrels with
+  a grade below 0 (skipped).
 """
 
 from __future__ import annotations
@@ -186,6 +195,9 @@ def _qrels_pairs(dataset, dataset_id: str, allowed: set | None, warnings: _Warni
     for qrel in _qrels(dataset, dataset_id):
         if allowed is not None and qrel.query_id not in allowed:
             continue
+        if qrel.relevance < 0:
+            warnings.add("negative_grades", f"{qrel.query_id} {qrel.doc_id} {qrel.relevance}")
+            continue
         key = (qrel.query_id, qrel.doc_id)
         if key in judged:
             if judged[key] != qrel.relevance:
@@ -322,6 +334,16 @@ def _max_grade(dataset, dataset_id: str, use_docpairs: bool, observed: Counter) 
     return max(list(defs) + list(observed)) if (defs or observed) else 0
 
 
+def query_cap(name: str, source_cfg: dict) -> int | None:
+    """The source's cap on prepared queries: ``max_queries`` (or its older name ``max_examples``)."""
+    if source_cfg.get("max_queries") is not None and source_cfg.get("max_examples") is not None:
+        raise SourceError(f"source {name!r}: give 'max_queries' or its older name 'max_examples', not both")
+    cap = source_cfg.get("max_queries", source_cfg.get("max_examples"))
+    if cap is not None and (not isinstance(cap, int) or cap < 1):
+        raise SourceError(f"source {name!r}: 'max_queries' must be a positive integer, got {cap!r}")
+    return cap
+
+
 def prepare_source(name: str, source_cfg: dict, out_parquet: str | Path,
                    log: Callable[[str], None] | None = None, chunk_size: int = CHUNK_SIZE) -> dict:
     """Prepare source ``name`` (one entry of a data mix's ``sources:``) into ``out_parquet``.
@@ -333,10 +355,12 @@ def prepare_source(name: str, source_cfg: dict, out_parquet: str | Path,
     has_dataset, has_jsonl = bool(source_cfg.get("dataset")), bool(source_cfg.get("jsonl"))
     if has_dataset == has_jsonl:
         raise SourceError(f"source {name!r}: give exactly one of 'dataset' (an ir_datasets id) or 'jsonl' (a file)")
-    cap = source_cfg.get("max_examples")
+    cap = query_cap(name, source_cfg)
     warnings = _Warnings()
     meta = {"source": name, "instruction": source_cfg.get("instruction", ""),
             "weight": source_cfg.get("weight", 1.0)}
+    if source_cfg.get("symmetric"):  # absent = asymmetric (keeps older meta files valid)
+        meta["symmetric"] = True
     folds_doc = None
 
     if has_jsonl:

@@ -1,0 +1,112 @@
+"""``pairrel batches``: what a run trains on, one JSON object per step, on CPU in seconds.
+
+For the first N steps of a run it builds exactly the batches the trainer builds
+(``pairrel.data.batching.batcher_from_run`` over the prepared sources) and prints, per step:
+
+- ``step``, ``source``, ``n_queries``, ``n_docs``;
+- ``judged_per_query``: mean over the batch's queries of the number of its documents in the
+  batch that are judged for it (grade ≥ 0), in-batch documents of other queries included;
+- ``target_values``: the sorted distinct targets y_ij of the batch (0 included);
+- ``grade_counts``: {grade: number of (query, document) cells}, "-1" = unjudged;
+- ``positives_per_query``: mean number of cells with y_ij > 0 per query;
+- ``instruction``, ``doc_instruction`` (non-empty for symmetric sources).
+
+The prepared sources are ``{source}.parquet`` + ``{source}.meta.json`` in the data mix's
+folder (``results/{experiment}/data/{data}/`` in the Snakemake workflow); when one is missing,
+the error names the Snakemake targets that write them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from pairrel.data.batching import Batch, batcher_from_run, load_prepared_source
+
+
+class PreparedSourcesMissing(FileNotFoundError):
+    """Prepared source files a command needs are absent; the message says how to make them."""
+
+
+def summarize_batch(batch: Batch) -> dict:
+    """The JSON-able summary of one batch (keys in the module docstring)."""
+    grades, targets = batch.grades, batch.targets
+    values, counts = grades.unique(return_counts=True)
+    return {
+        "step": batch.step,
+        "source": batch.source,
+        "n_queries": len(batch.queries),
+        "n_docs": len(batch.docs),
+        "judged_per_query": round(float((grades >= 0).sum(dim=1).float().mean()), 4),
+        "positives_per_query": round(float((targets > 0).sum(dim=1).float().mean()), 4),
+        "target_values": sorted({round(float(v), 6) for v in targets.unique()}),
+        "grade_counts": {str(int(v)): int(c) for v, c in zip(values, counts)},
+        "instruction": batch.instruction,
+        "doc_instruction": batch.doc_instruction,
+    }
+
+
+def batch_summaries(run_cfg: dict, steps: int = 3) -> list[dict]:
+    """Summaries of steps 0 … steps − 1 of the run ``run_cfg`` (:attr:`pairrel.study.Run.config`),
+    read from its prepared sources (``run_cfg["prepared"]``)."""
+    if steps < 1:
+        raise ValueError(f"--steps must be >= 1, got {steps}")
+    sources = {name: load_prepared_source(files["parquet"], files["meta"]) for name, files in run_cfg["prepared"].items()}
+    batcher = batcher_from_run(run_cfg, sources)
+    return [summarize_batch(batcher.batch_at(step)) for step in range(steps)]
+
+
+def in_folder(prepared: dict[str, dict[str, str]], folder: Path) -> dict[str, dict[str, str]]:
+    """The same prepared files, looked up in another folder (``--prepared``)."""
+    return {name: {kind: str(Path(folder) / Path(path).name) for kind, path in files.items()}
+            for name, files in prepared.items()}
+
+
+def require_prepared(prepared: dict[str, dict[str, str]], config_files) -> None:
+    """Raise PreparedSourcesMissing naming the missing files and the snakemake command to run."""
+    missing = [path for files in prepared.values() for path in files.values() if not Path(path).exists()]
+    if not missing:
+        return
+    targets = sorted({files["parquet"] for files in prepared.values() if any(not Path(p).exists() for p in files.values())})
+    configs = " ".join(f"--configfile {c}" for c in config_files)
+    raise PreparedSourcesMissing(
+        "prepared source file(s) missing: " + ", ".join(map(str, missing))
+        + f"\nprepare them with: snakemake --cores 1 {configs} {' '.join(targets)}"
+    )
+
+
+def cmd_batches(args) -> int:
+    from pairrel.cli import study_from_args
+
+    run_cfg = study_from_args(args).run(args.run).config
+    if args.prepared is not None:
+        run_cfg["prepared"] = in_folder(run_cfg["prepared"], args.prepared)
+    require_prepared(run_cfg["prepared"], args.config)
+    for summary in batch_summaries(run_cfg, args.steps):
+        print(json.dumps(summary))
+    return 0
+
+
+def register(subparsers) -> argparse.ArgumentParser:
+    """Add ``pairrel batches`` to a ``pairrel`` sub-command parser set."""
+    p = subparsers.add_parser("batches", help="print what a run trains on: one JSON object per step")
+    p.add_argument("--config", action="append", required=True, type=Path,
+                   help="config file; repeat to merge presets over it (later files win)")
+    p.add_argument("--run", required=True, help="run id, e.g. model~minilm/data~quickstart/loss~bce/labels~binary@2/seed~42")
+    p.add_argument("--steps", type=int, default=3, help="number of steps from step 0 (default 3)")
+    p.add_argument("--prepared", type=Path, default=None,
+                   help="folder of the data mix's prepared sources (default: where the workflow writes them)")
+    p.set_defaults(func=cmd_batches)
+    return p
+
+
+def main(argv=None) -> int:
+    from pairrel.cli import main as pairrel_main
+
+    return pairrel_main(["batches", *(sys.argv[1:] if argv is None else argv)])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,206 @@
+"""LLM2Vec's supervised recipe as data, and ``pairrel recipe diff``: how configured runs differ.
+
+``LLM2VEC_SUPERVISED`` holds the facts of LLM2Vec's supervised contrastive stage
+(BehnamGhader et al. 2024, arXiv 2404.05961, App. G.2; McGill-NLP/llm2vec
+``train_configs/supervised/MetaLlama3.json`` and ``Sheared-Llama.json`` — identical apart from
+the model —, ``experiments/run_supervised.py``, ``llm2vec/dataset/E5Data.py``; settings the
+configs leave out are transformers ``TrainingArguments`` defaults: AdamW, weight decay 0,
+linear decay after warm-up, gradient clipping at norm 1.0).
+
+``recipe_differences(run_cfg)`` compares one resolved run (``pairrel.config.resolve_run``) with
+it and returns one line per difference, both values on the line. Things pairrel does one way
+only are recorded in ``PAIRREL_FIXED`` and compared like configured values, so a fact that
+pairrel cannot match (LLM2Vec pools the ``_split1``/``_split2`` files of a dataset into the same
+batches; pairrel batches every file apart) is always reported, never hidden.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+# One released file of the echo-data release: instruction, and whether the instruction also goes
+# on the documents (LLM2Vec's symmetric tasks: allnli_split2, quora_duplicates_split1/2).
+_ECHO_FILES = {
+    "allnli_split1": ("Given a premise, retrieve a hypothesis that is entailed by the premise", False),
+    "allnli_split2": ("Retrieve semantically similar text", True),
+    "dureader": ("Given a Chinese search query, retrieve web passages that answer the question", False),
+    "eli5_question_answer": ("Provided a user question, retrieve the highest voted answers on Reddit ELI5 forum", False),
+    "fever": ("Given a claim, retrieve documents that support or refute the claim", False),
+    "hotpot_qa": ("Given a multi-hop question, retrieve documents that can help answer the question", False),
+    "miracl": ("Given a question, retrieve Wikipedia passages that answer the question", False),
+    "mrtydi": ("Given a question, retrieve Wikipedia passages that answer the question", False),
+    "msmarco_passage": ("Given a web search query, retrieve relevant passages that answer the query", False),
+    "msmarco_document": ("Given a web search query, retrieve relevant documents that answer the query", False),
+    "nq": ("Given a question, retrieve Wikipedia passages that answer the question", False),
+    "quora_duplicates_split1": ("Given a question, retrieve questions that are semantically equivalent to the given question", True),
+    "quora_duplicates_split2": ("Find questions that have the same meaning as the input question", True),
+    "squad": ("Retrieve Wikipedia passages that answer the question", False),
+    "t2ranking": ("Given a Chinese search query, retrieve web passages that answer the question", False),
+    "trivia_qa": ("Retrieve Wikipedia passages that answer the question", False),
+}
+
+LLM2VEC_SUPERVISED: dict = {
+    # base model -> the MNTP adapter merged into it before the supervised LoRA is added
+    "bases": {
+        "meta-llama/Meta-Llama-3-8B-Instruct": "McGill-NLP/LLM2Vec-Meta-Llama-3-8B-Instruct-mntp",
+        "princeton-nlp/Sheared-LLaMA-1.3B": "McGill-NLP/LLM2Vec-Sheared-LLaMA-mntp",
+    },
+    "attention": "bidirectional decoder",
+    "pooling": "mean over text tokens (instruction excluded)",
+    "lora": {"r": 16, "alpha": 32, "dropout": 0.05,
+             "target_modules": ["down_proj", "gate_proj", "k_proj", "o_proj", "q_proj", "up_proj", "v_proj"]},
+    "optimizer": "AdamW",
+    "learning_rate": 2e-4,
+    "weight_decay": 0.0,
+    "schedule": "linear warm-up, then linear decay to 0",
+    "warmup_steps": 300,
+    "max_grad_norm": 1.0,
+    "steps": 1000,
+    "batch_size": 512,  # 64 per GPU x 8 GPUs, documents gathered across GPUs
+    "negatives": "1 hard negative per query (the released file's 'negative')",
+    "loss": "softmax over cosine / 0.02 (scale 50), query -> documents",
+    "labels": "binary@1",  # one positive per query
+    "max_length": 512,
+    "precision": "bfloat16",
+    "seed": 42,
+    "batch_source": "one dataset per batch",
+    "incomplete_batches": "dropped",
+    "split_files": "pooled per dataset (allnli_split1+2, quora_duplicates_split1+2 share batches)",
+    "sampling": "proportional",
+    "sources": {name: {"instruction": instr, "symmetric": sym} for name, (instr, sym) in _ECHO_FILES.items()},
+}
+
+# What pairrel does one way only (not configurable), in the recipe's words.
+PAIRREL_FIXED = {
+    "pooling": "mean over text tokens (instruction excluded)",  # pairrel.encoder
+    "optimizer": "AdamW",  # pairrel.train
+    "schedule": "linear warm-up, then linear decay to 0",  # pairrel.train.linear_schedule
+    "batch_source": "one dataset per batch",  # pairrel.data.batching
+    "incomplete_batches": "dropped",  # batcher_from_run: drop_last
+    "split_files": "each file its own batches",
+}
+
+
+def _fmt(value) -> str:
+    return "unset" if value is None else str(value)
+
+
+def _source_key(name: str, source: dict) -> str | None:
+    """The echo-data file a configured source reads: its JSONL file's stem or its name."""
+    if source.get("jsonl"):
+        stem = Path(source["jsonl"]).name.removesuffix(".jsonl")
+        if stem in _ECHO_FILES:
+            return stem
+    return name if name in _ECHO_FILES and source.get("jsonl") else None
+
+
+def _describe_loss(loss: dict) -> str:
+    if loss.get("type") == "softmax":
+        return f"softmax over cosine / {loss.get('temperature', 0.02):g} (scale {1 / loss.get('temperature', 0.02):g}), query -> documents"
+    return "bce " + ", ".join(f"{k} {v}" for k, v in loss.items() if k != "type")
+
+
+def recipe_differences(run_cfg: dict, recipe: dict = LLM2VEC_SUPERVISED) -> list[str]:
+    """One line per difference between a resolved run config and the recipe: 'item: LLM2Vec X | configured Y'."""
+    lines: list[str] = []
+
+    def differ(item: str, expected, configured) -> None:
+        if expected != configured:
+            lines.append(f"{item}: LLM2Vec {_fmt(expected)} | configured {_fmt(configured)}")
+
+    model, training, data = run_cfg["model"], run_cfg["training"], run_cfg["data"]
+    base = model.get("name_or_path")
+    differ("base model", base if base in recipe["bases"] else " or ".join(recipe["bases"]), base)
+    differ("MNTP adapter", recipe["bases"].get(base), model.get("mntp_adapter"))
+    differ("attention", recipe["attention"], "bidirectional decoder" if model.get("kind") == "decoder" else "encoder")
+    differ("pooling", recipe["pooling"], PAIRREL_FIXED["pooling"])
+    lora = dict(model.get("lora") or {})
+    if "target_modules" in lora:
+        lora["target_modules"] = sorted(lora["target_modules"])
+    for key, value in recipe["lora"].items():
+        differ(f"LoRA {key}", value, lora.get(key))
+    differ("optimizer", recipe["optimizer"], PAIRREL_FIXED["optimizer"])
+    differ("learning rate", recipe["learning_rate"], training.get("learning_rate"))
+    differ("weight decay", recipe["weight_decay"], training.get("weight_decay", 0.0))
+    differ("schedule", recipe["schedule"], PAIRREL_FIXED["schedule"])
+    differ("warm-up steps", recipe["warmup_steps"], training.get("warmup_steps", 0))
+    differ("gradient clipping (max norm)", recipe["max_grad_norm"], training.get("max_grad_norm"))
+    differ("steps", recipe["steps"], training.get("steps"))
+    differ("batch size (queries)", recipe["batch_size"], training.get("batch_size"))
+    if training.get("docs_per_query") is not None:
+        negatives = f"{training['docs_per_query']} judged documents per query across grades"
+    else:
+        negatives = f"{training.get('n_negatives', 1)} hard negative per query"
+    differ("negatives", "1 hard negative per query", negatives)
+    differ("loss", recipe["loss"], _describe_loss(run_cfg["loss"]))
+    differ("labels", recipe["labels"], run_cfg.get("labels"))
+    differ("max length (tokens)", recipe["max_length"], model.get("max_length"))
+    differ("precision", recipe["precision"], model.get("dtype"))
+    differ("seed", recipe["seed"], run_cfg.get("seed"))
+    differ("per-batch source", recipe["batch_source"], PAIRREL_FIXED["batch_source"])
+    differ("incomplete batches", recipe["incomplete_batches"], PAIRREL_FIXED["incomplete_batches"])
+    differ("sampling rule", recipe["sampling"], data.get("sampling", "weighted"))
+
+    sources = data.get("sources") or {}
+    matched = {}
+    extra = []
+    for name, source in sources.items():
+        key = _source_key(name, source)
+        if key is None or key in matched:
+            extra.append(f"{name} ({source.get('dataset') or source.get('jsonl')})")
+        else:
+            matched[key] = source
+    missing = [name for name in recipe["sources"] if name not in matched]
+    if missing:
+        lines.append(f"data sources missing: LLM2Vec {', '.join(missing)} | configured none of these files")
+    if extra:
+        lines.append(f"data sources extra: LLM2Vec none | configured {', '.join(extra)}")
+    for key, source in matched.items():
+        differ(f"instruction of {key}", recipe["sources"][key]["instruction"], source.get("instruction", ""))
+        differ(f"symmetric {key}", recipe["sources"][key]["symmetric"], bool(source.get("symmetric", False)))
+    if any(k.endswith(("_split1", "_split2")) for k in matched):
+        differ("split files", recipe["split_files"], PAIRREL_FIXED["split_files"])
+    return lines
+
+
+def diff_report(study, run_ids: list[str] | None = None) -> list[str]:
+    """Lines of ``pairrel recipe diff``: for each run, 'RUN: no differences' or 'RUN: <difference>'."""
+    runs = [study.run(r) for r in run_ids] if run_ids else study.runs
+    out = []
+    for run in runs:
+        differences = recipe_differences(run.config)
+        out += [f"{run.id}: {line}" for line in differences] or [f"{run.id}: no differences"]
+    return out
+
+
+def cmd_diff(args) -> int:
+    from pairrel.config import load_config
+    from pairrel.study import Study
+
+    for line in diff_report(Study(load_config(*args.config)), args.run):
+        print(line)
+    return 0
+
+
+def register(subparsers) -> argparse.ArgumentParser:
+    """Add ``pairrel recipe diff`` to a ``pairrel`` sub-command parser set."""
+    recipe = subparsers.add_parser("recipe", help="compare configured runs with LLM2Vec's supervised recipe")
+    commands = recipe.add_subparsers(dest="recipe_command", required=True, metavar="COMMAND")
+    p = commands.add_parser("diff", help="one line per difference from LLM2Vec's supervised recipe (exit 0)")
+    p.add_argument("--config", action="append", required=True, type=Path,
+                   help="config file; repeat to merge presets over it (later files win)")
+    p.add_argument("--run", action="append", default=None, help="only this run id (repeatable; default: every run)")
+    p.set_defaults(func=cmd_diff)
+    return recipe
+
+
+def main(argv=None) -> int:
+    from pairrel.cli import main as pairrel_main
+
+    return pairrel_main(["recipe", *(sys.argv[1:] if argv is None else argv)])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
