@@ -126,18 +126,19 @@ def make_source(folder: Path, settings: dict, seed: int = 0) -> dict:
     parquet, meta = folder / "src.parquet", folder / "src.meta.json"
     pd.DataFrame(rows).to_parquet(parquet)
     meta.write_text(json.dumps(dict(instruction="Given a web search query, retrieve relevant passages", weight=1.0, max_grade=2)))
-    return {"src": (parquet, meta)}
+    return {"src": {"parquet": str(parquet), "meta": str(meta)}}
 
 
-def run_config(batch: int, settings: dict, chunk=None, tokens=None, checkpointing=True) -> dict:
+def run_config(batch: int, settings: dict, prepared: dict, chunk=None, tokens=None, checkpointing=True) -> dict:
     dtype = "bfloat16" if DEVICE == "cuda" else "float32"
     return {
         "experiment": "bench", "run_id": "bench", "grid": {}, "labels": "binary@1", "seed": 42,
         "model": {"name_or_path": "random", "kind": "decoder", "max_length": settings["max_length"], "template": "{text}",
                   "dtype": dtype, "gradient_checkpointing": checkpointing, "lora": LORA},
-        "data": {}, "loss": {"type": "softmax", "temperature": 0.02},
+        "data": {}, "loss": {"type": "softmax", "temperature": 0.02}, "prepared": prepared,
         "training": {"steps": 1000, "batch_size": batch, "gradcache_chunk": chunk, "gradcache_tokens": tokens, "n_negatives": 1,
-                     "learning_rate": 2e-4, "warmup_steps": 300, "checkpoint_every": 1000, "log_every": 1},
+                     "learning_rate": 2e-4, "loss_learning_rate": None, "warmup_steps": 300, "weight_decay": 0.0,
+                     "max_grad_norm": None, "checkpoint_every": 1000, "log_every": 1, "num_threads": None},
     }
 
 
@@ -175,7 +176,7 @@ def time_trainer(shape, prepared, tokenizer, batch, settings, **run_kwargs) -> d
 
     reset_peak()
     with tempfile.TemporaryDirectory() as run_dir:
-        trainer = Trainer(run_config(batch, settings, **run_kwargs), run_dir, prepared, progress=False)
+        trainer = Trainer(run_config(batch, settings, prepared, **run_kwargs), run_dir, progress=False)
         times, tokens, losses = [], [], []
         for b in trainer.batcher.iter_steps(settings["warm"] + settings["steps"]):
             sync()
@@ -205,7 +206,7 @@ def time_plain(shape, prepared, tokenizer, batch, settings) -> dict:
     model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-4)
-    sources = {name: load_prepared_source(parquet, meta) for name, (parquet, meta) in prepared.items()}
+    sources = {name: load_prepared_source(files["parquet"], files["meta"]) for name, files in prepared.items()}
     batcher = SourceBatcher(sources, batch_size=batch, n_negatives=1, label_granularity="binary@1", seed=42)
 
     def embed(texts):
@@ -282,7 +283,7 @@ def table(all_results: dict, settings: dict) -> str:
             vs_base = f"{r['s_per_step'] / base['s_per_step']:.2f}×" if "s_per_step" in base else "–"
             vs_plain = f"{r['s_per_step'] / plain['s_per_step']:.2f}×" if "s_per_step" in plain else "–"
             peak = "–" if math.isnan(r["peak_gib"]) else f"{r['peak_gib']:.1f}"
-            lines.append(f"| {label} | {path} | {r['s_per_step']:.3f} | {r['tokens_per_s']:,.0f} | {r["useful_tflops"]:.3g} "
+            lines.append(f"| {label} | {path} | {r['s_per_step']:.3f} | {r['tokens_per_s']:,.0f} | {r['useful_tflops']:.3g} "
                          f"| {peak} | {vs_base} | {vs_plain} |")
     return "\n".join(lines)
 

