@@ -30,7 +30,10 @@ TARGETS = torch.tensor(
         [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],  # no positive: softmax leaves it out
     ]
 )
-CASES = [(loss, chunk) for loss in ("softmax", "bce") for chunk in (None, 2)]
+# chunks: none, 2 texts in arrival order, and explicit length-sorted-like permuted partitions
+# (as token_chunks gives) of each rank's 3/2 queries and 4/3 documents.
+PERMUTED = {0: ([[2], [0, 1]], [[3, 1], [0, 2]]), 1: ([[1, 0]], [[2], [1, 0]])}
+CASES = [(loss, chunk) for loss in ("softmax", "bce") for chunk in (None, 2, "permuted")]
 
 
 def make_model():
@@ -61,7 +64,7 @@ def embedding_grads(loss_name, q, d, targets, gather):
     q, d = q.clone().requires_grad_(), d.clone().requires_grad_()
     loss_fn = make_loss(loss_name)
     loss = loss_fn(q, gather(d) if gather else d, targets)
-    (loss * distributed.loss_weight(loss_fn.rows_used)).backward()
+    (loss * distributed.loss_weight(loss_fn.counted_rows(targets))).backward()
     return q.grad, d.grad
 
 
@@ -71,10 +74,13 @@ def _worker(rank, port, out_path):
     try:
         qs, ds = distributed.shard(5), distributed.shard(7)
         results = {"rank": distributed.rank(), "world": distributed.world_size()}
+        sizes = distributed.shard_sizes(7)
+        assert sizes == [4, 3]
         for loss_name, chunk in CASES:
-            results[(loss_name, chunk)] = step(
-                loss_name, chunk, QUERIES[qs], DOCS[ds], TARGETS[qs], distributed.all_gather_with_grad
-            )
+            # the permuted case also passes the known sizes (no count gather)
+            gather = (lambda t: distributed.all_gather_with_grad(t, sizes)) if chunk == "permuted" else distributed.all_gather_with_grad
+            chunks = PERMUTED[rank] if chunk == "permuted" else chunk
+            results[(loss_name, chunk)] = step(loss_name, chunks, QUERIES[qs], DOCS[ds], TARGETS[qs], gather)
         torch.manual_seed(1)
         q, d = torch.randn(5, 6), torch.randn(7, 6)
         for loss_name in ("softmax", "bce"):
@@ -106,6 +112,7 @@ def test_shard_splits_contiguously():
     assert distributed.shard(5) == slice(0, 5) and distributed.world_size() == 1 and distributed.rank() == 0
     t = torch.randn(3, 2)
     assert distributed.all_gather_with_grad(t) is t and distributed.loss_weight(3) == 1.0
+    assert distributed.shard_sizes(7, 2) == [4, 3] and distributed.shard_sizes(5, 3) == [2, 2, 1]
 
 
 @pytest.mark.parametrize("loss_name, chunk", CASES)

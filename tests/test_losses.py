@@ -43,13 +43,26 @@ def test_softmax_one_hot_by_hand():
 def test_softmax_soft_targets_and_excluded_row():
     # Row 1 targets (1, 0, 0.5) → p = (2/3, 0, 1/3); row 2 has no positive and is left out.
     loss_fn = SoftmaxLoss(temperature=0.5)
-    loss = loss_fn(Q, D, torch.tensor([[1.0, 0.0, 0.5], [0.0, 0.0, 0.0]]))
+    targets = torch.tensor([[1.0, 0.0, 0.5], [0.0, 0.0, 0.0]])
+    loss = loss_fn(Q, D, targets)
     log_z = math.log(math.e**2 + 1 + math.exp(1.2))
     expected = -(2 / 3 * (2 - log_z) + 1 / 3 * (1.2 - log_z))
     assert loss.item() == pytest.approx(expected, abs=1e-6)
     assert loss.item() == pytest.approx(0.7270392202, abs=1e-6)
-    assert loss_fn.rows_excluded == 1 and loss_fn.rows_used == 1
-    assert loss_fn.log_values() == {"temperature": 0.5, "rows_excluded": 1.0}
+    assert loss_fn.counted_rows(targets).item() == 1
+    assert loss_fn.log_values(targets) == {"temperature": 0.5, "rows_excluded": 1.0}
+    # the mean runs over the counted row only: the zero row does not halve the loss
+    assert SoftmaxLoss(0.5)(Q[:1], D, targets[:1]).item() == pytest.approx(expected, abs=1e-6)
+
+
+def test_counted_rows_are_a_pure_function_of_the_targets():
+    targets = torch.tensor([[0.0, 0.0, 0.0], [0.0, 1 / 3, 0.0], [0.0, 0.0, 0.0], [1.0, 0.0, 1.0]])
+    assert SoftmaxLoss.counted_rows(targets).item() == 2  # rows 1 and 3 have a positive
+    assert PairRelevanceBCELoss.counted_rows(targets).item() == 4  # every row
+    loss_fn = SoftmaxLoss(0.5)
+    before = dict(vars(loss_fn))
+    loss_fn(torch.randn(4, 2), D, targets)
+    assert dict(vars(loss_fn)) == before  # forward stores nothing on the module
 
 
 def test_softmax_one_positive_equals_cross_entropy():
@@ -73,7 +86,7 @@ def test_softmax_all_rows_excluded_is_zero_with_grad():
     q = Q.clone().requires_grad_()
     loss_fn = SoftmaxLoss(0.5)
     loss = loss_fn(q, D, torch.zeros(2, 3))
-    assert loss.item() == 0.0 and loss_fn.rows_excluded == 2
+    assert loss.item() == 0.0 and loss_fn.log_values(torch.zeros(2, 3))["rows_excluded"] == 2.0
     loss.backward()
     assert torch.equal(q.grad, torch.zeros_like(q))
 
@@ -128,7 +141,7 @@ def test_bce_fixed_parameters_do_not_learn_and_log_values():
     loss_fn = PairRelevanceBCELoss(10.0, -10.0, learn_temperature=False, learn_bias=False)
     assert not loss_fn.log_temperature.requires_grad and not loss_fn.bias.requires_grad
     assert [p for p in loss_fn.parameters() if p.requires_grad] == []
-    values = loss_fn.log_values()
+    values = loss_fn.log_values(ONE_HOT)
     assert values["temperature"] == pytest.approx(10.0) and values["bias"] == pytest.approx(-10.0)
     assert values["rows_excluded"] == 0.0
 

@@ -4,8 +4,11 @@ Notation: q_i, d_j are the embeddings, L2-normalised here,
 s_ij = cos(q_i, d_j), and y_ij ∈ [0, 1] the relevance target of document j for query i
 (0 when unjudged or irrelevant). Every loss is query → documents only.
 
-After each call a module holds ``rows_used`` (queries that entered the mean) and
-``rows_excluded`` (queries left out); ``log_values()`` gives the scalars for metrics.jsonl.
+Each loss also states, as a pure function of the targets, how many rows its mean runs over
+(``counted_rows(targets)``, a tensor: nothing is stored by ``forward``, and nothing is read back
+to the host, so a step never waits for the device); ``log_values(targets)`` gives the scalars
+for metrics.jsonl. Cross-process training weights each rank's loss by its counted rows
+(``pairrel.distributed``).
 """
 
 from __future__ import annotations
@@ -43,8 +46,9 @@ class SoftmaxLoss(nn.Module):
 
     One positive per row gives the usual one-hot cross-entropy; several or graded positives give
     the relevance-weighted soft-target variant. Rows with no positive (i ∉ R) carry no target
-    distribution and are left out; their count is ``rows_excluded``. If every row is left out the
-    loss is 0 (still connected to the graph, so backward runs and gives zero gradients).
+    distribution and are left out (``counted_rows`` = |R|). If every row is left out the loss is 0
+    (still connected to the graph, so backward runs and gives zero gradients). The mean over R
+    is computed as a masked sum divided by max(|R|, 1), so no branch depends on the data.
 
     Args:
         temperature: τ > 0 dividing the cosine similarities.
@@ -55,26 +59,26 @@ class SoftmaxLoss(nn.Module):
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
         self.temperature = float(temperature)
-        self.rows_used = 0
-        self.rows_excluded = 0
+
+    @staticmethod
+    def counted_rows(targets: torch.Tensor) -> torch.Tensor:
+        """|R| = number of rows with Σ_j y_ij > 0 (0-dim long tensor on the targets' device)."""
+        return (targets.sum(dim=1) > 0).sum()
 
     def forward(self, query_emb: torch.Tensor, doc_emb: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """query_emb [Q, d], doc_emb [D, d], targets [Q, D] in [0, 1] → scalar loss."""
         logits = _cosine(query_emb, doc_emb, targets) / self.temperature
         targets = targets.to(logits.dtype)
-        row_mass = targets.sum(dim=1)
-        keep = row_mass > 0
-        self.rows_used = int(keep.sum())
-        self.rows_excluded = int(keep.numel() - self.rows_used)
-        if self.rows_used == 0:
-            return 0.0 * logits.sum()
-        if self.rows_excluded:  # (indexing copies the matrices: only when a row must go)
-            logits, targets, row_mass = logits[keep], targets[keep], row_mass[keep]
-        target_dist = targets / row_mass[:, None]
-        return -(target_dist * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+        row_mass = targets.sum(dim=1, keepdim=True)
+        # A row without a positive gets p = 0 everywhere: it adds exactly 0 (and 0 gradient).
+        target_dist = targets / torch.where(row_mass > 0, row_mass, torch.ones_like(row_mass))
+        per_row = -(target_dist * F.log_softmax(logits, dim=1)).sum(dim=1)
+        return per_row.sum() / self.counted_rows(targets).clamp_min(1)
 
-    def log_values(self) -> dict[str, float]:
-        return {"temperature": self.temperature, "rows_excluded": float(self.rows_excluded)}
+    def log_values(self, targets: torch.Tensor) -> dict[str, float]:
+        """Scalars for metrics.jsonl; ``targets`` [Q, D] of the (global) batch."""
+        excluded = targets.shape[0] - self.counted_rows(targets)
+        return {"temperature": self.temperature, "rows_excluded": float(excluded)}
 
 
 class PairRelevanceBCELoss(nn.Module):
@@ -87,7 +91,7 @@ class PairRelevanceBCELoss(nn.Module):
     summed over candidates, averaged over queries. With binary y this is SigLIP's sigmoid loss
     (Zhai et al. 2023, arXiv 2303.15343): −(1/Q) Σ_ij log σ(ℓ_ij z_ij) with ℓ_ij = 2y_ij − 1.
     Computed with ``binary_cross_entropy_with_logits`` (log-sum-exp form), stable for any z.
-    Every row counts (a row without positives is still informative), so ``rows_excluded`` is 0.
+    Every row counts (a row without positives is still informative): ``counted_rows`` is Q.
 
     Args:
         temperature_init: initial t > 0 (SigLIP: 10); stored as t′ = log t.
@@ -108,8 +112,13 @@ class PairRelevanceBCELoss(nn.Module):
             raise ValueError(f"temperature_init must be > 0, got {temperature_init}")
         self.log_temperature = nn.Parameter(torch.tensor(math.log(temperature_init)), requires_grad=learn_temperature)
         self.bias = nn.Parameter(torch.tensor(float(bias_init)), requires_grad=learn_bias)
-        self.rows_used = 0
-        self.rows_excluded = 0
+
+    @staticmethod
+    def counted_rows(targets: torch.Tensor) -> torch.Tensor:
+        """Q, every row (0-dim long tensor on the targets' device)."""
+        # new_full is a fill on the device; torch.tensor(..., device=cuda) would copy from the host
+        # and wait for the queued work.
+        return targets.new_full((), targets.shape[0], dtype=torch.long)
 
     @property
     def temperature(self) -> torch.Tensor:
@@ -120,17 +129,16 @@ class PairRelevanceBCELoss(nn.Module):
         """query_emb [Q, d], doc_emb [D, d], targets [Q, D] in [0, 1] → scalar loss."""
         logits = self.temperature * _cosine(query_emb, doc_emb, targets) + self.bias
         per_pair = F.binary_cross_entropy_with_logits(logits, targets.to(logits.dtype), reduction="none")
-        self.rows_used = int(targets.shape[0])
-        self.rows_excluded = 0
-        if self.rows_used == 0:
+        if targets.shape[0] == 0:  # (a shape, not a value: no device sync)
             return 0.0 * logits.sum()
         return per_pair.sum(dim=1).mean()
 
-    def log_values(self) -> dict[str, float]:
+    def log_values(self, targets: torch.Tensor) -> dict[str, float]:
+        """Scalars for metrics.jsonl; ``targets`` [Q, D] of the (global) batch (every row counts)."""
         return {
             "temperature": float(self.temperature.detach()),
             "bias": float(self.bias.detach()),
-            "rows_excluded": float(self.rows_excluded),
+            "rows_excluded": 0.0,
         }
 
 

@@ -124,8 +124,14 @@ class Trainer:
             # The loss's own scalars (BCE's t' and b) may move faster than the LoRA weights.
             {"params": [p for p in self.loss_fn.parameters() if p.requires_grad], "lr": float(loss_lr or lr), "weight_decay": 0.0},
         ]
+        trainable = [p for g in groups for p in g["params"]]
+        # Fused AdamW (one kernel for every parameter) needs every parameter on CUDA: move them
+        # now (prepare below would move the encoder anyway) and fuse only where that holds.
+        self.encoder.to(self.accelerator.device)
+        self.loss_fn.to(self.accelerator.device)
         self.optimizer = torch.optim.AdamW(
-            [g for g in groups if g["params"]], lr=lr, weight_decay=float(self.train_cfg["weight_decay"])
+            [g for g in groups if g["params"]], lr=lr, weight_decay=float(self.train_cfg["weight_decay"]),
+            fused=True if trainable and all(p.is_cuda for p in trainable) else None,
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, linear_schedule(int(self.train_cfg["warmup_steps"]), int(self.train_cfg["steps"]))
@@ -215,42 +221,48 @@ class Trainer:
         atomic_write_text(metrics, "".join(line + "\n" for line in kept))
 
     # -- the loop --------------------------------------------------------------------------
-    def _encode_fn(self, instruction: str = ""):
-        """texts -> embeddings through the (possibly DDP-wrapped) encoder's forward."""
-        tokenize = self._unwrapped().tokenize
-        device = self.accelerator.device
+    def _encode_fn(self, texts: list[str], instruction: str = ""):
+        """Tokenize ``texts`` once; returns (token counts, ``encode(rows)``) embedding chunks of
+        those rows through the (possibly DDP-wrapped) encoder (:func:`pairrel.gradcache.row_encoder`)."""
+        from pairrel.gradcache import row_encoder
 
-        def encode(texts: list[str]) -> torch.Tensor:
-            inputs = {k: v.to(device) for k, v in tokenize(texts, instruction).items()}
-            return self.encoder(**inputs)
-
-        return encode
+        tokens = self._unwrapped().tokenize(list(texts), instruction)
+        return row_encoder(tokens, self.encoder, self.accelerator.device)
 
     def step(self, batch) -> torch.Tensor:
-        """One optimizer step on ``batch``; returns the loss of the whole (global) batch.
+        """One optimizer step on ``batch``; returns the loss of the whole (global) batch as a
+        0-dim tensor on the device: nothing in the step waits for the device, so the caller
+        should read it (``float``) only when it logs.
 
         On several processes every rank builds the same global batch and takes its shard of
         queries and documents; documents are gathered with gradients inside the loss, and
         the loss is weighted so DDP's average is the single-process gradient
-        (:mod:`pairrel.distributed`).
+        (:mod:`pairrel.distributed`). GradCache chunks come from ``training.gradcache_tokens``
+        (or the older ``training.gradcache_chunk``): :func:`pairrel.gradcache.chunks_from_config`.
         """
+        import functools
+
         from pairrel import distributed
-        from pairrel.gradcache import grad_cache_step
+        from pairrel.gradcache import chunks_from_config, grad_cache_step
 
         queries, docs, targets = batch.queries, batch.docs, batch.targets
         gather = no_sync = None
         if self.accelerator.num_processes > 1:
             q_shard, d_shard = distributed.shard(len(queries)), distributed.shard(len(docs))
             queries, docs, targets = queries[q_shard], docs[d_shard], targets[q_shard]
-            gather, no_sync = distributed.all_gather_with_grad, self.encoder.no_sync
+            gather = functools.partial(distributed.all_gather_with_grad, sizes=distributed.shard_sizes(len(batch.docs)))
+            no_sync = self.encoder.no_sync
+        query_lengths, encode_queries = self._encode_fn(queries, batch.instruction)
+        # symmetric sources instruct documents too (batch.doc_instruction; "" otherwise)
+        doc_lengths, encode_docs = self._encode_fn(docs, batch.doc_instruction)
         loss = grad_cache_step(
-            self._encode_fn(batch.instruction),
-            self._encode_fn(batch.doc_instruction),  # symmetric sources instruct documents too
-            queries,
-            docs,
-            targets.to(self.accelerator.device),
+            encode_queries,
+            encode_docs,
+            range(len(queries)),
+            range(len(docs)),
+            targets.to(self.accelerator.device, non_blocking=True),
             self.loss_fn,
-            self.train_cfg["gradcache_chunk"],
+            chunks_from_config(self.train_cfg, query_lengths, doc_lengths),
             gather=gather,
             no_sync=no_sync,
         )
@@ -299,7 +311,7 @@ class Trainer:
                 loss = float(self.step(batch))
                 if step % log_every == 0 or step == total:
                     record = {"step": step, "loss": loss, "lr": lr, "source": batch.source, "n_queries": len(batch.queries), "n_docs": len(batch.docs)}
-                    record.update(self.loss_fn.log_values())
+                    record.update(self.loss_fn.log_values(batch.targets))
                     record["elapsed_s"] = round(time.perf_counter() - t0, 3)
                     log.write(json.dumps(record) + "\n")
                     log.flush()
