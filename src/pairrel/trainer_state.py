@@ -138,7 +138,7 @@ def read_checkpoint(folder: Path) -> LoadedCheckpoint:
     Raises :class:`LegacyCheckpointError` for the pickle format and :class:`CheckpointError`
     (naming the file) for a missing, truncated, altered or unparsable file.
     """
-    from safetensors.torch import load_file
+    from safetensors.torch import load as load_tensors
 
     from pairrel.io import read_json
 
@@ -163,19 +163,24 @@ def read_checkpoint(folder: Path) -> LoadedCheckpoint:
     for key in ("step", "files", "state"):
         if key not in info:
             raise CheckpointError(f"{state_json}: missing key {key!r}")
+    contents = {}
     for name, expected in info["files"].items():
         path = folder / name
         if not path.is_file():
             raise CheckpointError(f"{path}: missing (listed in {state_json})")
-        if sha256(path) != expected:
+        # Read into memory once: hashed and parsed from the same bytes, and no tensor stays
+        # backed by a memory map of a file that a later write could truncate.
+        contents[name] = path.read_bytes()
+        if hashlib.sha256(contents[name]).hexdigest() != expected:
             raise CheckpointError(f"{path}: content differs from the checksum in {state_json} (truncated or altered)")
-    try:
-        adapter = load_file(str(folder / ADAPTER_TENSORS))
-    except Exception as err:  # safetensors raises its own error types
-        raise CheckpointError(f"{folder / ADAPTER_TENSORS}: cannot read ({err})") from None
-    try:
-        tensors = load_file(str(folder / STATE_TENSORS))
-    except Exception as err:
-        raise CheckpointError(f"{folder / STATE_TENSORS}: cannot read ({err})") from None
+    tensors_of = {}
+    for name in (ADAPTER_TENSORS, STATE_TENSORS):
+        if name not in contents:
+            raise CheckpointError(f"{state_json}: lists no checksum for {name}")
+        try:
+            tensors_of[name] = load_tensors(contents[name])
+        except Exception as err:  # safetensors raises its own error types
+            raise CheckpointError(f"{folder / name}: cannot read ({err})") from None
+    adapter, tensors = tensors_of[ADAPTER_TENSORS], tensors_of[STATE_TENSORS]
     state = decode(info["state"], tensors, str(state_json))
     return LoadedCheckpoint(folder, int(info["step"]), float(info.get("elapsed_s", 0.0)), adapter, state)
