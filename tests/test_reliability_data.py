@@ -6,6 +6,7 @@ The real path: a local directory registered with ir_datasets, prepared by
 """
 
 import json
+import os
 import uuid
 
 import pyarrow.parquet as pq
@@ -129,3 +130,50 @@ def test_corrupt_meta_names_its_path(prepared, content, message):
     meta.write_bytes(content)
     with pytest.raises(ValueError, match=f"{meta}: .*{message}"):
         load_prepared_source(parquet, meta)
+
+
+# ----------------------------------------------------------------------------- pairrel.io
+
+def test_atomic_writes_respect_the_umask(tmp_path):
+    from pairrel.io import atomic_dir, atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "a.txt", "x\n")
+        with atomic_dir(tmp_path / "folder") as tmp:
+            (tmp / "f").write_text("y")
+        os.umask(0o077)
+        atomic_write_text(tmp_path / "private.txt", "z\n")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "folder").stat().st_mode & 0o777 == 0o755
+    assert (tmp_path / "private.txt").stat().st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "folder", "private.txt"]  # no temporaries
+
+
+def test_atomic_dir_keeps_the_old_folder_when_building_fails(tmp_path):
+    from pairrel.io import atomic_dir
+
+    with atomic_dir(tmp_path / "out") as tmp:
+        (tmp / "v").write_text("1")
+    with pytest.raises(RuntimeError), atomic_dir(tmp_path / "out") as tmp:
+        (tmp / "v").write_text("2")
+        raise RuntimeError("killed while writing")
+    assert (tmp_path / "out" / "v").read_text() == "1"
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_read_json_and_jsonl_name_file_and_line(tmp_path):
+    from pairrel.io import FileFormatError, read_json, read_jsonl
+
+    (tmp_path / "a.json").write_text('{\n  "a": 1,\n  "b": }\n')
+    with pytest.raises(FileFormatError, match=f"{tmp_path / 'a.json'}: line 3: not valid JSON"):
+        read_json(tmp_path / "a.json")
+    (tmp_path / "m.jsonl").write_text('{"step": 1}\n{"step": 2}\n{"st')
+    with pytest.raises(FileFormatError, match=f"{tmp_path / 'm.jsonl'}: line 3"):
+        read_jsonl(tmp_path / "m.jsonl")
+    assert read_jsonl(tmp_path / "m.jsonl", drop_partial_last_line=True) == [{"step": 1}, {"step": 2}]
+    (tmp_path / "m.jsonl").write_text('{"step": 1}\n{"st\n{"step": 3}\n')  # not the last line: an error
+    with pytest.raises(FileFormatError, match="line 2"):
+        read_jsonl(tmp_path / "m.jsonl", drop_partial_last_line=True)

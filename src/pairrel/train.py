@@ -443,7 +443,8 @@ class Trainer:
                 except _NonFiniteStep as bad:
                     self.optimizer.zero_grad(set_to_none=True)
                     message = (f"{self.run_dir}: step {step} (source {batch.source}): {bad}; the weights were not "
-                               f"updated and nothing of this step was saved (last checkpoint: step {saved_step})")
+                               f"updated and nothing of this step was saved (last checkpoint: "
+                               f"{f'step {saved_step}' if saved_step else 'none'})")
                     if not skip_nonfinite:
                         bar.close()
                         raise NonFiniteError(message + "; lower training.learning_rate or fix the loss settings, "
