@@ -19,10 +19,11 @@ import pytest
 import torch
 from safetensors.torch import load as load_bytes
 
-from pairrel.config import load_config, parse_run_id, resolve_run
+from pairrel.config import load_config
 from pairrel.data import quickstart
 from pairrel.data.registry import register_local_dir
 from pairrel.data.sources import prepare_source
+from pairrel.study import Study
 from pairrel.runlock import LOCK_NAME, RunLock, RunLockedError, process_alive
 from pairrel.train import NonFiniteError, Trainer, checkpoints
 from pairrel.trainer_state import CheckpointError, LegacyCheckpointError, read_checkpoint
@@ -37,14 +38,15 @@ def prepared(tmp_path_factory):
     paths = quickstart.generate(root / "corpus", seed=5, n_topics=4, n_passages=40, n_queries=24)
     dataset_id = f"pairrel-test/reliability-{uuid.uuid4().hex[:8]}"
     register_local_dir(dataset_id, paths["train"])
-    cfg = load_config(REPO_ROOT / "config.yaml", REPO_ROOT / "presets" / "quickstart.yaml")
+    study = Study(load_config(REPO_ROOT / "config.yaml", REPO_ROOT / "presets" / "quickstart.yaml"))
     out = root / "prepared" / "quickstart.parquet"
     prepare_source("quickstart", {"dataset": dataset_id}, out)
-    return cfg, {"quickstart": (out, out.with_name("quickstart.meta.json"))}
+    return study, {"quickstart": {"parquet": str(out), "meta": str(out.with_name("quickstart.meta.json"))}}
 
 
 def run_config(cfg, steps=3, every=1, **training):
-    run_cfg = resolve_run(cfg, parse_run_id(RUN))
+    study, prepared = cfg
+    run_cfg = study.run(RUN).config | {"prepared": prepared}
     run_cfg["training"].update(steps=steps, batch_size=4, checkpoint_every=every, warmup_steps=1, num_threads=1, **training)
     return run_cfg
 
@@ -71,13 +73,13 @@ def all_finite(checkpoint):
     {"loss": {"temperature_init": 1e39}},  # t = exp(log 1e39) overflows float32: logits inf
 ])
 def test_diverging_run_stops_naming_the_step_without_done_or_nan_checkpoint(prepared, tmp_path, setting):
-    cfg, sources = prepared
+    cfg = prepared
     run_cfg = run_config(cfg)
     for section, values in setting.items():
         run_cfg[section].update(values)
     run_dir = tmp_path / "run"
     with pytest.raises(ValueError, match=r"step \d+ .*non-finite") as err:  # the CLI exits 2 on ValueError
-        Trainer(run_cfg, run_dir, sources, progress=False).run()
+        Trainer(run_cfg, run_dir, progress=False).run()
     assert isinstance(err.value, NonFiniteError)
     assert not (run_dir / "done").exists()
     bad_step = int(str(err.value).split("step ")[1].split()[0])
@@ -88,12 +90,12 @@ def test_diverging_run_stops_naming_the_step_without_done_or_nan_checkpoint(prep
 
 
 def test_skip_nonfinite_batches_gives_up_on_a_streak(prepared, tmp_path):
-    cfg, sources = prepared
+    cfg = prepared
     run_cfg = run_config(cfg, steps=14, every=20)
     run_cfg["loss"]["temperature_init"] = 1e39  # every batch is non-finite: skipping cannot help
     run_cfg["training"]["skip_nonfinite_batches"] = True
     with pytest.raises(NonFiniteError, match="11 batches in a row"):
-        Trainer(run_cfg, tmp_path / "run", sources, progress=False).run()
+        Trainer(run_cfg, tmp_path / "run", progress=False).run()
     assert not (tmp_path / "run" / "done").exists()
     assert checkpoints(tmp_path / "run") == []
 
@@ -111,26 +113,28 @@ class _Payload:
 
 
 def test_crafted_pickle_in_trainer_state_is_never_executed(prepared, tmp_path):
-    cfg, sources = prepared
+    cfg = prepared
     run_dir = tmp_path / "run"
-    assert Trainer(run_config(cfg, steps=2, every=2), run_dir, sources, progress=False).run() == 0
+    assert Trainer(run_config(cfg, steps=2, every=2), run_dir, progress=False).run() == 0
     checkpoint = run_dir / "checkpoint-2"
     (run_dir / "done").unlink()
     # The old layout: a pickled trainer_state.pt and a JSON without "format".
     witness = tmp_path / "pwned"
     (checkpoint / "trainer_state.pt").write_bytes(pickle.dumps({"optimizer": _Payload(witness)}))
-    (checkpoint / "trainer_state.json").write_text(json.dumps({"step": 2, "elapsed_s": 1.0, "run_id": RUN}))
+    # the fingerprint of this very run: the checkpoint looks like its own, only the format is old
+    fingerprint = json.loads((checkpoint / "trainer_state.json").read_text())["fingerprint"]
+    (checkpoint / "trainer_state.json").write_text(json.dumps({"step": 2, "elapsed_s": 1.0, "run_id": RUN, "fingerprint": fingerprint}))
     (checkpoint / "trainer_state.safetensors").unlink()
     with pytest.raises(LegacyCheckpointError, match=r"checkpoint-2.*old pickle format"):
-        Trainer(run_config(cfg, steps=2, every=2), run_dir, sources, progress=False).run()
+        Trainer(run_config(cfg, steps=2, every=2), run_dir, progress=False).run()
     assert not witness.exists()
     assert checkpoint.is_dir()  # refused, not silently set aside
 
 
 def test_checkpoint_holds_no_pickle_and_reads_back(prepared, tmp_path):
-    cfg, sources = prepared
+    cfg = prepared
     run_dir = tmp_path / "run"
-    assert Trainer(run_config(cfg, steps=1, every=1), run_dir, sources, progress=False).run() == 0
+    assert Trainer(run_config(cfg, steps=1, every=1), run_dir, progress=False).run() == 0
     checkpoint = run_dir / "checkpoint-1"
     assert sorted(p.name for p in checkpoint.iterdir() if p.suffix != ".md") == [
         "adapter_config.json", "adapter_model.safetensors", "trainer_state.json", "trainer_state.safetensors"]
@@ -150,9 +154,9 @@ def test_checkpoint_holds_no_pickle_and_reads_back(prepared, tmp_path):
 
 @pytest.mark.parametrize("damage", ["truncate_adapter", "truncate_state_json", "flip_state_tensor"])
 def test_corrupt_latest_checkpoint_falls_back_to_previous(prepared, tmp_path, capfd, damage):
-    cfg, sources = prepared
+    cfg = prepared
     run_dir = tmp_path / "run"
-    assert Trainer(run_config(cfg, steps=3, every=1), run_dir, sources, progress=False).run() == 0
+    assert Trainer(run_config(cfg, steps=3, every=1), run_dir, progress=False).run() == 0
     final = load(run_dir / "checkpoint-3" / "adapter_model.safetensors")
     (run_dir / "done").unlink()
     latest = run_dir / "checkpoint-3"
@@ -167,7 +171,7 @@ def test_corrupt_latest_checkpoint_falls_back_to_previous(prepared, tmp_path, ca
     with pytest.raises(CheckpointError, match=str(latest / target)):
         read_checkpoint(latest)
 
-    assert Trainer(run_config(cfg, steps=3, every=1), run_dir, sources, progress=False).run() == 0
+    assert Trainer(run_config(cfg, steps=3, every=1), run_dir, progress=False).run() == 0
     err = capfd.readouterr().err
     assert f"{latest / target}" in err and "falling back" in err
     assert f"resuming from {run_dir / 'checkpoint-2'}" in err
@@ -190,13 +194,13 @@ def _write_lock(run_dir, pid, host=None):
 
 
 def test_second_trainer_on_a_locked_run_is_refused(prepared, tmp_path):
-    cfg, sources = prepared
+    cfg = prepared
     run_dir = tmp_path / "run"
     holder = _other_process()
     try:
         _write_lock(run_dir, holder.pid)
         with pytest.raises(RunLockedError, match=f"PID {holder.pid} on host {socket.gethostname()}"):
-            Trainer(run_config(cfg, steps=1), run_dir, sources, progress=False).run()
+            Trainer(run_config(cfg, steps=1), run_dir, progress=False).run()
         assert not (run_dir / "metrics.jsonl").exists() and checkpoints(run_dir) == []
         assert json.loads((run_dir / LOCK_NAME).read_text())["pid"] == holder.pid  # left to its owner
     finally:
@@ -211,14 +215,14 @@ def test_lock_on_another_host_is_refused(tmp_path):
 
 
 def test_stale_lock_of_a_dead_process_is_taken_over(prepared, tmp_path, capfd):
-    cfg, sources = prepared
+    cfg = prepared
     run_dir = tmp_path / "run"
     dead = _other_process()
     dead.kill()
     dead.wait()
     assert not process_alive(dead.pid)
     _write_lock(run_dir, dead.pid)
-    assert Trainer(run_config(cfg, steps=1), run_dir, sources, progress=False).run() == 0
+    assert Trainer(run_config(cfg, steps=1), run_dir, progress=False).run() == 0
     assert f"stale lock of PID {dead.pid}" in capfd.readouterr().err
     assert not (run_dir / LOCK_NAME).exists()
     assert (run_dir / "done").exists()
@@ -236,44 +240,44 @@ def test_reused_pid_with_another_start_time_is_stale(tmp_path):
 # ----------------------------------------------------------------------------- kills, metrics
 
 def test_kill_before_first_checkpoint_leaves_no_duplicate_metric_steps(prepared, tmp_path):
-    cfg, sources = prepared
+    cfg = prepared
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     # What a kill -9 at step 2 of 3 leaves: rows of steps 1-2, the last cut mid-write, no checkpoint.
     (run_dir / "metrics.jsonl").write_text(json.dumps({"step": 1, "loss": 1.0}) + "\n" + '{"step": 2, "lo')
     shutil.copy(REPO_ROOT / "config.yaml", run_dir / "unrelated.yaml")  # other files are left alone
-    assert Trainer(run_config(cfg, steps=3, every=3), run_dir, sources, progress=False).run() == 0
+    assert Trainer(run_config(cfg, steps=3, every=3), run_dir, progress=False).run() == 0
     assert metric_steps(run_dir) == [1, 2, 3]
 
 
 def test_resume_truncates_metrics_to_the_checkpoint(prepared, tmp_path, capfd):
-    cfg, sources = prepared
+    cfg = prepared
     run_dir = tmp_path / "run"
-    assert Trainer(run_config(cfg, steps=4, every=2), run_dir, sources, progress=False).run() == 0
+    assert Trainer(run_config(cfg, steps=4, every=2), run_dir, progress=False).run() == 0
     # killed during step 4: its checkpoint and the end marker are absent, its row half-written
     shutil.rmtree(run_dir / "checkpoint-4")
     (run_dir / "done").unlink()
     rows = (run_dir / "metrics.jsonl").read_text().splitlines()
     (run_dir / "metrics.jsonl").write_text("\n".join(rows[:3]) + "\n" + rows[3][:10])
-    assert Trainer(run_config(cfg, steps=4, every=2), run_dir, sources, progress=False).run() == 0
+    assert Trainer(run_config(cfg, steps=4, every=2), run_dir, progress=False).run() == 0
     assert metric_steps(run_dir) == [1, 2, 3, 4]
     assert f"resuming from {run_dir / 'checkpoint-2'} (step 2 of 4)" in capfd.readouterr().err
 
 
 def test_corrupt_metrics_line_names_file_and_line(prepared, tmp_path):
-    cfg, sources = prepared
+    cfg = prepared
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / "metrics.jsonl").write_text('{"step": 1}\nnot json\n{"step": 2}\n')
     with pytest.raises(ValueError, match=f"{run_dir / 'metrics.jsonl'}: line 2"):
-        Trainer(run_config(cfg, steps=1), run_dir, sources, progress=False).run()
+        Trainer(run_config(cfg, steps=1), run_dir, progress=False).run()
 
 
 def test_sigterm_on_a_checkpoint_step_writes_it_once(prepared, tmp_path, monkeypatch):
     import signal
 
-    cfg, sources = prepared
-    trainer = Trainer(run_config(cfg, steps=4, every=2), tmp_path / "run", sources, progress=False)
+    cfg = prepared
+    trainer = Trainer(run_config(cfg, steps=4, every=2), tmp_path / "run", progress=False)
     batches = trainer.batcher.iter_steps
 
     def preempt_during_step_two(num_steps, start_step=0):
