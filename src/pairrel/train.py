@@ -4,18 +4,26 @@ One run = one resolved config (``run.yaml``, :attr:`pairrel.study.Run.config`), 
 the run directory. It holds
 
 - ``run.yaml``: the resolved config (written by the workflow, or by ``pairrel train --run``);
+- ``run.lock``: host and PID of the trainer writing the folder (pairrel.runlock), while it runs;
 - ``metrics.jsonl``: one JSON object per logged step (loss, lr, temperature, bias, …);
 - ``checkpoint-{step}/``: the LoRA adapter, optimizer, scheduler, loss parameters and RNG
-  state, written to a temporary folder and renamed, so a checkpoint is whole or absent;
-- ``done``: written after the last checkpoint.
+  state without pickle (pairrel.trainer_state), built in a temporary folder and renamed, so a
+  checkpoint is whole or absent; every file's checksum is checked before it is loaded;
+- ``done``: written after the last checkpoint of a run whose every step was finite.
 
-A rerun resumes from the last checkpoint written under the same training fingerprint
+A rerun resumes from the last readable checkpoint written under the same training fingerprint
 (:func:`pairrel.study.training_fingerprint`: the settings that change the weights and the content
 of the prepared data); checkpoints of another fingerprint are deleted and the run starts over.
-Batch ``k`` is a pure function of (seed, k)
-(:class:`pairrel.data.batching.SourceBatcher`), so the resumed run sees exactly the batches the
-uninterrupted one would have. SIGTERM (preemption, SLURM time limit) finishes the current step,
-writes a checkpoint and exits with status 143.
+A corrupt checkpoint is set aside with a warning and the previous one used; ``metrics.jsonl``
+is truncated to the step resumed from (to nothing without a checkpoint). Batch ``k`` is a pure
+function of (seed, k) (:class:`pairrel.data.batching.SourceBatcher`), so the resumed run sees
+exactly the batches the uninterrupted one would have. SIGTERM (preemption, SLURM time limit)
+finishes the current step, writes its checkpoint (once) and exits with status 143.
+
+A non-finite loss or gradient stops the run before the optimizer update, with an error naming
+the step (NonFiniteError): nothing of that step is saved and ``done`` is not written. With
+``training.skip_nonfinite_batches: true`` such a batch is skipped instead (logged as a warning,
+listed in ``done``), up to MAX_CONSECUTIVE_SKIPS in a row.
 
 The learning rate warms up linearly for ``warmup_steps`` and then decays linearly to zero at
 ``steps`` (the schedule of transformers' Trainer that LLM2Vec's supervised stage runs with).
@@ -36,10 +44,31 @@ from typing import Any
 import numpy as np
 import torch
 
-from pairrel.config import atomic_write_text
 from pairrel.study import CHECKPOINT_PREFIX, checkpoint_dir, checkpoint_steps, training_fingerprint
+from pairrel.trainer_state import CheckpointError
 
 PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM, what a scheduler expects from a terminated job
+# With training.skip_nonfinite_batches, this many non-finite batches in a row stop the run: the
+# weights are unchanged by skipped batches, so a longer streak is a setting, not a bad batch.
+MAX_CONSECUTIVE_SKIPS = 10
+
+
+class NonFiniteError(ValueError):
+    """The loss or a gradient became NaN/inf: the run stops, naming the step."""
+
+
+class _NonFiniteStep(Exception):
+    """Raised inside the optimizer's step pre-hook to stop an update; carries what was seen."""
+
+    def __init__(self, losses: list[float], bad_grads: int, n_grads: int) -> None:
+        self.losses, self.bad_grads, self.n_grads = losses, bad_grads, n_grads
+        super().__init__()
+
+    def __str__(self) -> str:
+        loss = ", ".join(f"{v:g}" for v in self.losses) or "not computed"
+        return f"non-finite loss or gradients (loss {loss}; {self.bad_grads} of {self.n_grads} gradients non-finite)"
+
+
 
 
 def checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
@@ -147,59 +176,97 @@ class Trainer:
     def _unwrapped(self):
         return self.accelerator.unwrap_model(self.encoder)
 
+    def _state_tree(self) -> dict:
+        """Everything but the adapter that a bitwise resume needs (see pairrel.trainer_state)."""
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "loss": self.loss_fn.state_dict(),
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                "numpy": np.random.get_state(),
+                "python": random.getstate(),
+            },
+        }
+
+    def _check_finite_parameters(self, step: int) -> None:
+        """A checkpoint is never written with non-finite weights (the guard of last resort)."""
+        named = list(self._unwrapped().named_parameters()) + [(f"loss.{n}", p) for n, p in self.loss_fn.named_parameters()]
+        bad = [name for name, param in named if param.requires_grad and not torch.isfinite(param).all()]
+        if bad:
+            raise NonFiniteError(f"{self.run_dir}: step {step}: {len(bad)} trainable tensor(s) are not finite "
+                                 f"(e.g. {bad[0]}); no checkpoint written for this step")
+
     def save_checkpoint(self, step: int, elapsed: float) -> Path:
+        """``checkpoint-{step}/``, built in a temporary folder and renamed (whole or absent)."""
+        from pairrel.io import atomic_dir
+        from pairrel.trainer_state import write_state
+
         final = checkpoint_dir(self.run_dir, step)
+        self._check_finite_parameters(step)
         if not self.accelerator.is_main_process:
             return final
-        tmp = self.run_dir / f".{final.name}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        self._unwrapped().model.save_pretrained(tmp)  # the LoRA adapter only
-        torch.save(
-            {
-                "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(),
-                "loss": self.loss_fn.state_dict(),
-                "rng": {
-                    "torch": torch.get_rng_state(),
-                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-                    "numpy": np.random.get_state(),
-                    "python": random.getstate(),
-                },
-            },
-            tmp / "trainer_state.pt",
-        )
-        (tmp / "trainer_state.json").write_text(json.dumps(
-            {"step": step, "elapsed_s": round(elapsed, 3), "run_id": self.cfg["run_id"], "fingerprint": self.fingerprint}))
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
+        with atomic_dir(final) as tmp:
+            self._unwrapped().model.save_pretrained(tmp)  # the LoRA adapter only
+            write_state(tmp, step, elapsed, self.cfg["run_id"], self._state_tree(), fingerprint=self.fingerprint)
         return final
 
     def load_checkpoint(self, path: Path) -> tuple[int, float]:
-        from peft import set_peft_model_state_dict
-        from safetensors.torch import load_file
+        """Read (every file checked first), then apply a checkpoint; returns (step, elapsed_s)."""
+        from pairrel.trainer_state import read_checkpoint
 
-        set_peft_model_state_dict(self._unwrapped().model, load_file(path / "adapter_model.safetensors"))
-        state = torch.load(path / "trainer_state.pt", weights_only=False)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.loss_fn.load_state_dict(state["loss"])
-        torch.set_rng_state(state["rng"]["torch"])
-        if state["rng"].get("cuda") is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
-        np.random.set_state(state["rng"]["numpy"])
-        random.setstate(state["rng"]["python"])
-        info = json.loads((path / "trainer_state.json").read_text())
-        return int(info["step"]), float(info.get("elapsed_s", 0.0))
+        return self._apply_checkpoint(read_checkpoint(path))
+
+    def _apply_checkpoint(self, loaded) -> tuple[int, float]:
+        from peft import set_peft_model_state_dict
+
+        state = loaded.state
+        try:
+            set_peft_model_state_dict(self._unwrapped().model, loaded.adapter)
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            self.loss_fn.load_state_dict(state["loss"])
+        except (KeyError, RuntimeError, ValueError) as err:
+            raise CheckpointError(f"{loaded.path}: does not fit this run's model/optimizer ({err})") from None
+        rng = state["rng"]
+        torch.set_rng_state(rng["torch"])
+        if rng.get("cuda") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        np.random.set_state(rng["numpy"])
+        random.setstate(rng["python"])
+        return loaded.step, loaded.elapsed_s
+
+    def _latest_readable_checkpoint(self):
+        """The newest checkpoint whose files all read back, or None.
+
+        A checkpoint that fails its checks (truncated, altered, unparsable) is renamed to
+        ``.checkpoint-{step}.corrupt`` (kept for inspection, invisible to :func:`checkpoints`)
+        with a warning naming it, and the previous one is tried. An old pickle-format checkpoint
+        stops the run instead (LegacyCheckpointError).
+        """
+        from pairrel.trainer_state import LegacyCheckpointError, read_checkpoint
+
+        for step, path in reversed(checkpoints(self.run_dir)):
+            try:
+                return read_checkpoint(path)
+            except LegacyCheckpointError:
+                raise
+            except CheckpointError as err:
+                aside = path.with_name(f".{path.name}.corrupt")
+                shutil.rmtree(aside, ignore_errors=True)
+                os.replace(path, aside)
+                print(f"warning: {err}; moved to {aside}; falling back to the previous checkpoint", file=sys.stderr)
+        return None
 
     def _foreign_checkpoints(self) -> list[Path]:
         """Checkpoints written under another training fingerprint (other settings or data)."""
         foreign = []
         for _, path in checkpoints(self.run_dir):
             try:
-                saved = json.loads((path / "trainer_state.json").read_text()).get("fingerprint")
-            except ValueError:
-                saved = None
+                saved = json.loads((path / "trainer_state.json").read_text(encoding="utf-8")).get("fingerprint")
+            except (OSError, ValueError, AttributeError):
+                continue  # unreadable: not deleted here, set aside by the fallback when loading
             if saved != self.fingerprint:
                 foreign.append(path)
         return foreign
@@ -213,12 +280,50 @@ class Trainer:
             (self.run_dir / name).unlink(missing_ok=True)
 
     def _truncate_metrics(self, last_step: int) -> None:
-        """Drop logged steps after the checkpoint we resume from (they will be redone)."""
+        """Keep only the logged steps up to the checkpoint we resume from (0: none).
+
+        Steps after it will be redone, so their rows go; a last line cut short by a crash (no
+        final newline, not parseable) is dropped; any other unreadable line is an error naming
+        the file and line. The file is rewritten atomically.
+        """
+        from pairrel.io import FileFormatError, atomic_write_text, read_jsonl
+
         metrics = self.run_dir / "metrics.jsonl"
         if not metrics.exists():
             return
-        kept = [line for line in metrics.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= last_step]
-        atomic_write_text(metrics, "".join(line + "\n" for line in kept))
+        records = read_jsonl(metrics, drop_partial_last_line=True)
+        for number, record in enumerate(records, 1):
+            if not isinstance(record, dict) or not isinstance(record.get("step"), int):
+                raise FileFormatError(f"{metrics}: record {number} has no integer 'step'")
+        kept = [r for r in records if r["step"] <= last_step]
+        atomic_write_text(metrics, "".join(json.dumps(r) + "\n" for r in kept))
+
+    def _clean_temporaries(self) -> None:
+        """Remove half-built checkpoint folders a killed trainer left (never read anyway)."""
+        for tmp in self.run_dir.glob(f".{CHECKPOINT_PREFIX}*.tmp-*"):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def _install_nonfinite_guard(self):
+        """Check loss and gradients before every optimizer update (a step pre-hook).
+
+        The loss module's forward hook records the step's loss; the optimizer's step pre-hook
+        runs after the backward pass and before any weight changes, so a bad step is stopped
+        while the weights are still those of the previous step. Returns the hook handles.
+        """
+        inner = getattr(self.optimizer, "optimizer", self.optimizer)  # accelerate's wrapper
+
+        def record_loss(module, inputs, output):
+            self._step_losses.append(output.detach())
+
+        def check(optimizer, args, kwargs):
+            bad_loss = any(not torch.isfinite(loss).all() for loss in self._step_losses)
+            grads = [(i, p.grad) for i, g in enumerate(optimizer.param_groups) for p in g["params"] if p.grad is not None]
+            bad_grads = sum(int(not torch.isfinite(grad).all()) for _, grad in grads)
+            if self._any_rank(bad_loss or bad_grads > 0):
+                losses = [float(loss) for loss in self._step_losses]
+                raise _NonFiniteStep(losses, bad_grads, len(grads))
+
+        return [self.loss_fn.register_forward_hook(record_loss), inner.register_step_pre_hook(check)]
 
     # -- the loop --------------------------------------------------------------------------
     def _encode_fn(self, texts: list[str], instruction: str = ""):
@@ -283,33 +388,86 @@ class Trainer:
         return bool(self.accelerator.reduce(value, reduction="sum").item() > 0)
 
     def run(self) -> int:
-        """Train to ``training.steps``; returns 0, or 143 after a checkpoint on SIGTERM."""
-        from tqdm.auto import tqdm
+        """Train to ``training.steps``; returns 0, or 143 after a checkpoint on SIGTERM.
+
+        Raises NonFiniteError (a non-finite loss or gradient, naming the step; nothing of that
+        step is saved and ``done`` is not written), RunLockedError (another live trainer holds
+        the run folder) and CheckpointError (an unusable checkpoint, naming its path).
+        """
+        from pairrel.runlock import RunLock
 
         main = self.accelerator.is_main_process
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        lock = RunLock(self.run_dir) if main else None
+        if lock is not None:
+            lock.acquire()
+        hooks = self._install_nonfinite_guard()
+        try:
+            return self._run(main)
+        finally:
+            for hook in hooks:
+                hook.remove()
+            if lock is not None:
+                lock.release()
+
+    def _run(self, main: bool) -> int:
+        from tqdm.auto import tqdm
+
+        from pairrel.io import atomic_write_text
+
         foreign = self._foreign_checkpoints()
         if foreign and main:
             self._start_fresh(foreign)
+        if main:
+            self._clean_temporaries()
         self.accelerator.wait_for_everyone()
         total = int(self.train_cfg["steps"])
         checkpoint_at = set(checkpoint_steps(self.train_cfg))
         log_every = int(self.train_cfg["log_every"])
+        skip_nonfinite = bool(self.train_cfg.get("skip_nonfinite_batches", False))
         start, elapsed = 0, 0.0
-        saved = checkpoints(self.run_dir)
-        if saved:
-            start, elapsed = self.load_checkpoint(saved[-1][1])
+        loaded = self._latest_readable_checkpoint()
+        if loaded is not None:
+            start, elapsed = self._apply_checkpoint(loaded)
             if main:
-                self._truncate_metrics(start)
+                print(f"{self.run_dir}: resuming from {loaded.path} (step {start} of {total})", file=sys.stderr)
+        if main:
+            self._truncate_metrics(start)  # also without a checkpoint: rows of a killed run go
         t0 = time.perf_counter() - elapsed
         bar = tqdm(total=total, initial=start, desc=self.cfg["run_id"], disable=not (self.progress and main), dynamic_ncols=True)
         log_path = self.run_dir / "metrics.jsonl" if main else Path(os.devnull)  # one writer
+        skipped: list[int] = []
+        consecutive_skips = 0
+        saved_step = start  # a checkpoint of this step exists: never write it twice
         with _Preemption() as preemption, open(log_path, "a") as log:
             for batch in self.batcher.iter_steps(total, start_step=start):
                 step = batch.step + 1  # batch k (0-based) completes optimizer step k + 1
                 lr = self.scheduler.get_last_lr()[0]
-                loss = float(self.step(batch))
-                if step % log_every == 0 or step == total:
+                self._step_losses = []
+                try:
+                    loss = float(self.step(batch))
+                except _NonFiniteStep as bad:
+                    self.optimizer.zero_grad(set_to_none=True)
+                    message = (f"{self.run_dir}: step {step} (source {batch.source}): {bad}; the weights were not "
+                               f"updated and nothing of this step was saved (last checkpoint: "
+                               f"{f'step {saved_step}' if saved_step else 'none'})")
+                    if not skip_nonfinite:
+                        bar.close()
+                        raise NonFiniteError(message + "; lower training.learning_rate or fix the loss settings, "
+                                             "or set training.skip_nonfinite_batches: true to skip such batches") from None
+                    consecutive_skips += 1
+                    if consecutive_skips > MAX_CONSECUTIVE_SKIPS:
+                        bar.close()
+                        raise NonFiniteError(f"{message}; {consecutive_skips} batches in a row were non-finite, "
+                                             "so the run cannot recover by skipping") from None
+                    print(f"warning: {message}; batch skipped (training.skip_nonfinite_batches)", file=sys.stderr)
+                    skipped.append(step)
+                    was_skipped = True
+                    self.scheduler.step()  # the schedule stays a function of the step number
+                    loss = float("nan")
+                else:
+                    consecutive_skips, was_skipped = 0, False
+                if main and not was_skipped and (step % log_every == 0 or step == total):
                     record = {"step": step, "loss": loss, "lr": lr, "source": batch.source, "n_queries": len(batch.queries), "n_docs": len(batch.docs)}
                     record.update(self.loss_fn.log_values(batch.targets))
                     record["elapsed_s"] = round(time.perf_counter() - t0, 3)
@@ -319,14 +477,16 @@ class Trainer:
                 bar.set_postfix(loss=f"{loss:.4f}")
                 if step in checkpoint_at:
                     self.save_checkpoint(step, time.perf_counter() - t0)
+                    saved_step = step
                 if self._any_rank(preemption.requested) and step < total:
-                    self.save_checkpoint(step, time.perf_counter() - t0)
+                    if saved_step != step:
+                        self.save_checkpoint(step, time.perf_counter() - t0)
                     bar.close()
                     return PREEMPTED_EXIT_CODE
         bar.close()
         if main:
-            atomic_write_text(
-                self.run_dir / "done", json.dumps({"steps": total, "elapsed_s": round(time.perf_counter() - t0, 3)}) + "\n"
-            )
+            done = {"steps": total, "elapsed_s": round(time.perf_counter() - t0, 3)}
+            if skipped:
+                done["skipped_nonfinite_steps"] = skipped
+            atomic_write_text(self.run_dir / "done", json.dumps(done) + "\n")
         return 0
-

@@ -65,7 +65,6 @@ Prepared sources are the Parquet + meta JSON files of docs/internals.md.
 
 from __future__ import annotations
 
-import json
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,6 +72,7 @@ from typing import Iterator
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
@@ -149,10 +149,14 @@ def load_prepared_source(parquet_path: str | Path, meta_json_path: str | Path | 
     """Read ``{source}.parquet`` and ``{source}.meta.json`` (default: beside the Parquet file)."""
     parquet_path = Path(parquet_path)
     meta_path = Path(meta_json_path) if meta_json_path is not None else parquet_path.with_suffix(".meta.json")
+    from pairrel.io import read_json
+
     try:
-        meta = json.loads(meta_path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
+        meta = read_json(meta_path)  # errors name the file and line
+    except OSError as err:
         raise ValueError(f"{meta_path}: cannot read the source's meta JSON ({err})") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{meta_path}: expected a JSON object, got {type(meta).__name__}")
     missing = [key for key in META_KEYS if key not in meta]
     if missing:
         raise ValueError(f"{meta_path}: missing key(s) {', '.join(missing)}")
@@ -160,11 +164,14 @@ def load_prepared_source(parquet_path: str | Path, meta_json_path: str | Path | 
     if max_grade < 1 or weight <= 0:
         raise ValueError(f"{meta_path}: need max_grade >= 1 and weight > 0, got {max_grade} and {weight}")
 
-    schema_names = pq.read_schema(parquet_path).names
-    absent = [c for c in COLUMNS if c not in schema_names]
-    if absent:
-        raise ValueError(f"{parquet_path}: missing column(s) {', '.join(absent)} (expected {', '.join(COLUMNS)})")
-    frame = pq.read_table(parquet_path, columns=list(COLUMNS)).to_pandas()
+    try:  # a truncated or foreign file: pyarrow's message alone does not say which file
+        schema_names = pq.read_schema(parquet_path).names
+        absent = [c for c in COLUMNS if c not in schema_names]
+        if absent:
+            raise ValueError(f"{parquet_path}: missing column(s) {', '.join(absent)} (expected {', '.join(COLUMNS)})")
+        frame = pq.read_table(parquet_path, columns=list(COLUMNS)).to_pandas()
+    except (OSError, pa.ArrowException) as err:
+        raise ValueError(f"{parquet_path}: cannot read the prepared source ({err}); delete it to prepare it again") from None
     if frame.empty:
         raise ValueError(f"{parquet_path}: no rows")
     if frame[list(COLUMNS)].isna().any().any():

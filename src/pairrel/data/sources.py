@@ -50,6 +50,7 @@ Counted warnings:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -62,10 +63,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from pairrel.config import atomic_write_text
+from pairrel.io import atomic_write_text
 from pairrel.data import trecdl
 from pairrel.data.prefetch import require_files, source_components
-from pairrel.data.registry import load_dataset, local_dir, read_meta
+from pairrel.data.registry import LocalDataError, load_dataset, local_dir, qrels_line, read_meta
 
 _logger = logging.getLogger(__name__)
 
@@ -175,6 +176,8 @@ def _first_bad_qrels_line(dataset) -> str:
 def _qrels(dataset, dataset_id: str) -> Iterator:
     try:
         yield from dataset.qrels_iter()
+    except LocalDataError:
+        raise  # already names the file and line
     except (RuntimeError, ValueError) as err:
         raise SourceError(f"{dataset_id}: malformed qrels: {_first_bad_qrels_line(dataset)}: {err}") from None
 
@@ -190,14 +193,29 @@ def _first_queries(query_ids: Iterator[str], cap: int | None) -> set | None:
     return set(kept)
 
 
-def _qrels_pairs(dataset, dataset_id: str, allowed: set | None, warnings: _Warnings) -> Iterator[tuple]:
+def _check_grade(qrel, dataset, dataset_id: str, max_grade: int | None) -> None:
+    """A training grade must be in 0..max_grade (batching and the label maps assume it)."""
+    if qrel.relevance >= 0 and (max_grade is None or qrel.relevance <= max_grade):
+        return
+    where = dataset_id
+    with contextlib.suppress(Exception):  # not every qrels handler has one plain file
+        path = Path(dataset.qrels_handler().qrels_path())
+        where = f"{path} line {qrels_line(path, qrel.query_id, qrel.doc_id)}"
+    raise SourceError(f"{where}: query {qrel.query_id} doc {qrel.doc_id} has grade {qrel.relevance}, outside "
+                      f"0..{max_grade if max_grade is not None else ''}; training grades must lie in 0..max_grade")
+
+
+def _qrels_pairs(dataset, dataset_id: str, allowed: set | None, warnings: _Warnings,
+                 max_grade: int | None = None) -> Iterator[tuple]:
     judged: dict[tuple[str, str], int] = {}  # qrels are bounded by the judged queries
     for qrel in _qrels(dataset, dataset_id):
         if allowed is not None and qrel.query_id not in allowed:
             continue
         if qrel.relevance < 0:
+            # dpr-w100 (NQ, TriviaQA) marks its random negatives -1: not a training grade
             warnings.add("negative_grades", f"{qrel.query_id} {qrel.doc_id} {qrel.relevance}")
             continue
+        _check_grade(qrel, dataset, dataset_id, max_grade)
         key = (qrel.query_id, qrel.doc_id)
         if key in judged:
             if judged[key] != qrel.relevance:
@@ -349,7 +367,16 @@ def prepare_source(name: str, source_cfg: dict, out_parquet: str | Path,
     """Prepare source ``name`` (one entry of a data mix's ``sources:``) into ``out_parquet``.
 
     Returns the meta dict also written to ``<out>.meta.json`` (see docs/internals.md).
+    A fault in a local dataset file (pairrel.data.registry) is a SourceError naming file and line.
     """
+    try:
+        return _prepare_source(name, source_cfg, out_parquet, log, chunk_size)
+    except LocalDataError as err:
+        raise SourceError(str(err)) from None
+
+
+def _prepare_source(name: str, source_cfg: dict, out_parquet: str | Path,
+                    log: Callable[[str], None] | None, chunk_size: int) -> dict:
     log = log or _logger.info
     out = Path(out_parquet)
     has_dataset, has_jsonl = bool(source_cfg.get("dataset")), bool(source_cfg.get("jsonl"))
@@ -409,7 +436,8 @@ def prepare_source(name: str, source_cfg: dict, out_parquet: str | Path,
             total = (dataset.docpairs_metadata() or {}).get("count") if hasattr(dataset, "docpairs_metadata") else None
             total = 2 * total if total else None
         else:
-            pairs = _qrels_pairs(dataset, dataset_id, allowed, warnings)
+            declared = read_meta(directory).get("max_grade") if directory is not None else None
+            pairs = _qrels_pairs(dataset, dataset_id, allowed, warnings, declared)
             total = None
         meta.update(dataset_id=dataset_id, pairs_from="docpairs" if use_docpairs else "qrels")
         row_chunks = _dataset_rows(dataset, pairs, query_texts, warnings, chunk_size)

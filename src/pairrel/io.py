@@ -1,0 +1,150 @@
+"""Whole-or-absent file writes and path-naming reads, used for every file pairrel writes.
+
+Writers: the content goes to a temporary name in the target's folder (same file system) and is
+renamed over the target with ``os.replace``, which POSIX makes atomic: a reader, or a later
+stage after a crash, sees the old file or the new one, never a part. The file is flushed and
+fsync'ed before the rename so a power loss cannot leave the new name over empty blocks.
+Files get the mode an ordinary ``open(path, "w")`` would give, ``0o666 & ~umask`` (0644 under
+the common umask 022), not ``mkstemp``'s 0600, so results shared in a group stay readable.
+
+Readers: :func:`read_json` and :func:`read_jsonl` raise :class:`FileFormatError` (a
+``ValueError``) that names the file and, where there is one, the line — never a bare decoder
+message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import threading
+from pathlib import Path
+from typing import Any, Iterator
+
+_UMASK_LOCK = threading.Lock()
+
+
+class FileFormatError(ValueError):
+    """A file that exists but cannot be parsed; the message starts with its path."""
+
+
+def current_umask() -> int:
+    """The process umask (reading it means setting it, so briefly and under a lock)."""
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """Mode of a newly created regular file: ``0o666 & ~umask``."""
+    return 0o666 & ~current_umask()
+
+
+def _temp_name(path: Path) -> Path:
+    # pid + thread id: two writers of the same target never share a temporary file.
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` whole or not at all (temporary file, fsync, rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temp_name(path)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)  # the umask applies
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str, encoding: str = "utf-8") -> None:
+    """:func:`atomic_write_bytes` of ``text`` encoded (UTF-8 by default)."""
+    atomic_write_bytes(path, text.encode(encoding))
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    """``obj`` as indented JSON with a final newline, atomically."""
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n")
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """Build a folder under a temporary name; on success it replaces ``path`` whole.
+
+    ``with atomic_dir(out) as tmp: write files into tmp``. On an exception the temporary folder
+    is removed and ``path`` is left as it was. An existing ``path`` is first renamed aside and
+    removed after the new folder is in place, so at every moment ``path`` is absent, the old
+    folder or the new one (a directory cannot be renamed over a non-empty one in one step).
+    The temporary names start with a dot, so globs for the final names never see them.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temp_name(path)
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()  # 0o777 & ~umask, unlike mkdtemp's 0700
+    try:
+        yield tmp
+        for child in tmp.rglob("*"):  # contents reach the disk before the name does
+            if child.is_file():
+                with open(child, "rb") as handle:
+                    os.fsync(handle.fileno())
+        old = path.with_name(f".{path.name}.old-{os.getpid()}-{threading.get_ident()}")
+        if path.exists():
+            os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def read_text(path: str | Path) -> str:
+    """UTF-8 text of ``path``; undecodable bytes raise :class:`FileFormatError` with the line."""
+    path = Path(path)
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise FileFormatError(f"{path}: line {line}: not valid UTF-8 (byte offset {err.start})") from None
+
+
+def read_json(path: str | Path) -> Any:
+    """Parsed JSON of ``path``; errors name the file and line."""
+    path = Path(path)
+    text = read_text(path)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise FileFormatError(f"{path}: line {err.lineno}: not valid JSON ({err.msg})") from None
+
+
+def read_jsonl(path: str | Path, drop_partial_last_line: bool = False) -> list[Any]:
+    """One parsed JSON value per non-blank line of ``path``; errors name the file and line.
+
+    ``drop_partial_last_line``: a last line that does not end with a newline and does not parse
+    is what an append cut short by a crash leaves; it is dropped instead of raising. Any other
+    bad line is an error.
+    """
+    path = Path(path)
+    text = read_text(path)
+    lines = text.split("\n")
+    complete = text.endswith("\n") or not text
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as err:
+            if drop_partial_last_line and number == len(lines) and not complete:
+                break
+            raise FileFormatError(f"{path}: line {number}: not valid JSON ({err.msg})") from None
+    return records
