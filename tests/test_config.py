@@ -61,7 +61,7 @@ def test_defaults_come_from_the_schema():
 def test_per_mix_training_blocks_get_no_defaults(paper):
     # Filling defaults there would override the global values (e.g. warm-up 300 -> 0).
     assert set(paper["data"]["trec-dl-2023"]["training"]) == {"batch_size", "docs_per_query", "steps",
-                                                              "warmup_steps", "checkpoint_every", "gradcache_chunk"}
+                                                              "warmup_steps", "checkpoint_every"}
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 import math
 import os
-import tempfile
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -226,29 +225,11 @@ def put_interpreter_on_path() -> None:
         os.environ["PATH"] = bin_dir + os.pathsep + path
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder, then rename.
+    """Write ``text`` to ``path`` atomically, readable by the group (:func:`pairrel.io.atomic_write_text`)."""
+    from pairrel.io import atomic_write_text as write
 
-    The file gets the mode a plain ``open()`` would give it (0644 under umask 022), so
-    collaborators on shared storage can read it; ``mkstemp`` alone would leave it 0600.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write(path, text)
 
 
 def write_yaml(path: str | Path, data: dict[str, Any]) -> None:

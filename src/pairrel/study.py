@@ -41,13 +41,12 @@ from pairrel.evaluate.task_specs import QUICKSTART_BENCHMARK
 # Run-id axes in order; `fold` appears only for runs of a data mix with a K-fold source.
 RUN_AXES = ("model", "data", "loss", "labels", "fold", "seed")
 # Training settings that leave the weights unchanged: changing them never retrains a run.
-NEUTRAL_TRAINING_KEYS = ("num_threads", "log_every", "checkpoint_every")
+NEUTRAL_TRAINING_KEYS = ("num_threads", "log_every", "checkpoint_every", "skip_nonfinite_batches", "gpus",
+                         "gradcache_tokens", "gradcache_chunk")
 # Settings that only name things in tables and figures.
 DISPLAY_KEYS = ("display",)
 # Evaluation groups besides MTEB task types.
 ALL_GROUP, LOCAL_GROUP, HELDOUT_GROUP = "all", "local", "heldout"
-# Files of a local dataset folder (pairrel.data.registry).
-LOCAL_DATASET_FILES = ("docs.tsv", "queries.tsv", "qrels.txt", "meta.json")
 CHECKPOINT_PREFIX = "checkpoint-"
 RUN_ID_PATTERN = r"model~[^/~]+/data~[^/~]+/loss~[^/~]+/labels~[^/~]+(?:/fold~\d+)?/seed~\d+"
 _CHECKPOINT_NAME = re.compile(r"^pairrel/(?P<slug>.+)\.step-(?P<step>\d+)$")
@@ -504,7 +503,9 @@ class Study:
         corpus = self.cfg["quickstart_corpus"]
         if corpus and root.resolve().is_relative_to(Path(corpus["root"]).resolve()):
             return [root / "meta.json"]
-        return [root / name for name in LOCAL_DATASET_FILES if (root / name).exists()]
+        from pairrel.data.registry import local_dataset_files
+
+        return local_dataset_files(root)
 
     def source_inputs(self, data: str, source: str) -> list[Path]:
         """Files a preparation job reads. A JSONL file that is not there yet is left out, so the

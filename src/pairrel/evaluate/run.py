@@ -177,13 +177,12 @@ def data_fingerprint(task) -> str | None:
     dataset_id = getattr(task, "dataset_id", None)
     if dataset_id is None:
         return None
-    from pairrel.data.registry import local_dir
-    from pairrel.study import LOCAL_DATASET_FILES
+    from pairrel.data.registry import local_dataset_files, local_dir
 
     root = local_dir(dataset_id)
     if root is None:
         return None
-    parts = [f"{name}:{file_sha256(root / name)}" for name in LOCAL_DATASET_FILES if (root / name).is_file()]
+    parts = [f"{path.name}:{file_sha256(path)}" for path in local_dataset_files(root)]
     return sha256_text("\n".join(parts))[:16]
 
 
