@@ -23,8 +23,9 @@ in the CPU quickstart.
 The pool lives in ``PAIRREL_GPU_LOCK_DIR`` (default ``<tmp>/pairrel-gpu-slots-<uid>``): one
 folder per machine and user, on a local file system (flock on NFS is not reliable).
 
-SLURM jobs do not need the pool: SLURM sets ``CUDA_VISIBLE_DEVICES`` for the GPUs it granted,
-and ``gpu-run`` leaves it alone when it is already set and ``SLURM_JOB_ID`` is present.
+SLURM jobs do not use the pool: SLURM grants the devices (and its gres plugin sets
+``CUDA_VISIBLE_DEVICES``), so inside a SLURM job (``SLURM_JOB_ID`` set) ``gpu-run`` runs CMD
+unchanged.
 """
 
 from __future__ import annotations
@@ -163,7 +164,7 @@ def run(n: int, command: list[str], environ=None, poll_seconds: float = 2.0, tim
     if not command:
         raise SlotError("no command given (pairrel gpu-run --gpus N -- CMD ...)")
     ids = device_ids(environ)
-    if n > 0 and not (environ.get("SLURM_JOB_ID") and "CUDA_VISIBLE_DEVICES" in environ):
+    if n > 0 and not environ.get("SLURM_JOB_ID"):
         if ids:
             held = acquire(n, ids, lock_dir(environ), command, poll_seconds, timeout)
             for fd in held.fds:
