@@ -35,12 +35,19 @@ needs_cluster = pytest.mark.skipif(not cluster_is_up(), reason="no local SLURM c
 
 
 def max_in_flight(log: str, rule: str) -> int:
-    """Most jobs of ``rule`` submitted to SLURM and not yet finished at one point of the log."""
-    current_rule, in_flight, most = None, set(), 0
+    """Most jobs of ``rule`` submitted to SLURM and not yet finished at one point of the log.
+
+    Snakemake prints each job's block (``rule NAME:`` ... ``jobid: N``) first and the
+    submissions (``Job N has been submitted with SLURM jobid ...``) after; a job ends with
+    ``Finished jobid: N (Rule: NAME)``.
+    """
+    rule_of, current_rule, in_flight, most = {}, None, set(), 0
     for line in log.splitlines():
         if m := re.match(r"(?:local)?rule (\S+):", line):
             current_rule = m.group(1)
-        elif (m := re.match(r"Job (\d+) has been submitted with SLURM jobid", line)) and current_rule == rule:
+        elif m := re.match(r"\s+jobid: (\d+)", line):
+            rule_of[m.group(1)] = current_rule
+        elif (m := re.match(r"Job (\d+) has been submitted with SLURM jobid", line)) and rule_of.get(m.group(1)) == rule:
             in_flight.add(m.group(1))
             most = max(most, len(in_flight))
         elif m := re.match(r"Finished jobid: (\d+) \(Rule: (\S+)\)", line):
@@ -49,11 +56,13 @@ def max_in_flight(log: str, rule: str) -> int:
 
 
 def test_max_in_flight_reads_the_snakemake_log():
-    log = ("rule a:\nJob 1 has been submitted with SLURM jobid 7 (log: x)\nrule a:\n"
-           "Job 2 has been submitted with SLURM jobid 8 (log: y)\nFinished jobid: 1 (Rule: a)\n"
-           "rule a:\nJob 3 has been submitted with SLURM jobid 9 (log: z)\nFinished jobid: 2 (Rule: a)\n")
+    log = ("rule a:\n    jobid: 1\nrule a:\n    jobid: 2\nrule b:\n    jobid: 3\n"
+           "Job 1 has been submitted with SLURM jobid 7 (log: x)\nJob 2 has been submitted with SLURM jobid 8\n"
+           "Job 3 has been submitted with SLURM jobid 9\nFinished jobid: 1 (Rule: a)\nFinished jobid: 2 (Rule: a)\n"
+           "rule a:\n    jobid: 4\nJob 4 has been submitted with SLURM jobid 10\n")
     assert max_in_flight(log, "a") == 2
-    assert max_in_flight(log, "b") == 0
+    assert max_in_flight(log, "b") == 1
+    assert max_in_flight(log, "c") == 0
 
 
 @needs_cluster
