@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A real one-node SLURM cluster on localhost for the SLURM profile test (no systemd, no slurmdbd).
-# Partitions `gpu` (default; one fake GPU) and `cpu` match profiles/slurm/config.yaml.
+# Partitions `gpu` (default) and `cpu` match profiles/slurm/config.yaml. The node has
+# $PAIRREL_SLURM_GPUS (default 4) fake GPUs, so independent GPU jobs can run side by side.
 # Idempotent: returns at once when a controller already answers.
 set -euo pipefail
 
@@ -14,6 +15,7 @@ fi
 
 host=$(hostname -s)
 cpus=$(nproc)
+gpus=${PAIRREL_SLURM_GPUS:-4}
 mem=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 - 1024 ))
 conf_dir=/etc/slurm
 mkdir -p "$conf_dir" /var/spool/slurmctld /var/spool/slurmd /var/log/slurm /run/munge /var/lib/munge /var/log/munge
@@ -37,12 +39,19 @@ SlurmctldLogFile=/var/log/slurm/slurmctld.log
 SlurmdLogFile=/var/log/slurm/slurmd.log
 ReturnToService=2
 MinJobAge=600
-NodeName=$host CPUs=$cpus RealMemory=$mem Gres=gpu:1 State=UNKNOWN
+NodeName=$host CPUs=$cpus RealMemory=$mem Gres=gpu:$gpus State=UNKNOWN
 PartitionName=gpu Nodes=$host Default=YES MaxTime=INFINITE State=UP OverSubscribe=YES
 PartitionName=cpu Nodes=$host MaxTime=INFINITE State=UP OverSubscribe=YES
 CONF
-# A GPU gres needs a device file; /dev/null stands in (a file-less gres marks the node INVAL).
-echo "NodeName=$host Name=gpu File=/dev/null" > "$conf_dir/gres.conf"
+# A GPU gres needs one device file per GPU (a file-less gres marks the node INVAL); empty
+# regular files stand in for /dev/nvidiaN (no cgroup device constraint reads them).
+fake_dev=/var/lib/pairrel-slurm/fake-gpu
+mkdir -p "$fake_dev"
+: > "$conf_dir/gres.conf"
+for i in $(seq 0 $(( gpus - 1 ))); do
+  touch "$fake_dev/nvidia$i"
+  echo "NodeName=$host Name=gpu File=$fake_dev/nvidia$i" >> "$conf_dir/gres.conf"
+done
 
 if [ ! -s /etc/munge/munge.key ]; then
   mkdir -p /etc/munge

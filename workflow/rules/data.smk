@@ -31,7 +31,7 @@ if STUDY.cfg["quickstart_corpus"]:
         benchmark:
             STUDY.benchmark_file("data", "quickstart_corpus.tsv")
         conda:
-            "../../envs/data.yaml"
+            "../../envs/pairrel.yaml"
         shell:
             "pairrel data quickstart --out {params.root:q} {params.options} > {log:q} 2>&1"
 
@@ -49,7 +49,7 @@ rule prepare_source:
     benchmark:
         f"{RESULTS}/benchmarks/data/{{data}}/{{source}}.tsv"
     conda:
-        "../../envs/data.yaml"
+        "../../envs/pairrel.yaml"
     shell:
         "pairrel data prepare --job {params.job:q} --out {output.parquet:q} > {log:q} 2>&1"
 
@@ -68,7 +68,7 @@ rule prepare_fold:
     benchmark:
         f"{RESULTS}/benchmarks/data/{{data}}/{{source}}.fold~{{fold}}.tsv"
     conda:
-        "../../envs/data.yaml"
+        "../../envs/pairrel.yaml"
     shell:
         "pairrel data prepare --job {params.job:q} --out {output.parquet:q} > {log:q} 2>&1"
 
@@ -81,6 +81,6 @@ rule prefetch:
     log:
         f"{RESULTS}/logs/data/prefetch.log",
     conda:
-        "../../envs/data.yaml"
+        "../../envs/pairrel.yaml"
     shell:
         "pairrel data prefetch --config {input:q} > {log:q} 2>&1"

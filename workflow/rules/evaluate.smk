@@ -25,7 +25,7 @@ rule evaluate_checkpoint:
     resources:
         gpu=1,
     conda:
-        "../../envs/evaluate.yaml"
+        "../../envs/pairrel.yaml"
     shell:
         "pairrel evaluate --config {input.config:q} --run {wildcards.run:q} --step {wildcards.step}"
         " --group {wildcards.group:q} --tasks {params.tasks:q} --marker {output:q} > {log:q} 2>&1"
@@ -59,7 +59,7 @@ rule evaluate_base:
     resources:
         gpu=1,
     conda:
-        "../../envs/evaluate.yaml"
+        "../../envs/pairrel.yaml"
     shell:
         "pairrel evaluate --config {input.config:q} --base {wildcards.model:q} --group {wildcards.group:q}"
         " --tasks {params.tasks:q} --marker {output:q} > {log:q} 2>&1"

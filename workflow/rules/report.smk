@@ -24,6 +24,6 @@ rule report:
     log:
         f"{RESULTS}/logs/report.log",
     conda:
-        "../../envs/report.yaml"
+        "../../envs/pairrel.yaml"
     shell:
         "pairrel report --config {input.config:q} {params.args} > {log:q} 2>&1"

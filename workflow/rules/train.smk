@@ -32,6 +32,6 @@ rule train_run:
     resources:
         gpu=1,
     conda:
-        "../../envs/train.yaml"
+        "../../envs/pairrel.yaml"
     shell:
         "pairrel train --run-config {input.run:q} > {log:q} 2>&1"

@@ -243,7 +243,23 @@ def _model_repos(cfg: dict) -> list[str]:
     return list(dict.fromkeys(repos))
 
 
-def _mteb_tasks(cfg: dict) -> list:
+def _leaf_tasks(task, aggregate: str | None = None):
+    """(task, name of the aggregate it belongs to, or None) for every task that has its own data.
+
+    An aggregate task (mteb's ``AbsTaskAggregate``, e.g. CQADupstackRetrieval, the mean of 12
+    StackExchange subforum tasks) has no dataset of its own: its ``metadata.dataset`` path is a
+    placeholder, and its data is that of its sub-tasks (``metadata.tasks``).
+    """
+    subtasks = getattr(task.metadata, "tasks", None) if getattr(task, "is_aggregate", False) else None
+    if subtasks:
+        for sub in subtasks:
+            yield from _leaf_tasks(sub, aggregate or task.metadata.name)
+    else:
+        yield task, aggregate
+
+
+def _mteb_task_data(cfg: dict) -> list:
+    """(task, aggregate or None) for every MTEB task whose data the config's evaluation reads."""
     from pairrel.evaluate.task_specs import QUICKSTART_BENCHMARK
 
     evaluation = cfg.get("evaluation") or {}
@@ -254,8 +270,19 @@ def _mteb_tasks(cfg: dict) -> list:
     import mteb  # slow to import: only when the config evaluates on MTEB
 
     if evaluation.get("tasks"):
-        return list(mteb.get_tasks(tasks=list(evaluation["tasks"])))
-    return list(mteb.get_benchmark(evaluation["benchmark"]).tasks)
+        tasks = mteb.get_tasks(tasks=list(evaluation["tasks"]))
+    else:
+        tasks = mteb.get_benchmark(evaluation["benchmark"]).tasks
+    leaves = {}
+    for task in tasks:
+        for leaf, aggregate in _leaf_tasks(task):
+            leaves.setdefault(leaf.metadata.name, (leaf, aggregate))
+    return list(leaves.values())
+
+
+def _mteb_tasks(cfg: dict) -> list:
+    """The MTEB tasks with their own data that the config evaluates on (aggregates expanded)."""
+    return [task for task, _ in _mteb_task_data(cfg)]
 
 
 def check_available(cfg: dict, include_models: bool = True, include_mteb: bool = True) -> list[str]:
@@ -281,13 +308,14 @@ def check_available(cfg: dict, include_models: bool = True, include_mteb: bool =
     if include_mteb:
         from huggingface_hub import snapshot_download
 
-        for task in _mteb_tasks(cfg):
+        for task, aggregate in _mteb_task_data(cfg):
             spec = task.metadata.dataset
+            part_of = f" (part of {aggregate})" if aggregate else ""
             try:
                 snapshot_download(spec["path"], repo_type="dataset", revision=spec.get("revision"),
                                   local_files_only=True)
             except Exception:
-                problems.append(f"MTEB task {task.metadata.name}: dataset {spec['path']}@{spec.get('revision')} "
+                problems.append(f"MTEB task {task.metadata.name}{part_of}: dataset {spec['path']}@{spec.get('revision')} "
                                 "is not in the Hugging Face cache")
     return problems
 

@@ -1,0 +1,177 @@
+"""Job sizes for the scheduler: host memory, run time and GPUs per job, from the model and task group.
+
+Snakemake rules call :func:`job_resources` (or the single functions) in their ``resources:``;
+a profile's ``set-resources`` still overrides any value. All numbers are *requests*: too small
+and SLURM kills the job, too large and it waits longer in the queue, so each is an estimate
+times a safety factor (``SAFETY`` = 1.5 unless the caller passes another).
+
+Parameter count (billions), :func:`params_b`: the model's ``params_b`` config key when set,
+else counted from a Llama-style Hugging Face ``config.json`` (:func:`llama_param_count`).
+
+Host memory, :func:`mem_mb` (MiB)::
+
+    mem = safety * (bytes_per_param(dtype) * params + BASE_GB + EXTRA_GB[kind or group])
+
+The weights pass through host memory while they are loaded and the MNTP adapter is merged
+(bf16: 2 bytes a parameter, so 16 GB for an 8B model); BASE_GB covers Python, torch, the
+tokenizer and the CUDA host context; the extra term is the job's own data: the prepared training
+pairs (training), the corpora and their embeddings (Retrieval, the largest), the other task
+groups' datasets.
+
+Run time, :func:`runtime_minutes` (minutes)::
+
+    runtime = attempt * (load_minutes + safety * 60 * gpu_hours / gpus),   capped at max_minutes
+    load_minutes = LOAD_MINUTES_BASE + LOAD_MINUTES_PER_B * params_b
+
+``gpu_hours`` is the caller's estimate for this job (``estimated_hours``, e.g. from a planner
+that counts the tokens of the job's tasks) or, without one, :func:`fallback_gpu_hours`: the
+FLOP count of the job on one H100 at 40 % of its bf16 peak (about 4e14 FLOP/s):
+
+- training: (6 + 2 + 2) * P * tokens FLOPs — forward and backward (6), the recomputation of
+  gradient checkpointing (2), GradCache's extra no-grad forward (2); the paper recipe (1000
+  steps of 512 queries with one positive and one hard negative, about 340 tokens a query) is
+  about 1.7e8 tokens, so 1.2 GPU-hours per billion parameters, scaled by steps * batch_size;
+- evaluation: 2 * P * tokens FLOPs of encoding; MTEB(eng, v1)'s 15 Retrieval tasks encode about
+  33M corpus passages (4e9 tokens), so 6 GPU-hours per billion parameters; the other groups
+  are far smaller (GPU_HOURS_PER_B).
+
+Each retry (``attempt`` 2, 3, ...) asks for proportionally more time: a training job resumes
+from its checkpoint anyway, and an evaluation job skips the tasks it has finished (MTEB's
+``only-missing``), so a longer second attempt finishes what the first could not.
+
+GPUs, :func:`gpus`: training takes ``training.gpus`` (default 1; a multi-GPU run takes several),
+evaluation one.
+"""
+
+from __future__ import annotations
+
+import math
+
+SAFETY = 1.5
+BASE_GB = 6.0
+EXTRA_GB = {
+    "train": 4.0,          # prepared pairs of the training mix (open mix: ~1.5M triples)
+    "Retrieval": 24.0,     # corpora (MSMARCO: 8.8M passages) and chunked corpus embeddings
+    "heldout": 2.0,
+}
+EXTRA_GB_DEFAULT = 4.0     # the other MTEB task groups
+BYTES_PER_PARAM = {"bfloat16": 2, "float16": 2, "float32": 4}
+LOAD_MINUTES_BASE = 5.0
+LOAD_MINUTES_PER_B = 1.0   # reading bf16 shards from a shared file system (~2 GB/min) and merging
+
+# Fallback GPU-hours per billion parameters on one H100 (see the module docstring).
+TRAIN_GPU_HOURS_PER_B = 1.2        # for REFERENCE_QUERIES queries in all (steps * batch_size)
+REFERENCE_QUERIES = 1000 * 512
+GPU_HOURS_PER_B = {
+    "Retrieval": 6.0,
+    "Classification": 0.3,
+    "Clustering": 0.3,
+    "Reranking": 0.1,
+    "PairClassification": 0.02,
+    "STS": 0.02,
+    "Summarization": 0.01,
+    "heldout": 0.01,
+}
+GPU_HOURS_PER_B_DEFAULT = 0.1
+
+
+class ResourceError(ValueError):
+    """A model config from which no size can be worked out (names the key)."""
+
+
+def llama_param_count(hf_config: dict) -> int:
+    """Parameters of a Llama-style decoder from its ``config.json`` values.
+
+    embeddings V*h (+ an untied LM head V*h), per layer: attention q,o h*h each and k,v
+    h*(h/heads*kv_heads) each, MLP 3*h*I, two RMSNorms 2*h; a final norm h.
+    Meta-Llama-3-8B: V 128256, h 4096, 32 layers, I 14336, 32 heads, 8 KV heads -> 8,030,261,248.
+    """
+    try:
+        h, layers, inter, vocab = (hf_config[k] for k in ("hidden_size", "num_hidden_layers",
+                                                           "intermediate_size", "vocab_size"))
+    except KeyError as err:
+        raise ResourceError(f"hf config has no {err.args[0]} (needed to count parameters)") from None
+    heads = hf_config.get("num_attention_heads", 1)
+    kv_dim = h // heads * hf_config.get("num_key_value_heads", heads)
+    per_layer = 2 * h * h + 2 * h * kv_dim + 3 * h * inter + 2 * h
+    embeddings = vocab * h * (1 if hf_config.get("tie_word_embeddings", False) else 2)
+    return embeddings + layers * per_layer + h
+
+
+def params_b(model_cfg: dict, hf_config: dict | None = None, name: str = "?") -> float:
+    """Billions of parameters: ``models.<name>.params_b``, else counted from ``hf_config``."""
+    if model_cfg.get("params_b") is not None:
+        value = model_cfg["params_b"]
+        if not isinstance(value, (int, float)) or value <= 0:
+            raise ResourceError(f"models.{name}.params_b must be a positive number, got {value!r}")
+        return float(value)
+    if hf_config is not None:
+        return llama_param_count(hf_config) / 1e9
+    raise ResourceError(f"models.{name}.params_b is not set (billions of parameters, e.g. 8.03), "
+                        "and no config.json was given to count them")
+
+
+def gpus(kind: str, training_cfg: dict | None = None) -> int:
+    """GPUs of one job: ``training.gpus`` (default 1) for training, 1 for evaluation."""
+    if kind == "train":
+        n = (training_cfg or {}).get("gpus", 1)
+        if not isinstance(n, int) or n < 1:
+            raise ResourceError(f"training.gpus must be a positive integer, got {n!r}")
+        return n
+    return 1
+
+
+def _groups(group) -> list:
+    """One task group, or several evaluated by one job (a list): their names."""
+    return [group] if group is None or isinstance(group, str) else list(group)
+
+
+def mem_mb(kind: str, size_b: float, group=None, dtype: str = "bfloat16", safety: float = SAFETY) -> int:
+    """Host memory in MiB (see the module docstring), rounded up to a whole GiB.
+
+    ``group``: a task group, or a list of groups one job evaluates in turn (the largest counts).
+    """
+    if dtype not in BYTES_PER_PARAM:
+        raise ResourceError(f"dtype {dtype!r} is not one of {', '.join(BYTES_PER_PARAM)}")
+    extra = EXTRA_GB["train"] if kind == "train" else max(EXTRA_GB.get(g, EXTRA_GB_DEFAULT) for g in _groups(group))
+    gigabytes = safety * (BYTES_PER_PARAM[dtype] * size_b + BASE_GB + extra)
+    return 1024 * math.ceil(gigabytes * 1e9 / 2**30)
+
+
+def fallback_gpu_hours(kind: str, size_b: float, group=None, training_cfg: dict | None = None) -> float:
+    """GPU-hours of one job on one H100 without a finer estimate (see the module docstring).
+
+    ``group``: a task group, or a list of groups one job evaluates in turn (their hours add up).
+    """
+    if kind == "train":
+        cfg = training_cfg or {}
+        queries = cfg.get("steps", 1000) * cfg.get("batch_size", 512)
+        return TRAIN_GPU_HOURS_PER_B * size_b * queries / REFERENCE_QUERIES
+    return sum(GPU_HOURS_PER_B.get(g, GPU_HOURS_PER_B_DEFAULT) for g in _groups(group)) * size_b
+
+
+def runtime_minutes(size_b: float, gpu_hours: float, n_gpus: int = 1, attempt: int = 1,
+                    safety: float = SAFETY, max_minutes: int | None = None) -> int:
+    """Wall-clock minutes to request (see the module docstring)."""
+    load = LOAD_MINUTES_BASE + LOAD_MINUTES_PER_B * size_b
+    minutes = math.ceil(attempt * (load + safety * 60.0 * gpu_hours / n_gpus))
+    return min(minutes, max_minutes) if max_minutes else minutes
+
+
+def job_resources(kind: str, model_cfg: dict, group=None, training_cfg: dict | None = None,
+                  estimated_hours: float | None = None, attempt: int = 1, safety: float = SAFETY,
+                  max_minutes: int | None = None, model_name: str = "?") -> dict:
+    """``{"mem_mb", "runtime", "gpu"}`` of one training (``kind="train"``) or evaluation job.
+
+    ``estimated_hours``: GPU-hours of this job from a planner; None uses fallback_gpu_hours.
+    """
+    if kind not in ("train", "evaluate"):
+        raise ResourceError(f"kind must be 'train' or 'evaluate', got {kind!r}")
+    size = params_b(model_cfg, name=model_name)
+    n_gpus = gpus(kind, training_cfg)
+    hours = estimated_hours if estimated_hours is not None else fallback_gpu_hours(kind, size, group, training_cfg)
+    return {
+        "mem_mb": mem_mb(kind, size, group, model_cfg.get("dtype", "bfloat16"), safety),
+        "runtime": runtime_minutes(size, hours, n_gpus, attempt, safety, max_minutes),
+        "gpu": n_gpus,
+    }
