@@ -19,6 +19,7 @@ from pairrel.evaluate.user_tasks import (
     read_pair_file,
     read_sts_file,
     select_named_tasks,
+    stale_result_files,
     user_tasks,
 )
 
@@ -101,6 +102,13 @@ def test_sts_csv_task_is_spearman_of_minilm_cosines(minilm, tmp_path):
     stored = json.loads(next((tmp_path / "cache").rglob("MySTS.json")).read_text())
     assert stored["dataset_revision"] == task.fingerprint
     assert snapshot(data) == before  # nothing written beside the user's file
+
+    assert stale_result_files(tmp_path / "cache", [task]) == []
+    with open(data / "sts.csv", "a") as out:
+        out.write("A bird is singing.,A bird sings.,4.9\n")
+    (changed,) = user_tasks([{"name": "MySTS", "type": "STS", "path": str(data / "sts.csv"), "min_score": 0, "max_score": 5}])
+    assert changed.fingerprint != task.fingerprint
+    assert stale_result_files(tmp_path / "cache", [changed]) == list((tmp_path / "cache").rglob("MySTS.json"))
 
 
 def test_pair_tsv_and_jsonl_tasks_score_cosine_average_precision(minilm, tmp_path):

@@ -447,6 +447,26 @@ def user_task_fingerprints(entries: list[dict[str, Any]] | None, base_dir: str |
     return out
 
 
+def stale_result_files(cache_dir: str | Path, tasks: list) -> list[Path]:
+    """Result files in an mteb cache computed on other data than ``tasks`` now hold.
+
+    mteb's ``only-missing`` keeps a complete result even when its ``dataset_revision`` differs,
+    so a changed user file would otherwise keep its old scores: remove these files (or key
+    results by fingerprint) before evaluating. Tasks without a ``fingerprint`` are skipped.
+    """
+    fingerprints = {t.metadata.name: t.fingerprint for t in tasks if getattr(t, "fingerprint", None)}
+    stale = []
+    for name, digest in fingerprints.items():
+        for path in sorted(Path(cache_dir).rglob(f"{name}.json")):
+            try:
+                revision = json.loads(path.read_text()).get("dataset_revision")
+            except (OSError, json.JSONDecodeError, AttributeError):
+                revision = None  # unreadable: recompute
+            if revision != digest:
+                stale.append(path)
+    return stale
+
+
 # ---------------------------------------------------------------------------------------------
 # Picking tasks by name
 
