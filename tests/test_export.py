@@ -1,7 +1,6 @@
 """Export: portable adapters, merged sentence-transformers folders equal to pairrel's encoder."""
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest

@@ -104,8 +104,6 @@ def query_prompts(instructions: dict[str, str]) -> dict[str, str]:
 
 
 def _write_merged(model_cfg: dict, checkpoint_dir: Path, out: Path, prompts: dict[str, str]) -> None:
-    import shutil as _shutil
-
     import torch
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.base.modules.normalize import Normalize
@@ -134,7 +132,7 @@ def _write_merged(model_cfg: dict, checkpoint_dir: Path, out: Path, prompts: dic
     )
     st.save(str(out))
     # The module is named by its file inside the export, so loading needs no pairrel.
-    _shutil.copy2(st_module.__file__, out / ST_MODULE_FILE)
+    shutil.copy2(st_module.__file__, out / ST_MODULE_FILE)
     modules = json.loads((out / "modules.json").read_text())
     if modules[0]["type"] != f"{st_module.__name__}.TextTokenTransformer":
         raise ExportError(f"unexpected first module in modules.json: {modules[0]['type']}")
