@@ -169,3 +169,26 @@ def test_decoder_export_is_bidirectional_with_mntp_merged(tmp_path):
     reloaded = encoder_from_path(str(out))
     with torch.no_grad():
         assert torch.allclose(unit(reloaded.encode(QUERIES, instruction=INSTRUCTION)), want_q, atol=1e-5)
+
+
+def test_export_command_reads_the_run_from_the_config(minilm_export, tmp_path):
+    import argparse
+
+    from pairrel.export import register
+    from tests.conftest import REPO_ROOT
+
+    checkpoint, _ = minilm_export
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="command"))
+    run = "model~minilm/data~quickstart/loss~bce/labels~binary@2/seed~42"
+    common = ["export", "--config", str(REPO_ROOT / "config.yaml"), "--config", str(REPO_ROOT / "presets" / "quickstart.yaml"),
+              "--run", run, "--checkpoint", str(checkpoint)]
+    args = parser.parse_args([*common, "--step", "31", "--out", str(tmp_path / "bad")])
+    with pytest.raises(ExportError, match="holds step 30, not --step 31"):
+        args.func(args)
+    args = parser.parse_args([*common, "--step", "30", "--out", str(tmp_path / "out")])
+    assert args.func(args) == 0
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert f"run `{run}`, step 30" in card and "Given a question about a hobby or subject" in card
+    meta = json.loads((tmp_path / "out" / "pairrel_export.json").read_text())
+    assert meta["base_model"]["hub_id"] == "sentence-transformers/all-MiniLM-L6-v2" and meta["merged"] is False

@@ -316,3 +316,38 @@ def encoder_from_path(path_or_id: str):
     from sentence_transformers import SentenceTransformer
 
     return SentenceTransformer(str(path_or_id))
+
+
+def cmd_export(args) -> int:
+    """``pairrel export``: the run's model and card from the config; the checkpoint folder as given
+    (default ``<runs>/<run>/checkpoint-<step>`` is the Study's to resolve)."""
+    import sys
+
+    from pairrel.config import load_config, parse_run_id, resolve_run
+
+    cfg = load_config(*args.config)  # no data needed: local datasets are not registered
+    run = parse_run_id(args.run)
+    run_cfg = resolve_run(cfg, run)
+    checkpoint = Path(args.checkpoint)
+    state = checkpoint / "trainer_state.json"
+    if args.step is not None and state.is_file() and json.loads(state.read_text()).get("step") != args.step:
+        raise ExportError(f"{checkpoint}: holds step {json.loads(state.read_text()).get('step')}, not --step {args.step}")
+    step = args.step if args.step is not None else (json.loads(state.read_text()).get("step") if state.is_file() else None)
+    out = export_checkpoint(run_cfg["model"], checkpoint, args.out, args.merge,
+                            card_info_from_run(run_cfg, step), model_key=run["model"])
+    print(out, file=sys.stdout)
+    return 0
+
+
+def register(subparsers):
+    """Add ``pairrel export`` to a ``pairrel`` sub-command parser set."""
+    p = subparsers.add_parser("export", help="write a checkpoint as a portable adapter (and merged model with --merge)")
+    p.add_argument("--config", action="append", required=True, type=Path,
+                   help="config file; repeat to merge presets over it (later files win)")
+    p.add_argument("--run", required=True, help="run id, e.g. model~minilm/data~quickstart/loss~bce/labels~binary@2/seed~42")
+    p.add_argument("--step", type=int, help="checkpoint step (checked against the checkpoint's trainer_state.json)")
+    p.add_argument("--checkpoint", required=True, type=Path, help="the run's checkpoint-<step> folder")
+    p.add_argument("--out", required=True, type=Path, help="new folder to write")
+    p.add_argument("--merge", action="store_true", help="also write the merged model as a sentence-transformers folder")
+    p.set_defaults(func=cmd_export)
+    return p
