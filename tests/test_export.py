@@ -174,6 +174,7 @@ def test_decoder_export_is_bidirectional_with_mntp_merged(tmp_path):
 def test_export_command_reads_the_run_from_the_config(minilm_export, tmp_path):
     import argparse
 
+    from pairrel.config import ConfigError
     from pairrel.export import register
     from tests.conftest import REPO_ROOT
 
@@ -183,8 +184,11 @@ def test_export_command_reads_the_run_from_the_config(minilm_export, tmp_path):
     run = "model~minilm/data~quickstart/loss~bce/labels~binary@2/seed~42"
     common = ["export", "--config", str(REPO_ROOT / "config.yaml"), "--config", str(REPO_ROOT / "presets" / "quickstart.yaml"),
               "--run", run, "--checkpoint", str(checkpoint)]
+    args = parser.parse_args([*common, "--step", "60", "--out", str(tmp_path / "bad")])
+    with pytest.raises(ExportError, match="holds step 30, not --step 60"):
+        args.func(args)
     args = parser.parse_args([*common, "--step", "31", "--out", str(tmp_path / "bad")])
-    with pytest.raises(ExportError, match="holds step 30, not --step 31"):
+    with pytest.raises(ConfigError, match=r"--step 31: .* writes checkpoints at steps \[30, 60\]"):
         args.func(args)
     args = parser.parse_args([*common, "--step", "30", "--out", str(tmp_path / "out")])
     assert args.func(args) == 0

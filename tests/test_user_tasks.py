@@ -9,7 +9,7 @@ import torch
 from scipy.stats import spearmanr
 
 from pairrel.encoder import EncoderConfig, build_encoder
-from pairrel.evaluate.run import evaluate
+from pairrel.evaluate.run import drop_stale_results, evaluate
 from pairrel.evaluate.task_specs import local_task_spec
 from pairrel.evaluate.user_tasks import (
     TaskFileError,
@@ -18,7 +18,6 @@ from pairrel.evaluate.user_tasks import (
     read_pair_file,
     read_sts_file,
     select_named_tasks,
-    stale_result_files,
     user_tasks,
 )
 
@@ -102,12 +101,12 @@ def test_sts_csv_task_is_spearman_of_minilm_cosines(minilm, tmp_path):
     assert stored["dataset_revision"] == task.fingerprint
     assert snapshot(data) == before  # nothing written beside the user's file
 
-    assert stale_result_files(tmp_path / "cache", [task]) == []
+    assert drop_stale_results([task], tmp_path / "cache", "pairrel/minilm", "base") == []
     with open(data / "sts.csv", "a") as out:
         out.write("A bird is singing.,A bird sings.,4.9\n")
     (changed,) = user_tasks([{"name": "MySTS", "type": "STS", "path": str(data / "sts.csv"), "min_score": 0, "max_score": 5}])
     assert changed.fingerprint != task.fingerprint
-    assert stale_result_files(tmp_path / "cache", [changed]) == list((tmp_path / "cache").rglob("MySTS.json"))
+    assert drop_stale_results([changed], tmp_path / "cache", "pairrel/minilm", "base") == ["MySTS"]
 
 
 def test_pair_tsv_and_jsonl_tasks_score_cosine_average_precision(minilm, tmp_path):

@@ -318,24 +318,36 @@ def encoder_from_path(path_or_id: str):
     return SentenceTransformer(str(path_or_id))
 
 
+def run_scores(run, step: int) -> dict[str, float]:
+    """Main scores of a checkpoint from its evaluation markers (``{task: score}``, 0–1 scale)."""
+    scores: dict[str, float] = {}
+    for group in run.study.groups_for(run, final=step == run.final_step):
+        marker = run.eval_marker(step, group)
+        if marker.is_file():
+            try:
+                scores.update(json.loads(marker.read_text()).get("scores") or {})
+            except ValueError:
+                continue  # a damaged marker: its scores are not trusted
+    return scores
+
+
 def cmd_export(args) -> int:
-    """``pairrel export``: the run's model and card from the config; the checkpoint folder as given
-    (default ``<runs>/<run>/checkpoint-<step>`` is the Study's to resolve)."""
-    import sys
+    """``pairrel export``: the run's model and card from the study; the checkpoint folder is the
+    study's ``checkpoint-<step>`` of the run unless ``--checkpoint`` names another."""
+    from pairrel.config import ConfigError
+    from pairrel.study import Study
 
-    from pairrel.config import load_config, parse_run_id, resolve_run
-
-    cfg = load_config(*args.config)  # no data needed: local datasets are not registered
-    run = parse_run_id(args.run)
-    run_cfg = resolve_run(cfg, run)
-    checkpoint = Path(args.checkpoint)
+    study = Study.from_files(*args.config)
+    run = study.run(args.run)
+    if args.step not in run.steps:
+        raise ConfigError(f"--step {args.step}: {run.id} writes checkpoints at steps {run.steps}")
+    checkpoint = Path(args.checkpoint) if args.checkpoint else run.checkpoint(args.step)
     state = checkpoint / "trainer_state.json"
-    if args.step is not None and state.is_file() and json.loads(state.read_text()).get("step") != args.step:
+    if state.is_file() and json.loads(state.read_text()).get("step") != args.step:
         raise ExportError(f"{checkpoint}: holds step {json.loads(state.read_text()).get('step')}, not --step {args.step}")
-    step = args.step if args.step is not None else (json.loads(state.read_text()).get("step") if state.is_file() else None)
-    out = export_checkpoint(run_cfg["model"], checkpoint, args.out, args.merge,
-                            card_info_from_run(run_cfg, step), model_key=run["model"])
-    print(out, file=sys.stdout)
+    out = export_checkpoint(run.config["model"], checkpoint, args.out, args.merge,
+                            card_info_from_run(run.config, args.step, run_scores(run, args.step)), model_key=run.model)
+    print(out)
     return 0
 
 
@@ -345,8 +357,8 @@ def register(subparsers):
     p.add_argument("--config", action="append", required=True, type=Path,
                    help="config file; repeat to merge presets over it (later files win)")
     p.add_argument("--run", required=True, help="run id, e.g. model~minilm/data~quickstart/loss~bce/labels~binary@2/seed~42")
-    p.add_argument("--step", type=int, help="checkpoint step (checked against the checkpoint's trainer_state.json)")
-    p.add_argument("--checkpoint", required=True, type=Path, help="the run's checkpoint-<step> folder")
+    p.add_argument("--step", required=True, type=int, help="checkpoint step")
+    p.add_argument("--checkpoint", type=Path, help="checkpoint folder (default: the run's checkpoint-<step>)")
     p.add_argument("--out", required=True, type=Path, help="new folder to write")
     p.add_argument("--merge", action="store_true", help="also write the merged model as a sentence-transformers folder")
     p.set_defaults(func=cmd_export)

@@ -29,9 +29,10 @@ relevant). An optional ``instruction`` goes on both sides of STS and PairClassif
 and on the query side of Retrieval and Reranking, as for MTEB's tasks.
 
 Nothing is written beside the user's files: they are read with plain Python, never indexed.
-Each task carries a ``fingerprint`` (SHA-256 over its files' bytes and the settings that change
-scores), also recorded as the task's dataset revision, so a result can be tied to the exact data
-it was computed on. Bad input raises :class:`TaskFileError` naming the file and line.
+Each task carries a ``fingerprint`` (also as ``data_fingerprint``: SHA-256 over its files' bytes
+and the settings that change scores), recorded as the task's dataset revision, so mteb writes it
+into each result file and ``pairrel.evaluate.run.drop_stale_results`` recomputes a result whose
+data changed. Bad input raises :class:`TaskFileError` naming the file and line.
 """
 
 from __future__ import annotations
@@ -405,7 +406,8 @@ def user_task(entry: dict[str, Any], base_dir: str | Path | None = None, key: st
         main_score=spec["main_score"],
         **_COMMON_METADATA,
     )
-    attrs: dict[str, Any] = {"metadata": metadata, "source_path": path, "fingerprint": digest}
+    # ``data_fingerprint`` is the name pairrel.evaluate.run.drop_stale_results asks for.
+    attrs: dict[str, Any] = {"metadata": metadata, "source_path": path, "fingerprint": digest, "data_fingerprint": digest}
     if task_type == "STS":
         attrs["declared_range"] = (entry.get("min_score"), entry.get("max_score"))
     cls = type(re.sub(r"\W", "_", name), (_BASES[task_type],), attrs)
@@ -445,26 +447,6 @@ def user_task_fingerprints(entries: list[dict[str, Any]] | None, base_dir: str |
         _check_entry(entry, f"{CONFIG_KEY}[{index}]")
         out[entry["name"]] = fingerprint(entry, base_dir)
     return out
-
-
-def stale_result_files(cache_dir: str | Path, tasks: list) -> list[Path]:
-    """Result files in an mteb cache computed on other data than ``tasks`` now hold.
-
-    mteb's ``only-missing`` keeps a complete result even when its ``dataset_revision`` differs,
-    so a changed user file would otherwise keep its old scores: remove these files (or key
-    results by fingerprint) before evaluating. Tasks without a ``fingerprint`` are skipped.
-    """
-    fingerprints = {t.metadata.name: t.fingerprint for t in tasks if getattr(t, "fingerprint", None)}
-    stale = []
-    for name, digest in fingerprints.items():
-        for path in sorted(Path(cache_dir).rglob(f"{name}.json")):
-            try:
-                revision = json.loads(path.read_text()).get("dataset_revision")
-            except (OSError, json.JSONDecodeError, AttributeError):
-                revision = None  # unreadable: recompute
-            if revision != digest:
-                stale.append(path)
-    return stale
 
 
 # ---------------------------------------------------------------------------------------------
