@@ -77,3 +77,20 @@ def test_local_dataset_summary_by_hand(tmp_path, capsys):
                        "qrels_defs": {"-1": "junk", "0": "bad", "2": "good"}, "n_docpairs": None}
     assert main(["summary", "x", "--register", "nodir"]) == 1
     assert "--register expects ID=DIR" in capsys.readouterr().err
+
+
+def test_summary_registers_the_configs_local_datasets(tmp_path, capsys):
+    directory = tmp_path / "ds"
+    directory.mkdir()
+    (directory / "docs.tsv").write_text("d1\ta\nd2\tb\n")
+    (directory / "queries.tsv").write_text("q1\tx\nq2\ty\n")
+    (directory / "qrels.txt").write_text("q1 0 d1 1\nq2 0 d2 0\n")
+    (directory / "meta.json").write_text(json.dumps({"qrels_defs": {"1": "relevant", "0": "not"}}))
+    dataset_id = f"pairrel-test/{uuid.uuid4().hex[:8]}"
+    config = tmp_path / "c.yaml"
+    config.write_text(f"local_datasets:\n  {dataset_id}: {directory}\n")
+    assert main(["summary", dataset_id, "--config", str(config)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["n_queries"], summary["n_qrels"], summary["qrels_per_grade"]) == (2, 2, {"0": 1, "1": 1})
+    assert main(["summary", f"{dataset_id}-absent", "--config", str(config)]) == 1
+    assert "add it under 'local_datasets:'" in capsys.readouterr().err

@@ -4,7 +4,7 @@
                             [--test-fraction F]
     pairrel data prepare --config C.yaml [--config more.yaml] --data MIX --source NAME [--fold K] --out X.parquet
     pairrel data prepare --job JSON --out X.parquet      (the workflow: pairrel.study.Study.source_job)
-    pairrel data summary ID [--register ID=DIR ...]
+    pairrel data summary ID [--config C.yaml ...] [--register ID=DIR ...]
     pairrel data prefetch --config C.yaml [--no-models] [--no-mteb]
     pairrel data check --config C.yaml [--no-models] [--no-mteb]
 
@@ -63,6 +63,8 @@ def cmd_prepare(args) -> int:
 def cmd_summary(args) -> int:
     from pairrel.data.summary import summarize
 
+    if args.config:
+        register_from_config(_partial_config(args.config))
     for item in args.register or []:
         dataset_id, sep, directory = item.partition("=")
         if not sep or not dataset_id or not directory:
@@ -122,6 +124,8 @@ def register(subparsers) -> argparse.ArgumentParser:
 
     p = commands.add_parser("summary", help="print a JSON summary of an ir_datasets id")
     p.add_argument("dataset_id")
+    p.add_argument("--config", action="append", type=Path,
+                   help="YAML config whose local_datasets: are registered first; repeat to deep-merge")
     p.add_argument("--register", action="append", metavar="ID=DIR", help="register a local dataset directory first")
     p.set_defaults(func=cmd_summary)
 

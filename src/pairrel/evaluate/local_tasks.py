@@ -11,6 +11,9 @@ the quickstart corpus (any ir_datasets id with graded qrels works the same way):
   (TREC's passage convention: 2), scored by average precision of the cosine similarity.
 
 Task names and main scores match :mod:`pairrel.evaluate.task_specs`, which the report reads.
+The names stay ``PairrelQuickstart*``: these are the quickstart benchmark's own tasks, and its
+cached results and report fixtures are filed under them. A user's own test sets (STS and pair
+files, BEIR folders) are tasks of :mod:`pairrel.evaluate.user_tasks`, named as the user names them.
 """
 
 from __future__ import annotations
