@@ -298,3 +298,103 @@ def test_saved_files_have_print_width_and_group_readable_mode(tmp_path):
     figures.type_comparison(quickstart_rows(), QS_TYPES, tmp_path / "type_scores",
                             grid_columns=GRID, display=DISPLAY)
     assert pdf.read_bytes() == first
+
+
+# ------------------------------------------------- a harness results folder, no training
+
+QS_TASKS = {"PairrelQuickstartRetrieval": "ndcg_at_10", "PairrelQuickstartSTS": "cosine_spearman",
+            "PairrelQuickstartPairClassification": "max_ap"}
+QS_RUNS = [("softmax", "binary@2"), ("softmax", "graded-linear"), ("bce", "binary@2"),
+           ("bce", "graded-linear")]
+
+
+def _mteb_result(task: str, value: float) -> dict:
+    entry = {QS_TASKS[task]: value, "main_score": value, "hf_subset": "default",
+             "languages": ["eng-Latn"]}
+    return {"dataset_revision": "local", "task_name": task, "mteb_version": "2.26.24",
+            "scores": {"test": [entry]}, "evaluation_time": 1.0}
+
+
+def write_quickstart_results(results, steps=(30, 60), n_logged=60):
+    """``results/{experiment}`` as the quickstart DAG leaves it, with made-up numbers.
+
+    MTEB caches as ``pairrel evaluate`` writes them (``pairrel/minilm``, revision ``base`` and
+    ``lora`` with the run's grid as experiment kwargs), and one run folder per grid run with
+    ``run.yaml`` and ``metrics.jsonl`` (``n_logged`` steps). Returns the scores written,
+    ``{(loss, labels, step) or "base": [retrieval, sts, pair classification]}`` on 0-1.
+    """
+    rng = np.random.default_rng(0)
+    written = {}
+
+    def write(folder, meta, values):
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "model_meta.json").write_text(json.dumps(meta))
+        for task, value in zip(QS_TASKS, values):
+            (folder / f"{task}.json").write_text(json.dumps(_mteb_result(task, value)))
+
+    cache = results / "mteb" / "results" / "pairrel__minilm"
+    written["base"] = [0.30, 0.70, 0.60]
+    write(cache / "base", {"name": "pairrel/minilm", "revision": "base"}, written["base"])
+    for i, (loss, labels) in enumerate(QS_RUNS):
+        grid = {"data": "quickstart", "loss": loss, "labels": labels, "seed": 42}
+        for step in steps:
+            values = [round(0.4 + 0.02 * i + step / 1000, 4), round(0.72 + 0.01 * i, 4),
+                      round(0.62 + 0.015 * i + step / 2000, 4)]
+            kwargs = {**grid, "step": step}
+            name = "__".join(f"{k}_{v}" for k, v in kwargs.items())
+            write(cache / "lora" / "experiments" / name,
+                  {"name": "pairrel/minilm", "revision": "lora", "experiment_kwargs": kwargs},
+                  values)
+            written[(loss, labels, step)] = values
+        run = results / "runs" / "model~minilm" / "data~quickstart" / f"loss~{loss}" / \
+            f"labels~{labels}" / "seed~42"
+        run.mkdir(parents=True, exist_ok=True)
+        (run / "run.yaml").write_text(
+            f"grid: {{model: minilm, data: quickstart, loss: {loss}, labels: {labels}, "
+            f"seed: 42}}\nloss: {{type: {loss}}}\n")
+        t, b, lines = 10.0, -4.0, []
+        for step in range(1, n_logged + 1):
+            record = {"step": step, "lr": 2e-4,
+                      "loss": (4.0 if loss == "bce" else 3.0) * math.exp(-step / 25) + 1.0
+                      + float(rng.normal(0, 0.2))}
+            if loss == "bce":
+                t *= math.exp(-0.01)
+                b -= 0.03
+                record.update(temperature=t, bias=b)
+            else:
+                record["temperature"] = 0.02
+            lines.append(json.dumps(record))
+        (run / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    return written
+
+
+def test_report_figures_from_a_harness_results_folder(tmp_path):
+    """collect -> main table -> figures: final checkpoints, base row named without revision."""
+    from pairrel.report import cli
+    from pairrel.report.collect import collect
+    from pairrel.report.tables import main_table, type_columns
+
+    written = write_quickstart_results(tmp_path / "results")
+    coll = collect([tmp_path / "results" / "mteb"], benchmark="pairrel-quickstart")
+    main = main_table(coll)
+    fig = figures.type_scores_figure(main, coll.grid_columns, type_columns(coll), DISPLAY)
+    ax = fig.axes[0]
+    names = [t.get_text() for t in ax.get_yticklabels()]
+    assert names[0] == "MiniLM-L6 (base)" and len(names) == 1 + len(QS_RUNS)
+    row = names.index("BCE, graded-linear")
+    retrieval, sts, pair = written[("bce", "graded-linear", 60)]
+    cells = [t.get_text() for t in ax.texts][4 * row: 4 * row + 4]
+    assert cells == [f"{100 * pair:.1f}", f"{100 * retrieval:.1f}", f"{100 * sts:.1f}",
+                     f"{100 * (pair + retrieval + sts) / 3:.1f}"]
+    old = os.umask(0o022)
+    try:
+        out = tmp_path / "out"
+        assert cli.main(["report", "--results", str(tmp_path / "results" / "mteb"),
+                         "--runs", str(tmp_path / "results" / "runs"),
+                         "--benchmark", "pairrel-quickstart", "--out", str(out)]) == 0
+    finally:
+        os.umask(old)
+    for name, width in (("type_scores", style.ONE_COLUMN_IN), ("ablation_step", style.TWO_COLUMN_IN),
+                        ("training_curves", style.TWO_COLUMN_IN)):
+        assert png_size(out / f"{name}.png")[0] == round(width * style.DPI), name
+        assert (out / f"{name}.png").stat().st_mode & 0o777 == 0o644

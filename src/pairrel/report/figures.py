@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,8 @@ from pairrel.report.style import plt
 CURVE_SMOOTH_FRACTION = 0.05  # moving mean over 5 % of a run's logged steps (at least 1)
 MIN_POINTS_TO_SMOOTH = 40  # shorter curves are drawn as logged
 MAX_SERIES_PER_PANEL = 6  # more lines than this in one panel: facet the runs instead
+# collect's label of a model evaluated at several revisions ends in " @<revision[:8]>"
+BASE_LABEL_REVISION = re.compile(r" @\S{1,8}$")
 # The heatmap's cells are shaded within each column (a type's scores span their own range).
 HEATMAP_CMAP = "Blues"
 
@@ -155,11 +158,16 @@ def figure_rows(main: pd.DataFrame, grid_columns: list[str], value_columns: list
             continue
         record = frame.iloc[position]
         label = str(record["model"])
-        name = label if pub else f"{style.format_value('model', label, display)} (base)"
+        name = label if pub else f"{_base_model(label, display)} (base)"
         rows.append(Row(name, {}, {c: float(pd.to_numeric(record[c], errors="coerce"))
                                    for c in value_columns},
                         dict.fromkeys(value_columns, 0.0), 1, "published" if pub else "base"))
     return rows
+
+
+def _base_model(label: object, display) -> str:
+    """A base model's shown name from its row label (without collect's ``@revision``)."""
+    return style.format_value("model", BASE_LABEL_REVISION.sub("", str(label)), display)
 
 
 def _present_columns(main: pd.DataFrame, columns: list[str]) -> list[str]:
@@ -214,6 +222,9 @@ def _heatmap(rows: list[Row], columns: list[str]):
         dark = not math.isnan(value) and shade[i, j] > 0.55
         ax.text(j, i, text, ha="center", va="center", fontsize=style.MIN_FONT_PT,
                 color="white" if dark else "black")
+    n_references = sum(r.kind != "run" for r in rows)
+    if 0 < n_references < len(rows):  # a white gap between references and runs
+        ax.axhline(n_references - 0.5, color="white", linewidth=2.5)
     for i, row in enumerate(rows):  # reference rows (base, published) in grey italics
         if row.kind != "run":
             ax.get_yticklabels()[i].set_color("0.35")
@@ -365,7 +376,7 @@ def _ablation(frame, bases, grid_columns, column, panels, display):
             if not math.isnan(value):
                 ax.axhline(value, color="0.5", linewidth=0.8,
                            linestyle=style.DASHES[1:][b % 3],
-                           label=f"{style.format_value('model', base['model'], display)} (base)")
+                           label=f"{_base_model(base['model'], display)} (base)")
         ax.set_title(title)
         ax.grid(alpha=0.4)
         ax.xaxis.set_major_locator(style.ticker.MaxNLocator(nbins=4))
@@ -397,8 +408,7 @@ def _ablation(frame, bases, grid_columns, column, panels, display):
 def _base_in_facet(base: pd.Series, facet_title: str, display) -> bool:
     """Whether a base model belongs in a facet (the facet names its model, or no model)."""
     lines = facet_title.split("\n")
-    return style.format_value("model", base["model"], display) in lines or \
-        str(base["model"]) in lines
+    return _base_model(base["model"], display) in lines
 
 
 # --------------------------------------------------------------- training curves
