@@ -13,6 +13,9 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
@@ -31,7 +34,7 @@ localrules:
 rule all:
     input:
         EVAL_MARKERS,
-        REPORT_OUTPUTS,
+        rules.report.output,
     default_target: True
 
 
