@@ -14,7 +14,7 @@ import pytest
 
 from pairrel.report import cli
 from pairrel.report.collect import collect
-from pairrel.report.tables import main_table, seed_table, to_latex
+from pairrel.report.tables import main_table, to_latex
 
 QS = "pairrel-quickstart"
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
