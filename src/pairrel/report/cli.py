@@ -131,9 +131,18 @@ def _write_paper_table(out: Path, stem: str, table: final.PaperTable, notes=()) 
     markdown = render.to_markdown(table.shown, notes, bold=table.bold, **style)
     atomic_write_text(out / f"{stem}.csv", render.to_csv(table.csv))
     atomic_write_text(out / f"{stem}.md", markdown)
-    atomic_write_text(out / f"{stem}.tex", render.to_latex(
-        table.shown, table.bold, notes=notes, font_size="small", **style))
+    atomic_write_text(out / f"{stem}.tex", _latex(table, notes, "footnotesize"))
     return markdown
+
+
+def _latex(table: final.PaperTable, notes=(), font_size: str = "small") -> str:
+    """A paper table as LaTeX, in its page-width layout when it has one."""
+    if table.latex_shown is None:
+        return render.to_latex(table.shown, table.bold, notes=notes, font_size=font_size,
+                               stds=table.stds, signed=table.signed, headers=table.headers)
+    return render.to_latex(table.latex_shown, table.bold, notes=[*notes, *table.latex_notes],
+                           font_size=font_size, stds=table.latex_stds, signed=table.signed,
+                           headers=table.headers, groups=table.groups, column_sep_pt=3.0)
 
 
 def _write_parts(out: Path, stem: str, csv, parts: list, notes=()) -> None:
@@ -143,11 +152,11 @@ def _write_parts(out: Path, stem: str, csv, parts: list, notes=()) -> None:
         style = dict(stds=table.stds, headers=table.headers)
         markdown += [f"### {title}", "", render.to_markdown(table.shown, bold=table.bold, **style)]
         latex += [rf"\par\medskip\noindent\textbf{{{render.latex_escape(title)}}}\par"
-                  r"\nopagebreak\smallskip",
-                  render.to_latex(table.shown, table.bold, font_size="footnotesize", **style)]
+                  r"\nopagebreak\smallskip", _latex(table, (), "footnotesize")]
     shared = [*notes, *(parts[0][1].notes if parts else [])]
+    latex_only = parts[0][1].latex_notes if parts else []
     markdown += [f"- {n}" for n in shared]
-    latex += [rf"\par{{\footnotesize {render.latex_escape(n)}}}" for n in shared]
+    latex += [rf"\par{{\footnotesize {render.latex_escape(n)}}}" for n in [*shared, *latex_only]]
     atomic_write_text(out / f"{stem}.csv", render.to_csv(csv))
     atomic_write_text(out / f"{stem}.md", "\n".join(markdown) + "\n")
     atomic_write_text(out / f"{stem}.tex", "\n".join(latex) + "\n")

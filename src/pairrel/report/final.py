@@ -140,9 +140,13 @@ def aggregate(frame: pd.DataFrame, grid_columns: list[str], value_columns: list[
     if len(out):
         def order(i: int) -> tuple:  # published as given, base by name, variants by grid value
             kind = out.at[i, "kind"]
-            if kind == "trained":
-                return (2, *[natural_key(out.at[i, c]) for c in identity])
-            return (0, i) if kind == "published" else (1, str(out.at[i, "name"]))
+            if kind == "published":
+                return (0, i)
+            model = out.at[i, model_col] if model_col in out.columns else None
+            model = out.at[i, "name"] if is_missing(model) else model
+            if kind == "base":  # each model's base row first, then its variants
+                return (1, natural_key(model), 0)
+            return (1, natural_key(model), 1, *[natural_key(out.at[i, c]) for c in identity])
 
         out = out.iloc[sorted(range(len(out)), key=order)].reset_index(drop=True)
     for c in identity:  # grid values as written (42, not 42.0)
@@ -165,7 +169,8 @@ def variant_names(frame: pd.DataFrame, display: dict, shown_axes: list[str]) -> 
     model_col = grid_column("model")
     for _, row in frame.iterrows():
         if row["kind"] == "published":
-            names.append(str(row["name"]))
+            published = str(row["name"]).removesuffix(" (published)")
+            names.append(f"{value_name(display, 'model', published)} (published)")
         elif row["kind"] == "base":
             model = row.get(model_col)
             model = row["name"] if is_missing(model) else model
@@ -175,6 +180,13 @@ def variant_names(frame: pd.DataFrame, display: dict, shown_axes: list[str]) -> 
                      if not is_missing(row[c])]
             names.append(" · ".join(parts) if parts else "trained")
     return names
+
+
+def _name_axes(frame: pd.DataFrame, identity: list[str]) -> list[str]:
+    """Axes that name a variant in one cell: the model, then every axis that varies."""
+    model_col = grid_column("model")
+    varying = [c for c in _varying(frame, identity) if c != model_col]
+    return [c for c in [model_col, *varying] if c in identity] or identity[:1]
 
 
 def replicate_note(agg: Aggregated) -> str | None:
@@ -239,6 +251,37 @@ class PaperTable:
     bold: list[str]
     signed: list[str]
     notes: list[str]
+    # LaTeX has a page width: rows grouped under their model, fewer ± (None: as ``shown``)
+    latex_shown: pd.DataFrame | None = None
+    latex_stds: dict[str, pd.Series] | None = None
+    groups: list[str] | None = None
+    latex_notes: list[str] = field(default_factory=list)
+
+
+PUBLISHED_GROUP = "Published"
+
+
+def latex_layout(frame: pd.DataFrame, display: dict, identity: list[str]
+                 ) -> tuple[list[str], list[str]]:
+    """(row label within its group, group) per row of an aggregated frame, for LaTeX.
+
+    Groups are the models (published baselines first, under one heading); a trained row is
+    named by its other varying axes (``TREC-DL 2023 · BCE · graded``), a base row ``untrained``.
+    """
+    model_col = grid_column("model")
+    axes = [c for c in _name_axes(frame, identity) if c != model_col]
+    labels, groups = [], []
+    for name, (_, row) in zip(variant_names(frame, display, axes), frame.iterrows()):
+        if row["kind"] == "published":
+            groups.append(PUBLISHED_GROUP)
+            published = str(row["name"]).removesuffix(" (published)")
+            labels.append(value_name(display, "model", published))
+            continue
+        model = row.get(model_col) if model_col in frame.columns else None
+        model = row["name"] if is_missing(model) and row["kind"] == "base" else model
+        groups.append(value_name(display, "model", model) if not is_missing(model) else "")
+        labels.append("untrained" if row["kind"] == "base" else name)
+    return labels, groups
 
 
 def final_table(main: pd.DataFrame, grid_columns: list[str], type_columns: list[str],
@@ -293,9 +336,18 @@ def final_table(main: pd.DataFrame, grid_columns: list[str], type_columns: list[
     if note:
         notes.append(note)
     headers = {c: header(display, c) for c in shown.columns}
-    headers[DELTA] = f"{DELTA} {header(display, 'Average')}"
+    headers[DELTA] = DELTA
     headers[N_RUNS] = N_RUNS
-    return PaperTable(csv, shown, stds, headers, values, signed, notes)
+    labels, groups = latex_layout(frame, display, agg.identity)
+    numbers = [c for c in shown.columns if c in (*values, DELTA, N_RUNS)]
+    latex_shown = pd.concat([pd.DataFrame({"Variant": labels}), shown[numbers]], axis=1)
+    headers["Variant"] = ""
+    latex_notes = []
+    if (frame["n"] > 1).any():
+        latex_notes.append(f"± on {header(display, 'Average')} only; every column's standard "
+                           "deviation is in the CSV file")
+    return PaperTable(csv, shown, stds, headers, values, signed, notes, latex_shown,
+                      {"Average": stds["Average"]}, groups, latex_notes)
 
 
 def per_step_table(main: pd.DataFrame, grid_columns: list[str], value_columns: list[str],
@@ -322,8 +374,8 @@ def per_step_table(main: pd.DataFrame, grid_columns: list[str], value_columns: l
     variants = variants.iloc[sorted(range(len(variants)), key=lambda i: tuple(
         natural_key(variants.at[i, c]) for c in identity))].reset_index(drop=True)
     variants = variants[identity].assign(kind="trained", name=None)
-    shown_axes = _varying(variants, identity) or identity[:1]
-    shown = pd.DataFrame({"Variant": variant_names(variants, display, shown_axes)})
+    shown = pd.DataFrame({"Variant": variant_names(variants, display,
+                                                   _name_axes(variants, identity))})
     stds = {}
 
     def key(frame: pd.DataFrame) -> pd.Series:
@@ -346,10 +398,11 @@ _HEADER_LINE = 12  # longer task names are stacked on two lines at a CamelCase b
 
 
 def short_task_name(task: str, task_type: str) -> str:
-    """``Banking77Classification`` -> ``Banking77``: the type is the table's title already."""
-    for suffix in (task_type, "Classification", "Clustering", "Retrieval", "Reranking"):
-        if task.endswith(suffix) and len(task) > len(suffix):
-            return task[: -len(suffix)]
+    """``Banking77Classification`` -> ``Banking77``, ``ArxivClusteringP2P`` -> ``ArxivP2P``:
+    the type is the table's title already."""
+    for word in (task_type, "Classification", "Clustering", "Retrieval", "Reranking"):
+        if word in task and len(task) > len(word):
+            return task.replace(word, "", 1)
     return task
 
 
@@ -389,9 +442,10 @@ def per_task_tables(scores: pd.DataFrame, main: pd.DataFrame, grid_columns: list
         frame[task] = frame[task].astype(float)
     kept, notes = final_rows(frame, grid_columns)
     agg = aggregate(kept, grid_columns, tasks, model_names)
-    identity = [c for c in agg.identity]
-    shown_axes = _varying(agg.frame, identity) or [c for c in identity[:1]]
-    names = variant_names(agg.frame, display, shown_axes)
+    names = variant_names(agg.frame, display, _name_axes(agg.frame, agg.identity))
+    latex_labels, groups = latex_layout(agg.frame, display, agg.identity)
+    latex_notes = (["LaTeX shows means only; standard deviations are in the CSV file"]
+                   if (agg.frame["n"] > 1).any() else [])
     note = replicate_note(agg)
     out = []
     types = list(dict.fromkeys(task_types.values()))
@@ -409,8 +463,11 @@ def per_task_tables(scores: pd.DataFrame, main: pd.DataFrame, grid_columns: list
                 title += f" ({index}/{len(parts)})"
             headers = {"Variant": "Variant",
                        **{t: stacked(short_task_name(t, task_type)) for t in part}}
-            out.append((title, PaperTable(shown, shown, stds, headers, list(part), [],
-                                          notes + ([note] if note else []))))
+            latex_shown = pd.concat([pd.DataFrame({"Variant": latex_labels}), shown[part]],
+                                    axis=1)
+            out.append((title, PaperTable(shown, shown, stds, {**headers, "Variant": ""},
+                                          list(part), [], notes + ([note] if note else []),
+                                          latex_shown, {}, groups, latex_notes)))
     csv = agg.frame.drop(columns=["kind", "name"])
     csv.insert(0, "row", names)
     return csv, out
