@@ -93,7 +93,9 @@ def aggregate(frame: pd.DataFrame, grid_columns: list[str], value_columns: list[
               model_names: dict[str, str] | None = None) -> Aggregated:
     """One row per variant (trained), per base model and per published row.
 
-    Output columns: ``kind`` (published, base, trained), ``name`` (base/published: the row's
+    Output columns: ``kind`` (published; base: an untrained model of the grid, its rows carry
+    only the ``model`` grid value; external: any other model without grid values, e.g.
+    published result files; trained), ``name`` (untrained rows: the row's
     model name), identity grid columns, each value column and ``<col>_std``, ``n``,
     ``n_tasks`` (smallest over the runs), ``missing``, ``source``.
     """
@@ -104,7 +106,8 @@ def aggregate(frame: pd.DataFrame, grid_columns: list[str], value_columns: list[
     records: list[dict] = []
     for _, row in frame[~trained].iterrows():
         published = str(row["source"]).startswith("published")
-        record = {"kind": "published" if published else "base",
+        base = not published and model_col in frame.columns and not is_missing(row[model_col])
+        record = {"kind": "published" if published else "base" if base else "external",
                   "name": row["model"] if published else model_names.get(row["model"], row["model"]),
                   **{c: row.get(c) if c == model_col else None for c in identity}}
         for c in value_columns:
@@ -142,6 +145,8 @@ def aggregate(frame: pd.DataFrame, grid_columns: list[str], value_columns: list[
             kind = out.at[i, "kind"]
             if kind == "published":
                 return (0, i)
+            if kind == "external":
+                return (1, (0, 0.0, ""), -1, str(out.at[i, "name"]))
             model = out.at[i, model_col] if model_col in out.columns else None
             model = out.at[i, "name"] if is_missing(model) else model
             if kind == "base":  # each model's base row first, then its variants
@@ -171,6 +176,8 @@ def variant_names(frame: pd.DataFrame, display: dict, shown_axes: list[str]) -> 
         if row["kind"] == "published":
             published = str(row["name"]).removesuffix(" (published)")
             names.append(f"{value_name(display, 'model', published)} (published)")
+        elif row["kind"] == "external":
+            names.append(value_name(display, "model", row["name"]))
         elif row["kind"] == "base":
             model = row.get(model_col)
             model = row["name"] if is_missing(model) else model
@@ -259,6 +266,7 @@ class PaperTable:
 
 
 PUBLISHED_GROUP = "Published"
+OTHER_GROUP = "Other models"
 
 
 def latex_layout(frame: pd.DataFrame, display: dict, identity: list[str]
@@ -277,9 +285,13 @@ def latex_layout(frame: pd.DataFrame, display: dict, identity: list[str]
             published = str(row["name"]).removesuffix(" (published)")
             labels.append(value_name(display, "model", published))
             continue
+        if row["kind"] == "external":
+            groups.append(OTHER_GROUP)
+            labels.append(name)
+            continue
         model = row.get(model_col) if model_col in frame.columns else None
         model = row["name"] if is_missing(model) and row["kind"] == "base" else model
-        groups.append(value_name(display, "model", model) if not is_missing(model) else "")
+        groups.append(value_name(display, "model", model) if not is_missing(model) else "Trained")
         labels.append("untrained" if row["kind"] == "base" else name)
     return labels, groups
 
