@@ -33,8 +33,8 @@ from pathlib import Path
 
 from pairrel.config import atomic_write_text
 from pairrel.report import compare as compare_mod
-from pairrel.report import figures, final, render, tables
-from pairrel.report.collect import collect
+from pairrel.report import figures, final, heldout, render, tables
+from pairrel.report.collect import collect, read_sources
 from pairrel.report.display import load_display
 from pairrel.report.scores import ResultFileError
 
@@ -175,9 +175,39 @@ def _write_comparison(out: Path, coll, pair: tuple[str, str]) -> None:
     if (summary[["n_runs_a", "n_runs_b"]] > 1).any().any():
         replicates = (" Each side's per-task score is the mean over its runs (n_runs_a, "
                       "n_runs_b: seeds × folds).")
-    lines = [f"# {pair[0]} vs {pair[1]}", "", compare_mod.describe_tests("tasks") + replicates,
+    lines = [f"# {pair[0]} vs {pair[1]}", "", compare_mod.describe_tests("task") + replicates,
              "", render.to_markdown(shown), "## Per task", "", render.to_markdown(per_task)]
     atomic_write_text(out / "comparison.md", "\n".join(lines))
+
+
+def _write_heldout(out: Path, args, coll, display: dict, pair, notes: list[str]) -> None:
+    """heldout.{csv,md,tex} and heldout_comparison.{csv,md,tex} from per-query scores."""
+    # Per-query scores are not part of the collection: read the result files' own blocks.
+    frame = heldout.per_query_frame(read_sources(list(args.results), skip_bad=args.skip_bad))
+    if frame.empty:
+        table = tables.heldout_table(coll)
+        note = ["Held-out tasks without per-query scores (evaluated before they were stored): "
+                "nDCG@10 per fold only, 0-100; re-evaluate for pooled scores and paired tests."]
+        notes.append(note[0])
+        task_cols = [c for c in table.columns if c not in ("model", *coll.grid_columns)]
+        atomic_write_text(out / "heldout.csv", render.to_csv(table))
+        atomic_write_text(out / "heldout.md", render.to_markdown(table, note))
+        atomic_write_text(out / "heldout.tex", render.to_latex(table, task_cols, notes=note))
+        return
+    grid_columns = [c for c in coll.grid_columns if c in frame.columns]
+    _write_paper_table(out, "heldout", heldout.heldout_summary(frame, grid_columns, display))
+    if not pair:
+        return
+    try:
+        comparison = heldout.heldout_comparison(frame, grid_columns, *pair, display=display)
+    except ValueError as err:  # a row label, not a grid selector: no per-query pairing
+        notes.append(f"held-out comparison skipped: {err}")
+        return
+    if comparison is None:
+        notes.append(f"held-out comparison {pair[0]} vs {pair[1]} skipped: one side has no "
+                     "held-out per-query scores")
+        return
+    _write_paper_table(out, "heldout_comparison", comparison)
 
 
 def run_report(args: argparse.Namespace) -> int:
@@ -229,16 +259,10 @@ def _run(args: argparse.Namespace) -> int:
     _write_parts(out, "per_task", per_task_csv, parts,
                  [f"Benchmark {coll.benchmark}: main score of each task, 0-100."])
 
-    heldout = tables.heldout_table(coll)
-    if heldout is not None:
-        task_cols = [c for c in heldout.columns if c not in ("model", *coll.grid_columns)]
-        note = ["Held-out queries of K-fold sources: reranking of their judged documents, "
-                "nDCG@10 (graded gains), 0-100. Not part of any average."]
-        atomic_write_text(out / "heldout.csv", render.to_csv(heldout))
-        atomic_write_text(out / "heldout.md", render.to_markdown(heldout, note))
-        atomic_write_text(out / "heldout.tex", render.to_latex(heldout, task_cols, notes=note))
-
     pair = tuple(args.compare) if args.compare else compare_mod.automatic_loss_pair(coll.scores)
+    if not coll.extra_scores.empty:
+        _write_heldout(out, args, coll, display, pair, notes_general)
+
     if pair:
         _write_comparison(out, coll, pair)
 

@@ -125,10 +125,10 @@ def paired_summary(diffs, n_resamples: int = N_RESAMPLES, seed: int = BOOTSTRAP_
             "ci_low": low, "ci_high": high}
 
 
-def describe_tests(unit: str = "tasks") -> str:
+def describe_tests(unit: str = "task", units: str = "tasks") -> str:
     """One paragraph saying what the summary columns are, for the Markdown outputs."""
-    return (f"diff = A − B on the 0-100 scale, one pair per {unit[:-1]}; n = number of paired "
-            f"{unit}. Exact two-sided sign test (ties dropped) and exact Wilcoxon signed-rank "
+    return (f"diff = A − B on the 0-100 scale, one pair per {unit}; n = number of paired "
+            f"{units}. Exact two-sided sign test (ties dropped) and exact Wilcoxon signed-rank "
             f"test (zeros dropped, tied magnitudes averaged); min_p = the smallest p these tests "
             f"can give with this n. 95 % paired percentile bootstrap CI of the mean "
             f"({N_RESAMPLES} resamples, seed {BOOTSTRAP_SEED}) only when n ≥ {BOOTSTRAP_MIN_N}: "
@@ -143,7 +143,7 @@ def parse_selector(text: str) -> dict[str, str] | str:
     return text
 
 
-def _matches(value: object, wanted: str) -> bool:
+def value_matches(value: object, wanted: str) -> bool:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return False
     if str(value) == wanted:
@@ -166,7 +166,7 @@ def _select(scores: pd.DataFrame, selector: dict[str, str] | str) -> pd.DataFram
         column = grid_column(key)
         if column not in scores.columns:
             raise ValueError(f"--compare: {key!r} is not a grid key of these results")
-        mask &= scores[column].map(lambda v, w=wanted: _matches(v, w))
+        mask &= scores[column].map(lambda v, w=wanted: value_matches(v, w))
     picked = scores[mask]
     if picked.empty:
         raise ValueError(f"--compare: no results match {selector}")

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from pairrel.report.collect import grid_column
-from pairrel.report.compare import _matches, parse_selector
+from pairrel.report.compare import parse_selector, value_matches
 from pairrel.report.display import header, value_name
 from pairrel.report.render import is_missing
 from pairrel.report.tables import natural_key
@@ -224,7 +224,7 @@ def delta(agg: Aggregated, selector: str, display_names: list[str], column: str 
                 return None, (f"reference row {selector!r}: {key!r} is not a grid key of these "
                               "results; no Δ column")
             refs = [i for i in refs if frame.at[i, "kind"] == "trained"
-                    and _matches(frame.at[i, col], wanted)]
+                    and value_matches(frame.at[i, col], wanted)]
         keys = [c for c in agg.identity if c not in {grid_column(k) for k in parsed}]
     if not refs:
         return None, f"reference row {selector!r} matches no row; no Δ column"

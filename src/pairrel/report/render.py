@@ -168,6 +168,7 @@ def to_latex(table: pd.DataFrame, bold_columns=(), bold_rows: bool = False, note
         out.append(rf"\par{{\footnotesize {latex_escape(note)}}}")
     if caption:
         out.append(r"\end{table}")
+    out.append(r"\par")  # ends the paragraph: files \input one after another stay apart
     return "\n".join(out) + "\n"
 
 
