@@ -163,3 +163,14 @@ def test_cli_compare_option(tmp_path, capsys):
     bce = summary.set_index("pair").loc["loss=bce"]
     assert bce["mean_diff"] == pytest.approx(-4.0)
     assert "labels=graded-linear vs labels=binary@2" in (out / "comparison.md").read_text()
+
+
+def test_cli_skips_a_comparison_whose_side_is_absent(tmp_path, capsys):
+    for seed in (1, 2):
+        write_run(tmp_path / "cache", {"loss": "softmax", "seed": seed}, (0.4, 0.7, 0.6))
+    out = tmp_path / "out"
+    assert cli.main(["report", "--results", str(tmp_path / "cache"), "--benchmark", QS,
+                     "--out", str(out), "--compare", "loss=bce", "loss=softmax"]) == 0
+    assert (out / "main_table.csv").exists() and not (out / "comparison.csv").exists()
+    notes = (out / "notes.md").read_text()
+    assert "comparison loss=bce vs loss=softmax skipped: --compare: no results match" in notes

@@ -264,7 +264,10 @@ def _run(args: argparse.Namespace) -> int:
         _write_heldout(out, args, coll, display, pair, notes_general)
 
     if pair:
-        _write_comparison(out, coll, pair)
+        try:
+            _write_comparison(out, coll, pair)
+        except ValueError as err:  # a side absent (a study with one loss): say so, go on
+            notes_general.append(f"comparison {pair[0]} vs {pair[1]} skipped: {err}")
 
     warnings = list(coll.warnings)
     figures.type_comparison(main, type_names, out / "type_scores")
