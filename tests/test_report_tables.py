@@ -21,7 +21,13 @@ from pairrel.report.collect import collect
 from pairrel.report.display import display_from_config, load_display
 from pairrel.report.final import final_table, per_step_table
 from pairrel.report.render import to_markdown
-from pairrel.report.tables import main_table, model_names, to_latex, type_columns
+from pairrel.report.tables import (
+    main_table,
+    model_names,
+    to_latex,
+    type_columns,
+    with_model_column,
+)
 
 QS = "pairrel-quickstart"
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -46,9 +52,12 @@ def mteb2_result(task: str, value: float) -> dict:
             "date": None, "evaluation_phases": None}
 
 
-def write_run(cache_dir, kwargs: dict | None, values, tasks=tuple(TASK_KEYS)):
+def write_run(cache_dir, kwargs: dict | None, values, tasks=tuple(TASK_KEYS), name=None,
+              revision=None):
     """Write one model/experiment folder of a ResultCache at ``cache_dir``; returns it."""
     meta = mteb.get_model_meta(MODEL)
+    if name:
+        meta = meta.model_copy(update={"name": name, "revision": revision})
     if kwargs:
         meta = meta.model_copy(update={"experiment_kwargs": kwargs})
     folder = cache_dir / "results" / meta.model_name_as_path() / meta.revision
@@ -151,6 +160,24 @@ def test_final_table_has_final_checkpoints_and_mean_std_over_seeds(tmp_path):
     assert "final checkpoints only: step 60" in paper.notes
     assert "every trained row: Labels = binary@2" in paper.notes
     assert any("2 seeds (1, 2)" in n for n in paper.notes)
+
+
+def test_study_results_are_grouped_under_their_model_and_its_base(tmp_path):
+    # as a Study maps them: checkpoints under pairrel/<model key> with grid values but no model,
+    # the base model pairrel/<model key> without grid values
+    write_run(tmp_path, None, BASE, name="pairrel/minilm", revision="base")
+    for (loss, seed), values in RUNS.items():
+        write_run(tmp_path, {"loss": loss, "seed": seed, "step": 60}, values,
+                  name="pairrel/minilm", revision="lora")
+    coll = collect([tmp_path], benchmark=QS)
+    assert "grid_model" not in coll.grid_columns
+    main, grid = with_model_column(main_table(coll), coll)
+    assert grid[0] == "grid_model"
+    paper = final_table(main, grid, type_columns(coll), {"model": {"minilm": "MiniLM"}},
+                        model_names=model_names(coll))
+    assert list(paper.shown["Model"]) == ["MiniLM (base)", "MiniLM", "MiniLM"]
+    assert paper.groups == ["MiniLM"] * 3
+    assert list(paper.latex_shown["Variant"]) == ["untrained", "bce", "softmax"]
 
 
 def test_delta_column_against_the_reference_row(tmp_path):

@@ -180,10 +180,12 @@ def _write_comparison(out: Path, coll, pair: tuple[str, str]) -> None:
     atomic_write_text(out / "comparison.md", "\n".join(lines))
 
 
-def _write_heldout(out: Path, args, coll, display: dict, pair, notes: list[str]) -> None:
+def _write_heldout(out: Path, args, coll, display: dict, pair, notes: list[str],
+                   study=None) -> None:
     """heldout.{csv,md,tex} and heldout_comparison.{csv,md,tex} from per-query scores."""
     # Per-query scores are not part of the collection: read the result files' own blocks.
-    frame = heldout.per_query_frame(read_sources(list(args.results), skip_bad=args.skip_bad))
+    frame = heldout.per_query_frame(read_sources(list(args.results), skip_bad=args.skip_bad,
+                                                 study=study))
     if frame.empty:
         table = tables.heldout_table(coll)
         note = ["Held-out tasks without per-query scores (evaluated before they were stored): "
@@ -194,7 +196,7 @@ def _write_heldout(out: Path, args, coll, display: dict, pair, notes: list[str])
         atomic_write_text(out / "heldout.md", render.to_markdown(table, note))
         atomic_write_text(out / "heldout.tex", render.to_latex(table, task_cols, notes=note))
         return
-    grid_columns = [c for c in coll.grid_columns if c in frame.columns]
+    grid_columns = [c for c in dict.fromkeys(["grid_model", *coll.grid_columns]) if c in frame.columns]
     _write_paper_table(out, "heldout", heldout.heldout_summary(frame, grid_columns, display))
     if not pair:
         return
@@ -238,6 +240,7 @@ def _run(args: argparse.Namespace) -> int:
     main = tables.main_table(coll, refs)
     n_total = len(coll.specs)
     model_names = tables.model_names(coll)
+    paper_main, paper_grid = tables.with_model_column(main, coll)
 
     table_notes = _incomplete_notes(main, n_total)
     citations = sorted({s.split(": ", 1)[1] for s in main["source"]
@@ -245,23 +248,23 @@ def _run(args: argparse.Namespace) -> int:
     table_notes += [f"(published): {c}" for c in citations]
     table_notes.append(f"Benchmark {coll.benchmark}: scores 0-100; Average = mean over all "
                        f"{n_total} tasks.")
-    paper = final.final_table(main, coll.grid_columns, type_names, display,
+    paper = final.final_table(paper_main, paper_grid, type_names, display,
                               args.reference_row, model_names)
     markdown = _write_paper_table(out, "main_table", paper, table_notes)
     atomic_write_text(out / "all_checkpoints.csv", render.to_csv(main))
-    steps = final.per_step_table(main, coll.grid_columns, [*type_names, "Average"], display)
+    steps = final.per_step_table(paper_main, paper_grid, [*type_names, "Average"], display)
     if steps is not None:
         _write_paper_table(out, "per_step", steps)
     task_types = {name: spec.type for name, spec in sorted(
         coll.specs.items(), key=lambda kv: (type_names.index(kv[1].type), kv[0].lower()))}
-    per_task_csv, parts = final.per_task_tables(coll.scores, main, coll.grid_columns, task_types,
+    per_task_csv, parts = final.per_task_tables(coll.scores, paper_main, paper_grid, task_types,
                                                 display, model_names)
     _write_parts(out, "per_task", per_task_csv, parts,
                  [f"Benchmark {coll.benchmark}: main score of each task, 0-100."])
 
     pair = tuple(args.compare) if args.compare else compare_mod.automatic_loss_pair(coll.scores)
     if not coll.extra_scores.empty:
-        _write_heldout(out, args, coll, display, pair, notes_general)
+        _write_heldout(out, args, coll, display, pair, notes_general, study)
 
     if pair:
         try:

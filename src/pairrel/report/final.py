@@ -103,13 +103,19 @@ def aggregate(frame: pd.DataFrame, grid_columns: list[str], value_columns: list[
     trained = trained_mask(frame, grid_columns)
     model_names = model_names or {}
     model_col = grid_column("model")
+    # an untrained model named like a grid model is that model's base (its grid may be empty)
+    grid_models = ({str(v) for v in frame.loc[trained, model_col] if not is_missing(v)}
+                   if model_col in frame.columns else set())
     records: list[dict] = []
     for _, row in frame[~trained].iterrows():
         published = str(row["source"]).startswith("published")
-        base = not published and model_col in frame.columns and not is_missing(row[model_col])
+        name = row["model"] if published else model_names.get(row["model"], row["model"])
+        model = row.get(model_col) if model_col in frame.columns else None
+        if is_missing(model) and not published and name in grid_models:
+            model = name
+        base = not published and not is_missing(model)
         record = {"kind": "published" if published else "base" if base else "external",
-                  "name": row["model"] if published else model_names.get(row["model"], row["model"]),
-                  **{c: row.get(c) if c == model_col else None for c in identity}}
+                  "name": name, **{c: model if c == model_col else None for c in identity}}
         for c in value_columns:
             record[c] = row[c]
             record[f"{c}_std"] = math.nan

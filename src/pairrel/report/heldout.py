@@ -47,6 +47,8 @@ def per_query_frame(sources: list[RowSource]) -> pd.DataFrame:
     records = []
     for row in sources:
         grid = {grid_column(k): v for k, v in row.grid.items()}
+        if grid and grid_column("model") not in grid:  # a study's run: the model is in its name
+            grid[grid_column("model")] = row.model.rsplit("/", 1)[-1]
         for task, result in row.files.items():
             parsed = parse_heldout_task_name(task)
             if parsed is None:

@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from pairrel.report.collect import Collection
+from pairrel.report.collect import Collection, grid_column
 from pairrel.report.render import latex_escape, to_csv, to_latex, to_markdown  # noqa: F401
 from pairrel.report.scores import TASK_TYPE_ORDER
 
@@ -41,6 +41,30 @@ def model_names(coll: Collection) -> dict[str, str]:
     """Row label -> the model's short name (``org/name`` -> ``name``), for base-model rows."""
     return {label: str(model).rsplit("/", 1)[-1]
             for label, model in zip(coll.rows["label"], coll.rows["model"])}
+
+
+def with_model_column(main: pd.DataFrame, coll: Collection) -> tuple[pd.DataFrame, list[str]]:
+    """``main`` with a ``grid_model`` value on every trained row, and the grid columns.
+
+    A study's checkpoint results carry their model in the mteb model name
+    (``pairrel/<model key>``), not among their grid values; the paper tables group and name
+    rows by it, so it becomes the row's ``grid_model`` (the model's short name).
+    """
+    column = grid_column("model")
+    grid_columns = list(coll.grid_columns)
+    others = [c for c in grid_columns if c != column]
+    if not others:
+        return main, grid_columns
+    main = main.copy()
+    names = model_names(coll)
+    trained = (main["source"] == "results") & main[others].notna().any(axis=1)
+    current = main[column] if column in main.columns else pd.Series(None, index=main.index)
+    fill = trained & current.isna()
+    main[column] = pd.Series([names.get(label) if f else value for label, value, f in
+                              zip(main["model"], current, fill)], index=main.index, dtype=object)
+    if column not in grid_columns:
+        grid_columns.insert(0, column)
+    return main, grid_columns
 
 
 def heldout_table(coll: Collection) -> pd.DataFrame | None:
