@@ -180,6 +180,18 @@ def test_study_results_are_grouped_under_their_model_and_its_base(tmp_path):
     assert list(paper.latex_shown["Variant"]) == ["untrained", "bce", "softmax"]
 
 
+def test_replicates_at_different_final_steps_are_flagged(tmp_path):
+    # seed 2 of bce has only its step-30 checkpoint evaluated: its final row is step 30
+    for (loss, seed), values in RUNS.items():
+        step = 30 if (loss, seed) == ("bce", 2) else 60
+        write_run(tmp_path, {"loss": loss, "seed": seed, "step": step}, values)
+    coll = collect([tmp_path], benchmark=QS)
+    paper = final_table(main_table(coll), coll.grid_columns, type_columns(coll))
+    assert "final checkpoints only: step 30, 60 (each run's last evaluated step)" in paper.notes
+    assert ("runs averaged at different final steps (later checkpoints not evaluated yet?): "
+            "bce: steps 30, 60") in paper.notes
+
+
 def test_delta_column_against_the_reference_row(tmp_path):
     _, _, paper = _paper(tmp_path, reference_row="loss=softmax")
     # softmax seed means at step 60: (37, 76, 64) -> Average 59; bce 64; base 160/3
@@ -227,10 +239,13 @@ def test_display_names_replace_config_names(tmp_path):
 
 def test_display_from_config_and_file(tmp_path):
     cfg = {"models": {"minilm": {"name_or_path": "x", "display": "MiniLM"}, "other": {}},
+           "losses": {"bce": {"type": "bce", "display": "BCE (SigLIP)"}, "softmax": {}},
            "data": {"mix": {"sources": {}, "display": "Open mix"}},
-           "report": {"display": {"loss": {"bce": "BCE"}, "model": {"other": "Other"}}}}
-    assert display_from_config(cfg) == {"loss": {"bce": "BCE"}, "model": {
-        "minilm": "MiniLM", "other": "Other"}, "data": {"mix": "Open mix"}}
+           "report": {"display": {"loss": {"bce": "BCE"}, "model": {"other": "Other"},
+                                  "labels": {"binary@2": "binary (≥ 2)"}}}}
+    assert display_from_config(cfg) == {
+        "loss": {"bce": "BCE"}, "model": {"minilm": "MiniLM", "other": "Other"},
+        "data": {"mix": "Open mix"}, "labels": {"binary@2": "binary (≥ 2)"}}
     path = tmp_path / "display.yaml"
     path.write_text("loss: {bce: BCE}\nlabels: [binary]\n")
     with pytest.raises(ValueError, match=r"display\.yaml: 'labels' must map values"):

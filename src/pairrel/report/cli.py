@@ -35,7 +35,7 @@ from pairrel.config import atomic_write_text
 from pairrel.report import compare as compare_mod
 from pairrel.report import figures, final, heldout, render, tables
 from pairrel.report.collect import collect, read_sources
-from pairrel.report.display import load_display
+from pairrel.report.display import display_from_config, load_display
 from pairrel.report.scores import ResultFileError
 
 DEFAULT_BENCHMARK = "MTEB(eng, v1)"
@@ -75,10 +75,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "the two losses when the grid has exactly two")
     parser.add_argument("--display", type=Path, metavar="YAML",
                         help="display names: {model: {key: name}, data: …, loss: …, labels: …, "
-                             "columns: {PairClassification: PairCl.}} (see pairrel.report.display)")
+                             "columns: {PairClassification: PairCl.}} (see pairrel.report.display); "
+                             "merged over the --config's models.X.display, losses.X.display, "
+                             "report.display")
     parser.add_argument("--reference-row", metavar="SELECTOR",
                         help="the main table's Δ column: each row's Average minus this row's "
-                             "(a grid selector such as loss=softmax, or a row's display name)")
+                             "(a grid selector such as loss=softmax, or a row's display name); "
+                             "default: config key report.reference_row")
     parser.add_argument("--skip-bad", action="store_true",
                         help="skip corrupt or truncated result/metrics files with a warning "
                              "instead of failing")
@@ -196,7 +199,8 @@ def _write_heldout(out: Path, args, coll, display: dict, pair, notes: list[str],
         atomic_write_text(out / "heldout.md", render.to_markdown(table, note))
         atomic_write_text(out / "heldout.tex", render.to_latex(table, task_cols, notes=note))
         return
-    grid_columns = [c for c in dict.fromkeys(["grid_model", *coll.grid_columns]) if c in frame.columns]
+    grid_columns = [c for c in dict.fromkeys(["grid_model", *coll.grid_columns])
+                    if c in frame.columns]
     _write_paper_table(out, "heldout", heldout.heldout_summary(frame, grid_columns, display))
     if not pair:
         return
@@ -233,7 +237,12 @@ def _run(args: argparse.Namespace) -> int:
                    tasks=args.tasks, study=study)
     if coll.rows.empty:
         raise ValueError(f"no MTEB result files under {', '.join(map(str, args.results))}")
-    display = load_display(args.display) if args.display else {}
+    display = display_from_config(study.cfg) if study is not None else {}
+    if args.display:  # the file's names win over the config's
+        for axis, names in load_display(args.display).items():
+            display[axis] = {**display.get(axis, {}), **names}
+    reference_row = args.reference_row or (
+        (study.cfg.get("report") or {}).get("reference_row") if study is not None else None)
     notes_general: list[str] = []
     type_names = tables.type_columns(coll)
     refs = _references(args, coll.benchmark, type_names, notes_general)
@@ -248,8 +257,8 @@ def _run(args: argparse.Namespace) -> int:
     table_notes += [f"(published): {c}" for c in citations]
     table_notes.append(f"Benchmark {coll.benchmark}: scores 0-100; Average = mean over all "
                        f"{n_total} tasks.")
-    paper = final.final_table(paper_main, paper_grid, type_names, display,
-                              args.reference_row, model_names)
+    paper = final.final_table(paper_main, paper_grid, type_names, display, reference_row,
+                              model_names)
     markdown = _write_paper_table(out, "main_table", paper, table_notes)
     atomic_write_text(out / "all_checkpoints.csv", render.to_csv(main))
     steps = final.per_step_table(paper_main, paper_grid, [*type_names, "Average"], display)

@@ -9,9 +9,10 @@ A display mapping is a plain dict::
      "columns": {"PairClassification": "PairCl."}}  # column headers (axes, types, Average)
 
 Every key is optional; a value without a display name is shown as written in the config. In a
-pairrel config the names live in ``models.<key>.display``, ``data.<key>.display`` and
-``report.display`` (``{loss: …, labels: …, data: …, columns: …}``); :func:`display_from_config`
-gathers them, :func:`load_display` reads the same mapping from a YAML file (``--display``).
+pairrel config the names live in ``models.<key>.display``, ``losses.<key>.display``,
+``data.<key>.display`` and ``report.display`` (``{labels: …, columns: …}``, or any axis);
+:func:`display_from_config` gathers them, :func:`load_display` reads the same mapping from a
+YAML file (``--display``).
 """
 
 from __future__ import annotations
@@ -58,15 +59,15 @@ def load_display(path: Path) -> dict:
 
 
 def display_from_config(cfg: dict) -> dict:
-    """Gather ``models.X.display``, ``data.X.display`` and ``report.display`` of a config."""
+    """Gather ``models.X.display``, ``losses.X.display``, ``data.X.display`` and
+    ``report.display`` of a config (``report.display`` wins where both name a value)."""
     display = _check((cfg.get("report") or {}).get("display"), "config key 'report.display'")
-    for axis in ("models", "data"):
-        named = {key: spec["display"] for key, spec in (cfg.get(axis) or {}).items()
+    for section, axis in (("models", "model"), ("losses", "loss"), ("data", "data")):
+        named = {key: spec["display"] for key, spec in (cfg.get(section) or {}).items()
                  if isinstance(spec, dict) and spec.get("display")}
         if named:
-            grid_axis = "model" if axis == "models" else "data"
-            display[grid_axis] = {**{str(k): str(v) for k, v in named.items()},
-                                  **display.get(grid_axis, {})}
+            display[axis] = {**{str(k): str(v) for k, v in named.items()},
+                             **display.get(axis, {})}
     return display
 
 

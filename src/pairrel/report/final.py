@@ -75,7 +75,7 @@ def final_rows(frame: pd.DataFrame, grid_columns: list[str]) -> tuple[pd.DataFra
         finals = sorted({v for v in kept.loc[trained[keep], step] if not is_missing(v)},
                         key=natural_key)
         notes.append("final checkpoints only: step " + ", ".join(map(str, finals))
-                     + ("" if len(finals) == 1 else " (runs differ in their last evaluated step)"))
+                     + ("" if len(finals) == 1 else " (each run's last evaluated step)"))
     return kept, notes
 
 
@@ -87,6 +87,9 @@ class Aggregated:
     identity: list[str]
     value_columns: list[str]
     replicate_values: dict[str, list[str]] = field(default_factory=dict)  # axis -> values seen
+    # variants whose runs were averaged at different steps (a run's later checkpoints not
+    # evaluated yet): "grid values: steps"
+    mixed_steps: list[str] = field(default_factory=list)
 
 
 def aggregate(frame: pd.DataFrame, grid_columns: list[str], value_columns: list[str],
@@ -123,6 +126,7 @@ def aggregate(frame: pd.DataFrame, grid_columns: list[str], value_columns: list[
                       source=row["source"])
         records.append(record)
     replicate_values: dict[str, set] = {}
+    mixed_steps: list[str] = []
     runs = frame[trained]
     if len(runs):
         keys = [runs[c].map(str) for c in identity] or [pd.Series("", index=runs.index)]
@@ -140,6 +144,11 @@ def aggregate(frame: pd.DataFrame, grid_columns: list[str], value_columns: list[
                           if "n_tasks" in group else None,
                           missing="; ".join(missing), source="results")
             records.append(record)
+            step_col = grid_column(STEP_AXIS)
+            if step_col in group.columns and group[step_col].map(str).nunique() > 1:
+                mixed_steps.append(", ".join(str(first[c]) for c in identity) + ": steps "
+                                   + ", ".join(sorted(set(group[step_col].map(str)),
+                                                      key=natural_key)))
             for axis in REPLICATE_AXES:
                 column = grid_column(axis)
                 if column in group.columns:
@@ -164,7 +173,8 @@ def aggregate(frame: pd.DataFrame, grid_columns: list[str], value_columns: list[
         out[c] = pd.Series([r.get(c) for r in out.to_dict("records")], index=out.index,
                            dtype=object) if len(out) else pd.Series(dtype=object)
     return Aggregated(out, identity, value_columns,
-                      {k: sorted(v, key=natural_key) for k, v in replicate_values.items()})
+                      {k: sorted(v, key=natural_key) for k, v in replicate_values.items()},
+                      mixed_steps)
 
 
 def _varying(frame: pd.DataFrame, columns: list[str]) -> list[str]:
@@ -353,6 +363,9 @@ def final_table(main: pd.DataFrame, grid_columns: list[str], type_columns: list[
     note = replicate_note(agg)
     if note:
         notes.append(note)
+    if agg.mixed_steps:
+        notes.append("runs averaged at different final steps (later checkpoints not evaluated "
+                     "yet?): " + "; ".join(agg.mixed_steps))
     headers = {c: header(display, c) for c in shown.columns}
     headers[DELTA] = DELTA
     headers[N_RUNS] = N_RUNS
