@@ -159,7 +159,8 @@ def _write_parts(out: Path, stem: str, csv, parts: list, notes=()) -> None:
     shared = [*notes, *(parts[0][1].notes if parts else [])]
     latex_only = parts[0][1].latex_notes if parts else []
     markdown += [f"- {n}" for n in shared]
-    latex += [rf"\par{{\footnotesize {render.latex_escape(n)}}}" for n in [*shared, *latex_only]]
+    latex += [rf"\par\noindent{{\footnotesize {render.latex_escape(n)}}}"
+              for n in [*shared, *latex_only]]
     atomic_write_text(out / f"{stem}.csv", render.to_csv(csv))
     atomic_write_text(out / f"{stem}.md", "\n".join(markdown) + "\n")
     atomic_write_text(out / f"{stem}.tex", "\n".join(latex) + "\n")

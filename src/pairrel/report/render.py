@@ -165,7 +165,7 @@ def to_latex(table: pd.DataFrame, bold_columns=(), bold_rows: bool = False, note
             " & ".join(_latex_header(headers.get(c, c)) for c in columns) + r" \\", r"\midrule",
             *rows, r"\bottomrule", r"\end{tabular}", "}"]
     for note in notes:
-        out.append(rf"\par{{\footnotesize {latex_escape(note)}}}")
+        out.append(rf"\par\noindent{{\footnotesize {latex_escape(note)}}}")
     if caption:
         out.append(r"\end{table}")
     out.append(r"\par")  # ends the paragraph: files \input one after another stay apart
