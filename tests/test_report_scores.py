@@ -16,9 +16,11 @@ from pairrel.report.collect import collect
 from pairrel.report.tables import main_table
 from pairrel.report.scores import (
     ResultFileError,
+    ScoreValueError,
     TaskSpec,
     benchmark_specs,
     detect_scale,
+    duplicate_conflict,
     metric_aliases,
     parse_result,
     read_result_file,
@@ -155,11 +157,92 @@ def test_scale_is_decided_from_bounded_metrics_only():
     # thresholds and timings may exceed 1 in a 0-1 file
     assert detect_scale({"test": {"default": {"max_ap": 0.8, "euclidean_accuracy_threshold": 17.0,
                                               "evaluation_time": 300.0}}}) == 1.0
-    assert detect_scale({"test": {"default": {"ndcg_at_10": 0.4, "recall_at_1000": 91.0}}}) == 100.0
+    # a 0-100 export: most values above 1, a tiny precision@1000 (0.3 %) does not change that
+    assert detect_scale({"test": {"default": {"ndcg_at_10": 40.0, "recall_at_1000": 91.0,
+                                              "precision_at_1000": 0.3}}}) == 100.0
     # a negative correlation beyond -1 can only be on the 0-100 scale
     assert detect_scale({"test": {"default": {"cosine_spearman": -12.0}}}) == 100.0
     # mteb 2.x retrieval files carry nAUC statistics that exceed 1 on the 0-1 scale
     assert detect_scale({"test": {"default": {"ndcg_at_10": 0.61845, "nauc_precision_at_1000_max": 3.0}}}) == 1.0
+
+
+def _sts_file(tmp_path, **override):
+    """A mteb 2.x STS result on 0-1 with 7 bounded metrics, some replaced by ``override``."""
+    metrics = {"cosine_spearman": 0.81, "cosine_pearson": 0.8, "euclidean_spearman": 0.79,
+               "euclidean_pearson": 0.78, "pearson": 0.8, "spearman": 0.81, "main_score": 0.81,
+               **override}
+    path = tmp_path / "STS12.json"
+    path.write_text(json.dumps({"task_name": "STS12", "scores": {"test": [
+        {"hf_subset": "default", **metrics}]}}))  # json writes inf/nan as Infinity/NaN
+    return read_result_file(path)
+
+
+STS12 = TaskSpec("STS12", "STS", "cosine_spearman", "test", "default")
+
+
+def test_one_impossible_value_is_rejected_not_a_scale_flip(tmp_path):
+    result = _sts_file(tmp_path, cosine_spearman=7.5)
+    assert result.scale == 1.0  # 1 of 7 bounded values above 1: the file stays on 0-1
+    with pytest.raises(ScoreValueError, match=r"STS12\.json: test/default cosine_spearman = 7\.5 "
+                                              r"is outside \[-1, 1\].*0-1 scale"):
+        result.main_score(STS12)
+
+
+@pytest.mark.parametrize("bad", [math.inf, -math.inf, math.nan])
+def test_non_finite_main_score_is_rejected_with_file_and_key(tmp_path, bad):
+    result = _sts_file(tmp_path, cosine_spearman=bad)
+    with pytest.raises(ScoreValueError, match=r"STS12\.json: test/default cosine_spearman = "
+                                              r".* is not a finite number"):
+        result.main_score(STS12)
+
+
+def test_bad_values_in_metrics_no_table_reads_are_harmless(tmp_path):
+    # per metric, not per file: a NaN/inf decoy leaves the main score readable
+    result = _sts_file(tmp_path, euclidean_pearson=math.nan, pearson=math.inf)
+    assert result.main_score(STS12) == (pytest.approx(81.0), None)
+
+
+def test_out_of_range_accuracy_and_negative_non_correlation(tmp_path):
+    spec = TaskSpec("Banking77Classification", "Classification", "accuracy", "test", "default")
+    data = {"task_name": spec.name, "scores": {"test": [
+        {"hf_subset": "default", "accuracy": -0.2, "f1": 0.5, "main_score": 0.5}]}}
+    with pytest.raises(ScoreValueError, match=r"accuracy = -0\.2 is outside \[0, 1\]"):
+        parse_result(data, tmp_path / "B.json").main_score(spec)
+    # a negative correlation is a possible score
+    data = {"task_name": "STS12", "scores": {"test": [
+        {"hf_subset": "default", "cosine_spearman": -0.25, "cosine_pearson": -0.2}]}}
+    assert parse_result(data, tmp_path / "S.json").main_score(STS12)[0] == pytest.approx(-25.0)
+
+
+def test_per_query_scores_are_kept_apart_from_metrics(tmp_path):
+    data = {"task_name": "PairrelHeldOut-x-fold0", "scores": {"test": [
+        {"hf_subset": "default", "ndcg_at_10": 0.5, "main_score": 0.5,
+         "per_query": {"nDCG@10": {"q1": 0.25, "q2": 0.75}, "RR(rel=2)@10": {"q1": 1, "q2": 0}}}]}}
+    result = parse_result(data, tmp_path / "h.json")
+    assert result.per_query == {"test": {"default": {"nDCG@10": {"q1": 0.25, "q2": 0.75},
+                                                     "RR(rel=2)@10": {"q1": 1.0, "q2": 0.0}}}}
+    assert not any("q1" in k for k in result.scores["test"]["default"])
+    data["scores"]["test"][0]["per_query"]["nDCG@10"]["q2"] = 1.5
+    with pytest.raises(ScoreValueError, match=r"h\.json: test/default per_query 'nDCG@10' of "
+                                              r"query 'q2' = 1\.5"):
+        parse_result(data, tmp_path / "h.json")
+
+
+def test_duplicate_files_agree_or_conflict(tmp_path):
+    (tmp_path / "a").mkdir()
+    same = _sts_file(tmp_path / "a")
+    # the same scores exported on 0-100 (as model cards do) agree with the 0-1 file
+    card = {"task_name": "STS12", "scores": {"test": [{"hf_subset": "default",
+            "cosine_spearman": 81.0, "cosine_pearson": 80.0, "main_score": 81.0}]}}
+    assert duplicate_conflict(same, parse_result(card, tmp_path / "card.json")) is None
+    (tmp_path / "b").mkdir()
+    other = _sts_file(tmp_path / "b", cosine_spearman=0.82)
+    message = duplicate_conflict(same, other)
+    assert str(same.path) in message and str(other.path) in message
+    assert "test/default cosine_spearman = 0.81 vs 0.82" in message
+    disjoint = parse_result({"task_name": "STS12", "scores": {"test": [
+        {"hf_subset": "default", "manhattan_spearman": 0.7}]}}, tmp_path / "d.json")
+    assert "share no metric" in duplicate_conflict(same, disjoint)
 
 
 @pytest.mark.parametrize("generation", GENERATIONS)

@@ -154,10 +154,19 @@ class LocalHeldOutReranking(_IrDatasetsTask, AbsTaskRetrieval):
     """Reranking of the judged documents of held-out queries (a K-fold test split).
 
     Only the judged passages are looked up (``docs_store().get_many``), so a 138M-passage corpus
-    such as MS MARCO v2 is never iterated.
+    such as MS MARCO v2 is never iterated. Besides mteb's metrics, the result file holds each
+    query's TREC-DL measures (nDCG@10, RR(rel=2)@10, P(rel=2)@10; see
+    :mod:`pairrel.evaluate.heldout`) under ``per_query``, for pooled scores over folds and paired
+    tests over queries.
     """
 
     query_ids: frozenset[str]
+
+    def task_specific_scores(self, scores, qrels, results, hf_split, hf_subset) -> dict[str, Any]:
+        """mteb's hook after scoring: add ``per_query`` (ir_measures on the reranked run)."""
+        from pairrel.evaluate.heldout import PER_QUERY_KEY, per_query_scores
+
+        return {PER_QUERY_KEY: per_query_scores(qrels, results)}
 
     def load_data(self, **kwargs: Any) -> None:
         if self.data_loaded:

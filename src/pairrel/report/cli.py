@@ -3,18 +3,26 @@
 Outputs in ``--out``:
 
 ==========================  ==================================================================
-main_table.{csv,md,tex}     model, grid values, type averages, Average, n_tasks (+ missing,
-                            source in the CSV); published baselines when a reference is used
-main_table_seeds.{csv,md}   mean ± std over seeds (only when several seeds exist)
-per_task.{csv,md,tex}       task × row main scores
-comparison.{csv,md},        per-task differences, mean, paired bootstrap CI, sign test
-comparison_summary.csv      (``--compare A B``, or automatically for exactly two losses)
+main_table.{csv,md,tex}     final checkpoints only: one row per variant (model × data × loss ×
+                            labels × other axes; seeds and folds averaged, mean ± std), the
+                            base models and published baselines, type averages, Average,
+                            Δ to ``--reference-row``, best per column in bold
+all_checkpoints.csv         every evaluated model and checkpoint, one row each, unaggregated
+per_step.{csv,md,tex}       Average of every variant at every evaluated step (when several)
+per_task.{csv,md,tex}       final variants × tasks, one table per task type (at most 6 task
+                            columns per LaTeX tabular, so each fits a page)
+comparison.{csv,md},        per-task differences A − B; n, exact sign and Wilcoxon signed-rank
+comparison_summary.csv      tests, bootstrap CI only for n >= 20 (``--compare A B``, or
+                            automatically for exactly two losses)
+heldout*.{csv,md,tex}       held-out K-fold queries (nDCG@10, RR(rel=2)@10, P(rel=2)@10): per
+                            fold, mean ± std over folds, pooled over queries, BCE − softmax
 type_scores.{png,pdf}       per-task-type comparison of the rows
 ablation_<axis>.{png,pdf}   score vs every numeric grid axis (bias_init, step, …)
 training_curves.{png,pdf}   loss, temperature, bias vs step (``--runs``)
-heldout.{csv,md,tex}        held-out K-fold queries (nDCG@10), when evaluated
 notes.md                    incomplete rows and their missing tasks, unknown tasks, warnings
 ==========================  ==================================================================
+
+Every LaTeX file needs only ``\\usepackage{booktabs}`` in a standard ``article``.
 """
 
 from __future__ import annotations
@@ -25,8 +33,9 @@ from pathlib import Path
 
 from pairrel.config import atomic_write_text
 from pairrel.report import compare as compare_mod
-from pairrel.report import figures, tables
-from pairrel.report.collect import collect
+from pairrel.report import figures, final, heldout, render, tables
+from pairrel.report.collect import collect, read_sources
+from pairrel.report.display import display_from_config, load_display
 from pairrel.report.scores import ResultFileError
 
 DEFAULT_BENCHMARK = "MTEB(eng, v1)"
@@ -40,9 +49,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", action="append", type=Path, metavar="FILE",
                         help="the study's config files (repeatable): map its checkpoints' results "
                              "back to their runs and leave stale results out")
-    parser.add_argument("--results", nargs="+", required=True, type=Path, metavar="DIR",
+    parser.add_argument("--results", nargs="+", action="extend", required=True, type=Path,
+                        metavar="DIR",
                         help="MTEB result caches: a folder holding results/, results/ itself, "
-                             "a harness experiment folder, or one model/revision folder")
+                             "a harness experiment folder, or one model/revision folder; "
+                             "repeat the option or list several, every one is read")
     parser.add_argument("--benchmark", default=DEFAULT_BENCHMARK,
                         help="an MTEB benchmark name or 'pairrel-quickstart' "
                              f"(default: {DEFAULT_BENCHMARK})")
@@ -62,6 +73,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compare", nargs=2, metavar=("A", "B"),
                         help="two row labels or grid selectors (loss=bce loss=softmax); default: "
                              "the two losses when the grid has exactly two")
+    parser.add_argument("--display", type=Path, metavar="YAML",
+                        help="display names: {model: {key: name}, data: …, loss: …, labels: …, "
+                             "columns: {PairClassification: PairCl.}} (see pairrel.report.display); "
+                             "merged over the --config's models.X.display, losses.X.display, "
+                             "report.display")
+    parser.add_argument("--reference-row", metavar="SELECTOR",
+                        help="the main table's Δ column: each row's Average minus this row's "
+                             "(a grid selector such as loss=softmax, or a row's display name); "
+                             "default: config key report.reference_row")
     parser.add_argument("--skip-bad", action="store_true",
                         help="skip corrupt or truncated result/metrics files with a warning "
                              "instead of failing")
@@ -107,28 +127,94 @@ def _incomplete_notes(main, n_total: int) -> list[str]:
     return notes
 
 
-def _write_table(out: Path, stem: str, table, bold_columns, notes, bold_rows=False,
-                 hidden=("missing", "source")) -> str:
-    shown = table.drop(columns=[c for c in hidden if c in table.columns])
-    markdown = tables.to_markdown(shown, notes)
-    atomic_write_text(out / f"{stem}.csv", tables.to_csv(table))
+def _write_paper_table(out: Path, stem: str, table: final.PaperTable, notes=()) -> str:
+    """CSV (everything, full precision), Markdown and LaTeX (what a reader sees)."""
+    notes = [*notes, *table.notes]
+    style = dict(stds=table.stds, signed=table.signed, headers=table.headers)
+    markdown = render.to_markdown(table.shown, notes, bold=table.bold, **style)
+    atomic_write_text(out / f"{stem}.csv", render.to_csv(table.csv))
     atomic_write_text(out / f"{stem}.md", markdown)
-    atomic_write_text(out / f"{stem}.tex", tables.to_latex(shown, bold_columns,
-                                                              bold_rows=bold_rows, notes=notes))
+    atomic_write_text(out / f"{stem}.tex", _latex(table, notes, "footnotesize"))
     return markdown
+
+
+def _latex(table: final.PaperTable, notes=(), font_size: str = "small") -> str:
+    """A paper table as LaTeX, in its page-width layout when it has one."""
+    if table.latex_shown is None:
+        return render.to_latex(table.shown, table.bold, notes=notes, font_size=font_size,
+                               stds=table.stds, signed=table.signed, headers=table.headers)
+    return render.to_latex(table.latex_shown, table.bold, notes=[*notes, *table.latex_notes],
+                           font_size=font_size, stds=table.latex_stds, signed=table.signed,
+                           headers=table.headers, groups=table.groups, column_sep_pt=3.0)
+
+
+def _write_parts(out: Path, stem: str, csv, parts: list, notes=()) -> None:
+    """One CSV, and Markdown/LaTeX with one titled table per part (per_task: per type)."""
+    markdown, latex = [], []
+    for title, table in parts:
+        style = dict(stds=table.stds, headers=table.headers)
+        markdown += [f"### {title}", "", render.to_markdown(table.shown, bold=table.bold, **style)]
+        latex += [rf"\par\medskip\noindent\textbf{{{render.latex_escape(title)}}}\par"
+                  r"\nopagebreak\smallskip", _latex(table, (), "footnotesize")]
+    shared = [*notes, *(parts[0][1].notes if parts else [])]
+    latex_only = parts[0][1].latex_notes if parts else []
+    markdown += [f"- {n}" for n in shared]
+    latex += [rf"\par\noindent{{\footnotesize {render.latex_escape(n)}}}"
+              for n in [*shared, *latex_only]]
+    atomic_write_text(out / f"{stem}.csv", render.to_csv(csv))
+    atomic_write_text(out / f"{stem}.md", "\n".join(markdown) + "\n")
+    atomic_write_text(out / f"{stem}.tex", "\n".join(latex) + "\n")
 
 
 def _write_comparison(out: Path, coll, pair: tuple[str, str]) -> None:
     per_task, summary = compare_mod.compare(coll.scores, coll.grid_columns, *pair)
-    atomic_write_text(out / "comparison.csv", tables.to_csv(per_task))
-    atomic_write_text(out / "comparison_summary.csv", tables.to_csv(summary))
-    lines = [f"# {pair[0]} vs {pair[1]}", "",
-             f"diff = A − B on the 0-100 scale; 95 % paired bootstrap CI over tasks "
-             f"({compare_mod.N_RESAMPLES} resamples, seed {compare_mod.BOOTSTRAP_SEED}); "
-             "two-sided sign test (ties dropped).", "",
-             tables.to_markdown(summary.assign(sign_p=summary["sign_p"].map(lambda p: f"{p:.4g}"))),
-             "## Per task", "", tables.to_markdown(per_task)]
+    atomic_write_text(out / "comparison.csv", render.to_csv(per_task))
+    atomic_write_text(out / "comparison_summary.csv", render.to_csv(summary))
+    shown = summary.copy()
+    for column in ("sign_p", "wilcoxon_p", "min_p"):
+        shown[column] = shown[column].map(lambda p: f"{p:.3g}")
+    if shown[["ci_low", "ci_high"]].isna().all().all():
+        shown = shown.drop(columns=["ci_low", "ci_high"])
+    replicates = ""
+    if (summary[["n_runs_a", "n_runs_b"]] > 1).any().any():
+        replicates = (" Each side's per-task score is the mean over its runs (n_runs_a, "
+                      "n_runs_b: seeds × folds).")
+    lines = [f"# {pair[0]} vs {pair[1]}", "", compare_mod.describe_tests("task") + replicates,
+             "", render.to_markdown(shown), "## Per task", "", render.to_markdown(per_task)]
     atomic_write_text(out / "comparison.md", "\n".join(lines))
+
+
+def _write_heldout(out: Path, args, coll, display: dict, pair, notes: list[str],
+                   study=None) -> None:
+    """heldout.{csv,md,tex} and heldout_comparison.{csv,md,tex} from per-query scores."""
+    # Per-query scores are not part of the collection: read the result files' own blocks.
+    frame = heldout.per_query_frame(read_sources(list(args.results), skip_bad=args.skip_bad,
+                                                 study=study))
+    if frame.empty:
+        table = tables.heldout_table(coll)
+        note = ["Held-out tasks without per-query scores (evaluated before they were stored): "
+                "nDCG@10 per fold only, 0-100; re-evaluate for pooled scores and paired tests."]
+        notes.append(note[0])
+        task_cols = [c for c in table.columns if c not in ("model", *coll.grid_columns)]
+        atomic_write_text(out / "heldout.csv", render.to_csv(table))
+        atomic_write_text(out / "heldout.md", render.to_markdown(table, note))
+        atomic_write_text(out / "heldout.tex", render.to_latex(table, task_cols, notes=note))
+        return
+    grid_columns = [c for c in dict.fromkeys(["grid_model", *coll.grid_columns])
+                    if c in frame.columns]
+    _write_paper_table(out, "heldout", heldout.heldout_summary(frame, grid_columns, display))
+    if not pair:
+        return
+    try:
+        comparison = heldout.heldout_comparison(frame, grid_columns, *pair, display=display)
+    except ValueError as err:  # a row label, not a grid selector: no per-query pairing
+        notes.append(f"held-out comparison skipped: {err}")
+        return
+    if comparison is None:
+        notes.append(f"held-out comparison {pair[0]} vs {pair[1]} skipped: one side has no "
+                     "held-out per-query scores")
+        return
+    _write_paper_table(out, "heldout_comparison", comparison)
 
 
 def run_report(args: argparse.Namespace) -> int:
@@ -152,11 +238,19 @@ def _run(args: argparse.Namespace) -> int:
                    tasks=args.tasks, study=study)
     if coll.rows.empty:
         raise ValueError(f"no MTEB result files under {', '.join(map(str, args.results))}")
+    display = display_from_config(study.cfg) if study is not None else {}
+    if args.display:  # the file's names win over the config's
+        for axis, names in load_display(args.display).items():
+            display[axis] = {**display.get(axis, {}), **names}
+    reference_row = args.reference_row or (
+        (study.cfg.get("report") or {}).get("reference_row") if study is not None else None)
     notes_general: list[str] = []
     type_names = tables.type_columns(coll)
     refs = _references(args, coll.benchmark, type_names, notes_general)
     main = tables.main_table(coll, refs)
     n_total = len(coll.specs)
+    model_names = tables.model_names(coll)
+    paper_main, paper_grid = tables.with_model_column(main, coll)
 
     table_notes = _incomplete_notes(main, n_total)
     citations = sorted({s.split(": ", 1)[1] for s in main["source"]
@@ -164,28 +258,29 @@ def _run(args: argparse.Namespace) -> int:
     table_notes += [f"(published): {c}" for c in citations]
     table_notes.append(f"Benchmark {coll.benchmark}: scores 0-100; Average = mean over all "
                        f"{n_total} tasks.")
-    markdown = _write_table(out, "main_table", main, [*type_names, "Average"], table_notes)
-    per_task = tables.per_task_table(coll)
-    _write_table(out, "per_task", per_task, list(per_task.columns[2:]), [], bold_rows=True)
-
-    heldout = tables.heldout_table(coll)
-    if heldout is not None:
-        task_cols = [c for c in heldout.columns if c not in ("model", *coll.grid_columns)]
-        _write_table(out, "heldout", heldout, task_cols,
-                     ["Held-out queries of K-fold sources: reranking of their judged documents, "
-                      "nDCG@10 (graded gains), 0-100. Not part of any average."])
-
-    seeds = tables.seed_table(main, coll.grid_columns)
-    if seeds is not None:
-        value_cols = [*type_names, "Average"]
-        keys = [c for c in coll.grid_columns if c != "seed"]
-        atomic_write_text(out / "main_table_seeds.csv", tables.to_csv(seeds))
-        atomic_write_text(out / "main_table_seeds.md",
-                            tables.seeds_markdown(seeds, value_cols, keys))
+    paper = final.final_table(paper_main, paper_grid, type_names, display, reference_row,
+                              model_names)
+    markdown = _write_paper_table(out, "main_table", paper, table_notes)
+    atomic_write_text(out / "all_checkpoints.csv", render.to_csv(main))
+    steps = final.per_step_table(paper_main, paper_grid, [*type_names, "Average"], display)
+    if steps is not None:
+        _write_paper_table(out, "per_step", steps)
+    task_types = {name: spec.type for name, spec in sorted(
+        coll.specs.items(), key=lambda kv: (type_names.index(kv[1].type), kv[0].lower()))}
+    per_task_csv, parts = final.per_task_tables(coll.scores, paper_main, paper_grid, task_types,
+                                                display, model_names)
+    _write_parts(out, "per_task", per_task_csv, parts,
+                 [f"Benchmark {coll.benchmark}: main score of each task, 0-100."])
 
     pair = tuple(args.compare) if args.compare else compare_mod.automatic_loss_pair(coll.scores)
+    if not coll.extra_scores.empty:
+        _write_heldout(out, args, coll, display, pair, notes_general, study)
+
     if pair:
-        _write_comparison(out, coll, pair)
+        try:
+            _write_comparison(out, coll, pair)
+        except ValueError as err:  # a side absent (a study with one loss): say so, go on
+            notes_general.append(f"comparison {pair[0]} vs {pair[1]} skipped: {err}")
 
     warnings = list(coll.warnings)
     figures.type_comparison(main, type_names, out / "type_scores")

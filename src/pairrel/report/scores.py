@@ -15,11 +15,24 @@ public ``embeddings-benchmark/results`` repository, and the published folder in
   ``map_at_1000`` in mteb 2; MindSmallReranking's ``max_over_subqueries_map_at_1000`` was
   ``map``; ``max_ap`` was ``max: {ap}``;
 * values: some exports store ``[value, 0.0]`` (value, std) lists; some files are on a 0-1
-  scale and some on 0-100. The scale is decided *per file*: a file is on the 0-100 scale when
-  any bounded metric (accuracy, AP, F1, nDCG, MAP, MRR, recall, precision, V-measure,
-  Pearson/Spearman correlation, ``main_score``) exceeds 1 in absolute value; such metrics
-  cannot exceed 1 on the 0-1 scale, and a 0-100 file with every metric below 1 % does not occur
-  in practice (recall@1000 alone is far higher).
+  scale and some on 0-100.
+
+Scale and validity (:func:`detect_scale`, :meth:`ResultFile.main_score`). A file is on one
+scale; it is decided from its *bounded* metrics (accuracy, AP, F1, nDCG, MAP, MRR, recall,
+precision, V-measure, Pearson/Spearman correlation, ``main_score``; not thresholds, timings or
+nAUC statistics): the file is on 0-100 when **more than half** of its finite bounded values
+exceed 1 in absolute value, else on 0-1. A real 0-100 file has nearly every value above 1 (a
+metric below 1 % is rare: precision@1000 at most), a real 0-1 file none; so one impossible
+value (a ``cosine_spearman`` of 7.5 in a 0-1 file) cannot flip the file's scale. Each value is
+then judged on its own, when it is read: it must be finite, a correlation must lie in
+[-S, S] and every other bounded metric in [0, S] (S = 1 or 100, the file's scale). A value that
+fails raises :class:`ScoreValueError` naming the file, split, subset and key; bad values in
+metrics no table reads (a NaN ``euclidean_pearson`` beside a valid ``cosine_spearman``) do
+not reject the file.
+
+Per-query scores. Held-out reranking results (``pairrel.evaluate.heldout``) carry, beside
+their metrics, ``per_query: {measure: {query_id: value}}`` in each subset entry; it is kept in
+:attr:`ResultFile.per_query`, never flattened into metrics.
 
 Aggregate tasks (CQADupstackRetrieval) score the mean of their sub-tasks' main scores, each
 normalised to 0-100 first; the aggregate's own file is used when present (the published
@@ -48,15 +61,38 @@ TASK_TYPE_ORDER = (
 
 # Sub-dicts of pre-1.11 files that are metric groups, not hf_subsets (mteb's own list).
 _METRIC_GROUPS = {"cos_sim", "cosine", "euclidean", "manhattan", "dot", "max", "similarity"}
-_NON_METRIC_KEYS = {"hf_subset", "languages", "evaluation_time", "mteb_version", "v_measures"}
+PER_QUERY_KEY = "per_query"
+_NON_METRIC_KEYS = {"hf_subset", "languages", "evaluation_time", "mteb_version", "v_measures",
+                    PER_QUERY_KEY}
 _BOUNDED_METRIC = re.compile(
     r"(^|_)(accuracy|f1|ap|precision|recall|ndcg|map|mrr|v_measure|spearman|pearson|main_score)"
     r"($|_)"
 )
+_CORRELATION_METRIC = re.compile(r"(^|_)(spearman|pearson|main_score)($|_)")
+# Two files of the same (model, revision, task) agree when every metric they share is equal to
+# within this much on the 0-100 scale (re-evaluations on other hardware differ in the last bits).
+DUPLICATE_TOLERANCE = 1e-6
 
 
 class ResultFileError(ValueError):
     """A result file that cannot be read (corrupt, truncated, or not an MTEB result)."""
+
+
+class ScoreValueError(ResultFileError):
+    """A metric value that cannot be a score: non-finite, or outside its range on the file's
+    scale. The message names the file, split, subset and key."""
+
+
+def is_bounded_metric(key: str) -> bool:
+    """Whether ``key`` is a metric bounded by 1 on the 0-1 scale (see the module docstring)."""
+    return not ("threshold" in key or key.startswith("nauc")) and bool(_BOUNDED_METRIC.search(key))
+
+
+def metric_range(key: str, scale: float) -> tuple[float, float] | None:
+    """The possible values of metric ``key`` on a file of ``scale``; None when unbounded."""
+    if not is_bounded_metric(key):
+        return None
+    return (-scale if _CORRELATION_METRIC.search(key) else 0.0), scale
 
 
 @dataclass(frozen=True)
@@ -83,11 +119,28 @@ class ResultFile:
     task_name: str
     scores: dict[str, dict[str, dict[str, float]]]
     scale: float  # 1.0 (0-1 file) or 100.0 (0-100 file); multiply by 100/scale for 0-100
+    # per_query[split][subset][measure][query_id]: held-out per-query scores (0-1), if any
+    per_query: dict[str, dict[str, dict[str, dict[str, float]]]] = field(default_factory=dict)
+
+    def checked(self, split: str, subset: str, key: str) -> float:
+        """The value of ``key`` on 0-100, or ScoreValueError when it cannot be a score."""
+        value = self.scores[split][subset][key]
+        where = f"{self.path}: {split}/{subset} {key} = {value!r}"
+        if not math.isfinite(value):
+            raise ScoreValueError(f"{where} is not a finite number")
+        bounds = metric_range(key, self.scale)
+        if bounds is not None and not bounds[0] - 1e-9 <= value <= bounds[1] + 1e-9:
+            scale = "0-1" if self.scale == 1.0 else "0-100"
+            raise ScoreValueError(
+                f"{where} is outside [{bounds[0]:g}, {bounds[1]:g}], impossible on this file's "
+                f"{scale} scale (decided from the majority of its bounded metrics)")
+        return value * 100.0 / self.scale
 
     def main_score(self, spec: TaskSpec) -> tuple[float, str | None]:
         """The spec's main score on 0-100, and a warning when a fallback was needed.
 
-        Raises KeyError (naming the file) when the split, subset or metric is absent.
+        Raises KeyError (naming the file) when the split, subset or metric is absent, and
+        ScoreValueError when the value read is non-finite or out of range (see :meth:`checked`).
         """
         if spec.split not in self.scores:
             raise KeyError(
@@ -109,15 +162,15 @@ class ResultFile:
                 f"{self.path}: subset {spec.subset!r} missing in split {spec.split!r} "
                 f"(has {sorted(subsets)})"
             )
-        factor = 100.0 / self.scale
+        subset = spec.subset if spec.subset in subsets else next(iter(subsets))
         for key in metric_aliases(spec.main_score):
             if key in metrics:
-                return metrics[key] * factor, warning
-        derived = _max_over_similarities(spec.main_score, metrics)
-        if derived is not None:
-            return derived * factor, warning
+                return self.checked(spec.split, subset, key), warning
+        keys = _similarity_keys(spec.main_score, metrics)
+        if keys:  # mteb's max_* scores: the maximum over the similarity functions
+            return max(self.checked(spec.split, subset, k) for k in keys), warning
         if "main_score" in metrics:  # last resort, said out loud in the notes
-            return metrics["main_score"] * factor, (
+            return self.checked(spec.split, subset, "main_score"), (
                 f"{self.path}: no {spec.main_score!r} key; used the file's main_score")
         raise KeyError(
             f"{self.path}: main score {spec.main_score!r} (or an alias "
@@ -151,16 +204,15 @@ def metric_aliases(metric: str) -> tuple[str, ...]:
 _SIMILARITY_PREFIXES = ("cosine", "cos_sim", "euclidean", "manhattan", "dot", "similarity")
 
 
-def _max_over_similarities(metric: str, metrics: dict[str, float]) -> float | None:
-    """``max_ap`` (etc.) of files that store only per-similarity values: their maximum.
+def _similarity_keys(metric: str, metrics: dict[str, float]) -> list[str]:
+    """Keys whose maximum is ``max_ap`` (etc.) in files that store only per-similarity values.
 
     This is mteb's definition of the ``max_*`` pair-classification scores.
     """
     if not metric.startswith("max_") or metric.startswith("max_over_"):
-        return None
+        return []
     stat = metric.removeprefix("max_")
-    values = [metrics[f"{p}_{stat}"] for p in _SIMILARITY_PREFIXES if f"{p}_{stat}" in metrics]
-    return max(values) if values else None
+    return [f"{p}_{stat}" for p in _SIMILARITY_PREFIXES if f"{p}_{stat}" in metrics]
 
 
 def _as_number(value) -> float | None:
@@ -187,7 +239,7 @@ def _flatten_metrics(entry: dict, prefix: str = "") -> dict[str, float]:
             flat.update(_flatten_metrics(value, prefix=f"{name}_"))
             continue
         number = _as_number(value)
-        if number is not None and not math.isnan(number):
+        if number is not None:  # non-finite values are kept: reading one is an error
             flat[name] = number
     return flat
 
@@ -210,16 +262,66 @@ def _old_split_subsets(split_scores: dict) -> dict[str, dict[str, float]]:
 
 
 def detect_scale(scores: dict[str, dict[str, dict[str, float]]]) -> float:
-    """100.0 if any bounded metric of the file exceeds 1 in absolute value, else 1.0."""
+    """100.0 when more than half of the file's finite bounded values exceed 1 in absolute
+    value, else 1.0 (the module docstring says why)."""
+    n_bounded = n_above = 0
     for subsets in scores.values():
         for metrics in subsets.values():
             for key, value in metrics.items():
                 # nAUC statistics (mteb's confidence analysis) are not bounded by 1.
-                if "threshold" in key or key.startswith("nauc") or not _BOUNDED_METRIC.search(key):
+                if not is_bounded_metric(key) or not math.isfinite(value):
                     continue
-                if abs(value) > 1.0 + 1e-9:
-                    return 100.0
-    return 1.0
+                n_bounded += 1
+                n_above += abs(value) > 1.0 + 1e-9
+    return 100.0 if 2 * n_above > n_bounded else 1.0
+
+
+def _per_query(entry: dict, path: Path, where: str) -> dict[str, dict[str, float]]:
+    """``entry["per_query"]`` as ``{measure: {query_id: float}}``; finite values in [0, 1]."""
+    block = entry.get(PER_QUERY_KEY)
+    if block is None:
+        return {}
+    if not isinstance(block, dict) or not all(isinstance(v, dict) for v in block.values()):
+        raise ResultFileError(f"{path}: {where} per_query is not {{measure: {{query_id: value}}}}")
+    out: dict[str, dict[str, float]] = {}
+    for measure, values in block.items():
+        out[measure] = {}
+        for qid, value in values.items():
+            number = _as_number(value)
+            if number is None or not math.isfinite(number) or not 0.0 <= number <= 1.0:
+                raise ScoreValueError(
+                    f"{path}: {where} per_query {measure!r} of query {qid!r} = {value!r} is not "
+                    "a score in [0, 1]")
+            out[measure][str(qid)] = number
+    return out
+
+
+def duplicate_conflict(kept: ResultFile, other: ResultFile,
+                       tolerance: float = DUPLICATE_TOLERANCE) -> str | None:
+    """None when two files of one (model, revision, task) agree, else why they do not.
+
+    They agree when they share at least one metric and every shared (split, subset, metric)
+    is equal to within ``tolerance`` on the 0-100 scale (each file read on its own scale, so a
+    0-1 file and its 0-100 export agree). Non-finite values agree only with themselves.
+    """
+    shared = 0
+    for split, subsets in kept.scores.items():
+        for subset, metrics in subsets.items():
+            theirs = other.scores.get(split, {}).get(subset, {})
+            for key in sorted(metrics.keys() & theirs.keys()):
+                a = metrics[key] * 100.0 / kept.scale
+                b = theirs[key] * 100.0 / other.scale
+                shared += 1
+                same = (a == b) or (math.isfinite(a) and math.isfinite(b)
+                                    and abs(a - b) <= tolerance) or (math.isnan(a) and math.isnan(b))
+                if not same:
+                    return (f"task {kept.task_name} of one model and revision differs between "
+                            f"{kept.path} and {other.path}: {split}/{subset} {key} = "
+                            f"{metrics[key]!r} vs {theirs[key]!r}")
+    if not shared:
+        return (f"task {kept.task_name} of one model and revision: {kept.path} and {other.path} "
+                "share no metric, so they cannot be checked against each other")
+    return None
 
 
 def parse_result(data: object, path: Path) -> ResultFile:
@@ -227,6 +329,7 @@ def parse_result(data: object, path: Path) -> ResultFile:
     if not isinstance(data, dict):
         raise ResultFileError(f"{path}: not an MTEB result (top level is {type(data).__name__})")
     scores: dict[str, dict[str, dict[str, float]]] = {}
+    per_query: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
     if "scores" in data and isinstance(data["scores"], dict):  # mteb >= 1.11
         task_name = data.get("task_name")
         for split, entries in data["scores"].items():
@@ -237,6 +340,9 @@ def parse_result(data: object, path: Path) -> ResultFile:
                     raise ResultFileError(f"{path}: scores[{split!r}] holds a non-object entry")
                 subset = entry.get("hf_subset", "default")
                 scores.setdefault(split, {})[subset] = _flatten_metrics(entry)
+                queries = _per_query(entry, path, f"{split}/{subset}")
+                if queries:
+                    per_query.setdefault(split, {})[subset] = queries
     elif "mteb_dataset_name" in data:  # mteb < 1.11
         task_name = data["mteb_dataset_name"]
         for split, split_scores in data.items():
@@ -248,7 +354,8 @@ def parse_result(data: object, path: Path) -> ResultFile:
         )
     if not isinstance(task_name, str) or not task_name:
         task_name = path.stem
-    return ResultFile(path=path, task_name=task_name, scores=scores, scale=detect_scale(scores))
+    return ResultFile(path=path, task_name=task_name, scores=scores, scale=detect_scale(scores),
+                      per_query=per_query)
 
 
 def read_result_file(path: Path) -> ResultFile:

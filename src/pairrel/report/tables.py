@@ -1,4 +1,4 @@
-"""Benchmark tables: per-task scores, per-type averages, seeds, published baselines.
+"""Benchmark rows: per-type averages of every evaluated model, and published baselines.
 
 Averages follow the published MTEB(eng, v1) tables (MTEB leaderboard, LLM2Vec Table 2):
 a type's average is the plain mean of its tasks' main scores (0-100), and ``Average`` is the
@@ -7,8 +7,9 @@ any task of a type has no average for that type, and a row missing any task has 
 ``Average``; its missing tasks are listed (``missing`` column, and under the Markdown/LaTeX
 tables) instead of averaging over fewer tasks.
 
-Writers produce CSV, Markdown and LaTeX (booktabs; best value per score column in bold).
-Every file is written to a temporary name and renamed, so no reader sees half a table.
+:func:`main_table` has one row per evaluated model and checkpoint (nothing aggregated); the
+paper's tables (final checkpoints, replicates averaged, Δ) are built from it by
+:mod:`pairrel.report.final` and written by :mod:`pairrel.report.render`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import pandas as pd
 import yaml
 
 from pairrel.report.collect import Collection, grid_column
+from pairrel.report.render import latex_escape, to_csv, to_latex, to_markdown  # noqa: F401
 from pairrel.report.scores import TASK_TYPE_ORDER
 
 PUBLISHED_SOURCE_PREFIX = "published"
@@ -35,17 +37,34 @@ def type_columns(coll: Collection) -> list[str]:
     return ordered + sorted(present - set(ordered))
 
 
-def per_task_table(coll: Collection) -> pd.DataFrame:
-    """Rows: benchmark tasks (grouped by type); columns: ``task``, ``type``, one per row label."""
-    order = type_columns(coll)
-    tasks = sorted(coll.specs.values(), key=lambda s: (order.index(s.type), s.name.lower()))
-    wide = coll.scores.pivot_table(index="task", columns="label", values="score", aggfunc="first")
-    labels = list(main_table_order(coll.rows, coll.grid_columns)["label"])
-    table = pd.DataFrame({"task": [s.name for s in tasks], "type": [s.type for s in tasks]})
-    for label in labels:
-        column = wide[label] if label in wide.columns else pd.Series(dtype=float)
-        table[label] = table["task"].map(column)
-    return table
+def model_names(coll: Collection) -> dict[str, str]:
+    """Row label -> the model's short name (``org/name`` -> ``name``), for base-model rows."""
+    return {label: str(model).rsplit("/", 1)[-1]
+            for label, model in zip(coll.rows["label"], coll.rows["model"])}
+
+
+def with_model_column(main: pd.DataFrame, coll: Collection) -> tuple[pd.DataFrame, list[str]]:
+    """``main`` with a ``grid_model`` value on every trained row, and the grid columns.
+
+    A study's checkpoint results carry their model in the mteb model name
+    (``pairrel/<model key>``), not among their grid values; the paper tables group and name
+    rows by it, so it becomes the row's ``grid_model`` (the model's short name).
+    """
+    column = grid_column("model")
+    grid_columns = list(coll.grid_columns)
+    others = [c for c in grid_columns if c != column]
+    if not others:
+        return main, grid_columns
+    main = main.copy()
+    names = model_names(coll)
+    trained = (main["source"] == "results") & main[others].notna().any(axis=1)
+    current = main[column] if column in main.columns else pd.Series(None, index=main.index)
+    fill = trained & current.isna()
+    main[column] = pd.Series([names.get(label) if f else value for label, value, f in
+                              zip(main["model"], current, fill)], index=main.index, dtype=object)
+    if column not in grid_columns:
+        grid_columns.insert(0, column)
+    return main, grid_columns
 
 
 def heldout_table(coll: Collection) -> pd.DataFrame | None:
@@ -62,20 +81,23 @@ def heldout_table(coll: Collection) -> pd.DataFrame | None:
     return table
 
 
-def _sort_key(value: object) -> tuple:
+def natural_key(value: object) -> tuple:
     """Numbers before text, numbers by value (so seed 7 < seed 42)."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return (0, 0.0, "")
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return (1, float(value), "")
-    return (2, 0.0, str(value))
+    try:  # grid values read back as text ("60") still sort as numbers
+        return (1, float(str(value)), "")
+    except ValueError:
+        return (2, 0.0, str(value))
 
 
 def main_table_order(rows: pd.DataFrame, grid_columns: list[str]) -> pd.DataFrame:
     """Rows by model, base model first, then by grid values (numbers numerically)."""
     keys = [
         (r["model"], r["revision"], r["experiment"] != "",
-         *[_sort_key(r.get(c)) for c in grid_columns], r["label"])
+         *[natural_key(r.get(c)) for c in grid_columns], r["label"])
         for _, r in rows.iterrows()
     ]
     order = sorted(range(len(keys)), key=lambda i: keys[i])
@@ -122,46 +144,6 @@ def main_table(coll: Collection, references: pd.DataFrame | None = None) -> pd.D
     return table
 
 
-def seed_table(main: pd.DataFrame, grid_columns: list[str]) -> pd.DataFrame | None:
-    """Mean and sample standard deviation (ddof=1) over ``seed`` of rows equal but for it.
-
-    Returns None when no group has more than one seed. Columns: ``model``, the grid columns
-    except seed, ``<col>_mean``/``<col>_std`` per score column, ``n_seeds``.
-    """
-    seed_col = grid_column("seed")
-    ours = main[main["source"] == "results"]
-    if seed_col not in ours.columns or ours[seed_col].nunique(dropna=True) < 2:
-        return None
-    keys = [c for c in grid_columns if c != seed_col]
-    value_cols = [c for c in main.columns if c not in {"model", *grid_columns, "n_tasks",
-                                                        "missing", "source"}]
-    base = ours["model"].str.replace(r"\s*\(.*\)$", "", regex=True)
-    frame = ours.assign(_base=base)
-    records = []
-    for _, group in frame.groupby(["_base", *keys], dropna=False, sort=False):
-        # the group's own cells, not groupby's key (which may turn 60 into 60.0)
-        values = {k: group[k].iloc[0] for k in ["_base", *keys]}
-        varying = [k for k in keys if main[k].nunique(dropna=True) > 1]
-        parts = [f"{k.removeprefix('grid_')}={values[k]}" for k in varying
-                 if k != "grid_model" and not _is_missing(values[k])]
-        label = f"{values['_base']} ({', '.join(parts)})" if parts else values["_base"]
-        record = {"model": label, **{k: values[k] for k in keys}}
-        for c in value_cols:
-            series = group[c].astype(float)
-            record[f"{c}_mean"] = series.mean(skipna=False)
-            record[f"{c}_std"] = series.std(ddof=1, skipna=False) if len(series) > 1 else math.nan
-        record["n_seeds"] = len(group)
-        records.append(record)
-    table = pd.DataFrame(records)
-    for k in keys:
-        table[k] = pd.Series([r[k] for r in records], index=table.index, dtype=object)
-    return table if (table["n_seeds"] > 1).any() else None
-
-
-def _is_missing(value: object) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
-
-
 # ---------------------------------------------------------------- published baselines
 
 
@@ -201,99 +183,3 @@ def load_references(path: Path, type_names: list[str]) -> pd.DataFrame:
             record["source"] = f"{PUBLISHED_SOURCE_PREFIX}: {citation}"
             records.append(record)
     return pd.DataFrame(records)
-
-
-# ---------------------------------------------------------------- text formats
-
-
-def _cell(value: object, numeric: bool = True, decimals: int = 2) -> str:
-    """Scores with two decimals; grid values (object columns) exactly as written."""
-    if _is_missing(value):
-        return "–"
-    if numeric and isinstance(value, float):
-        return f"{value:.{decimals}f}"
-    return str(value)
-
-
-def to_markdown(table: pd.DataFrame, notes: list[str] = ()) -> str:
-    """A GitHub pipe table (floats with two decimals, '–' for none), then notes as a list."""
-    header = [str(c) for c in table.columns]
-    numeric = [pd.api.types.is_numeric_dtype(table[c]) for c in table.columns]
-    lines = ["| " + " | ".join(header) + " |",
-             "|" + "|".join("---:" if n else "---" for n in numeric) + "|"]
-    for row in table.itertuples(index=False):
-        cells = [_cell(v, n).replace("|", "\\|") for v, n in zip(row, numeric)]
-        lines.append("| " + " | ".join(cells) + " |")
-    text = "\n".join(lines) + "\n"
-    if notes:
-        text += "\n" + "\n".join(f"- {n}" for n in notes) + "\n"
-    return text
-
-
-_LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
-                  "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
-                  "^": r"\textasciicircum{}", "±": r"$\pm$", "–": "--"}
-
-
-def latex_escape(text: str) -> str:
-    return "".join(_LATEX_ESCAPES.get(ch, ch) for ch in str(text))
-
-
-def to_latex(table: pd.DataFrame, bold_columns: list[str], bold_rows: bool = False,
-             notes: list[str] = (), caption: str | None = None) -> str:
-    """A booktabs tabular; the maximum of each ``bold_columns`` column is bold.
-
-    With ``bold_rows`` the maximum over ``bold_columns`` *within each row* is bold instead (the
-    per-task table, whose columns are models). Ties at two decimals are all bold.
-    """
-    numeric = [pd.api.types.is_numeric_dtype(table[c]) for c in table.columns]
-    cells = [[_cell(v, n) for v, n in zip(row, numeric)] for row in table.itertuples(index=False)]
-    positions = [list(table.columns).index(c) for c in bold_columns if c in table.columns]
-    rounded = table.iloc[:, positions].apply(pd.to_numeric, errors="coerce").round(2)
-    if len(positions) < 2 if bold_rows else len(table) < 2:
-        positions = []  # a lone value is not "best" of anything
-    if bold_rows:
-        best = rounded.max(axis=1)
-        for i in range(len(table)):
-            for j, pos in enumerate(positions):
-                if not math.isnan(best.iloc[i]) and rounded.iat[i, j] == best.iloc[i]:
-                    cells[i][pos] = f"\\textbf{{{cells[i][pos]}}}"
-    else:
-        best = rounded.max(axis=0)
-        for j, pos in enumerate(positions):
-            for i in range(len(table)):
-                if not math.isnan(best.iloc[j]) and rounded.iat[i, j] == best.iloc[j]:
-                    cells[i][pos] = f"\\textbf{{{cells[i][pos]}}}"
-    spec = "".join("r" if n else "l" for n in numeric)
-    out = [r"% generated by pairrel report; needs \usepackage{booktabs}"]
-    if caption:
-        out += [r"\begin{table}[t]", r"\centering", rf"\caption{{{latex_escape(caption)}}}"]
-    out += [rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
-            " & ".join(latex_escape(c) for c in table.columns) + r" \\", r"\midrule"]
-    for row in cells:
-        out.append(" & ".join(c if c.startswith("\\textbf") else latex_escape(c) for c in row)
-                   + r" \\")
-    out += [r"\bottomrule", r"\end{tabular}"]
-    for note in notes:
-        out.append(rf"\par\footnotesize {latex_escape(note)}")
-    if caption:
-        out.append(r"\end{table}")
-    return "\n".join(out) + "\n"
-
-
-def to_csv(table: pd.DataFrame) -> str:
-    """CSV with full precision (rounding is for the human-readable formats only)."""
-    return table.to_csv(index=False)
-
-
-def seeds_markdown(seeds: pd.DataFrame, value_cols: list[str], keys: list[str]) -> str:
-    """The seed table as Markdown cells ``mean ± std``."""
-    shown = seeds[["model", *keys]].copy()
-    for c in value_cols:
-        means, stds = seeds[f"{c}_mean"], seeds[f"{c}_std"]
-        shown[c] = [
-            "–" if _is_missing(m) else (f"{m:.2f}" if _is_missing(s) else f"{m:.2f} ± {s:.2f}")
-            for m, s in zip(means, stds)
-        ]
-    shown["n_seeds"] = seeds["n_seeds"]
-    return to_markdown(shown)
