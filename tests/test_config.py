@@ -54,7 +54,8 @@ def test_defaults_come_from_the_schema():
         "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]}
     assert cfg["data"]["d"]["sources"]["s"]["weight"] == 1.0
     assert cfg["grid"]["folds"] == "all" and cfg["grid"]["exclude"] == []
-    assert cfg["evaluation"]["task_groups"] == ["all"] and cfg["report"] == {"reference": None, "compare": None}
+    assert cfg["evaluation"]["task_groups"] == ["all"] and cfg["report"] == {
+        "reference": None, "compare": None, "reference_row": None, "display": {}}
     assert fill_defaults(cfg) == cfg  # idempotent
 
 

@@ -18,7 +18,7 @@ DOCS = {"d1": "alpha text", "d2": "beta text", "d3": "gamma text", "d4": "delta 
 QUERIES = {"q1": "alpha?", "q2": "beta?", "q3": "gamma?"}
 
 
-def make_dataset(tmp_path, qrels=None, docpairs=None, docs=DOCS, queries=QUERIES):
+def make_dataset(tmp_path, qrels=None, docpairs=None, docs=DOCS, queries=QUERIES, meta=META):
     directory = tmp_path / f"ds-{uuid.uuid4().hex[:6]}"
     directory.mkdir()
     (directory / "docs.tsv").write_text("".join(f"{i}\t{t}\n" for i, t in docs.items()))
@@ -27,7 +27,7 @@ def make_dataset(tmp_path, qrels=None, docpairs=None, docs=DOCS, queries=QUERIES
         (directory / "qrels.txt").write_text("".join(line + "\n" for line in qrels))
     if docpairs is not None:
         (directory / "docpairs.tsv").write_text("".join("\t".join(p) + "\n" for p in docpairs))
-    (directory / "meta.json").write_text(json.dumps(META))
+    (directory / "meta.json").write_text(json.dumps(meta))
     dataset_id = f"pairrel-test/{directory.name}"
     register_local_dir(dataset_id, directory)
     return dataset_id
@@ -175,5 +175,5 @@ def test_cli_prepare_with_merged_configs(tmp_path, capsys):
     meta = json.loads(capsys.readouterr().out)
     assert (meta["instruction"], meta["weight"], meta["n_pairs"]) == ("B", 0.3, 2)
     assert main(["prepare", "--config", str(base), "--data", "mix", "--source", "nope", "--out", str(out)]) == 1
-    assert "config has no data.mix.sources.nope" in capsys.readouterr().err
+    assert "config has no key 'data.mix.sources.nope'" in capsys.readouterr().err
     assert deep_merge({"a": {"b": 1, "c": 2}, "d": [1]}, {"a": {"c": 3}, "d": [2]}) == {"a": {"b": 1, "c": 3}, "d": [2]}

@@ -42,13 +42,14 @@ def test_registered_dir_is_served_by_ir_datasets(tmp_path):
     assert not dataset.has_docpairs()
 
 
-def test_registration_is_idempotent_and_conflicts_are_errors(tmp_path):
+def test_registration_is_idempotent_and_built_ins_are_refused(tmp_path):
     dataset_id = new_id()
     first = register_local_dir(dataset_id, make_dir(tmp_path / "a"))
     assert register_local_dir(dataset_id, tmp_path / "a") is first
     assert local_dir(dataset_id) == (tmp_path / "a").resolve()
-    with pytest.raises(ValueError, match="already registered from"):
-        register_local_dir(dataset_id, make_dir(tmp_path / "b"))
+    # Another folder under the same id (a second study in one process) replaces the first.
+    second = register_local_dir(dataset_id, make_dir(tmp_path / "b"))
+    assert second is not first and local_dir(dataset_id) == (tmp_path / "b").resolve()
     with pytest.raises(ValueError, match="built-in"):
         register_local_dir("msmarco-passage", tmp_path / "a")
 

@@ -7,12 +7,14 @@ import pytest
 from pairrel.data.batching import load_prepared_source
 from pairrel.data.sources import SourceError, prepare_source
 
-from .test_data_prepare import make_dataset, rows
+from .test_data_prepare import META, make_dataset, rows
 
 
 def test_negative_grades_are_skipped_and_counted(tmp_path):
     # dpr-w100 style: 2/1 positives, 0 = BM25 hard negative (kept), -1 = random negative (skipped)
-    dataset_id = make_dataset(tmp_path, qrels=["q1 0 d1 2", "q1 0 d2 0", "q1 0 d3 -1", "q2 0 d4 1", "q2 0 d1 -1"])
+    meta = {**META, "qrels_defs": {"-1": "random negative", **META["qrels_defs"]}}
+    dataset_id = make_dataset(tmp_path, qrels=["q1 0 d1 2", "q1 0 d2 0", "q1 0 d3 -1", "q2 0 d4 1", "q2 0 d1 -1"],
+                              meta=meta)
     out = tmp_path / "nq.parquet"
     meta = prepare_source("nq", {"dataset": dataset_id}, out)
     assert [(r[0], r[2], r[4]) for r in rows(out)] == [("q1", "d1", 2), ("q1", "d2", 0), ("q2", "d4", 1)]

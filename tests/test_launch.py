@@ -69,7 +69,7 @@ def run_cfg(tmp_path_factory):
         "models": {"tiny-llama": {"name_or_path": str(model_dir), "kind": "decoder", "max_length": 64, "dtype": "float32",
                                   "lora": {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj", "up_proj"]}}},
         "grid": {"models": ["tiny-llama"]},
-        "training": {"steps": 3, "batch_size": 6, "gradcache_chunk": 2, "checkpoint_every": 3, "warmup_steps": 1,
+        "training": {"steps": 3, "batch_size": 6, "gradcache_tokens": None, "gradcache_chunk": 2, "checkpoint_every": 3, "warmup_steps": 1,
                      "learning_rate": 1e-2, "num_threads": 1},
     }
     study = Study(load_config(REPO_ROOT / "config.yaml", REPO_ROOT / "presets" / "quickstart.yaml", overrides=overrides))

@@ -82,13 +82,16 @@ def test_bad_local_file_is_an_error_naming_file_and_line(tmp_path, ir_home, faul
     assert list(tmp_path.glob(".*tmp*")) == []  # no half-written output
 
 
-def test_declared_negative_grade_is_refused_when_preparing(tmp_path, ir_home):
-    # TREC's -1 ("junk") may be declared and summarised, but is no training grade.
+def test_declared_negative_grade_is_left_out_of_training_and_counted(tmp_path, ir_home):
+    # TREC's -1 ("junk", dpr-w100's random negatives) may be declared, but is no training grade:
+    # the pair is left out and counted in the meta's warnings. An undeclared one is an error.
     meta = {"qrels_defs": {"-1": "junk", **META["qrels_defs"]}, "max_grade": 2}
     directory = make_dir(tmp_path / "ds", qrels=QRELS + "q2 0 d1 -1\n", meta=meta)
-    with pytest.raises(ValueError, match=f"{directory / 'qrels.txt'} line 5: query q2 doc d1 has grade -1, outside 0..2"):
-        prepare(directory, tmp_path / "s.parquet")
-    assert not (tmp_path / "s.parquet").exists()
+    rows = prepare(directory, tmp_path / "s.parquet")
+    assert ("q2", "d1") not in {(r["query_id"], r["doc_id"]) for r in rows}
+    import json as _json
+
+    assert _json.loads((tmp_path / "s.meta.json").read_text())["warnings"]["negative_grades"] == 1
 
 
 def test_local_file_check_is_its_own_error_type(tmp_path):

@@ -89,7 +89,9 @@ def test_display_names_from_config():
               "data": {"open-mix": {"display": "E5 open mix"}},
               "report": {"display": {"labels": {"binary@2": "binary (grade ≥ 2)"},
                                      "loss": {"softmax": "softmax"}}}}
-    assert style.display_names(config) == {
+    from pairrel.report.display import display_from_config
+
+    assert display_from_config(config) == {
         "model": {"llama3-8b": "Llama-3-8B"}, "data": {"open-mix": "E5 open mix"},
         "loss": {"softmax": "softmax"},  # report.display wins over losses.X.display
         "labels": {"binary@2": "binary (grade ≥ 2)"}}

@@ -60,5 +60,5 @@ def test_estimated_hours_replace_the_fallback_and_gpus_divide_them():
     assert half["runtime"] == 447
     # groups evaluated by one job add their hours: (0.02 + 0.02) * 8.03 = 0.3212; 13.03 + 28.908 -> 42
     assert R.job_resources("evaluate", {"params_b": 8.03}, ["STS", "PairClassification"])["runtime"] == 42
-    with pytest.raises(R.ResourceError, match="training.gpus"):
+    with pytest.raises(ValueError, match="training.gpus"):
         R.gpus("train", {"gpus": 0})

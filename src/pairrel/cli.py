@@ -78,22 +78,42 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from pairrel.evaluate.run import evaluate_study_model
+    from pairrel.evaluate.run import evaluate_any_model, evaluate_study_model
 
     study = study_from_args(args)
     tasks = [t for t in args.tasks.split(",") if t] if args.tasks is not None else None
-    if args.run:
+    common = dict(tasks=tasks, marker=args.marker, out=args.out)
+    if args.model:
+        scores = evaluate_any_model(study, args.model, args.group, tasks, args.out)
+    elif args.run:
         run = study.run(args.run)
-        step = args.step if args.step is not None else run.final_step
-        scores = evaluate_study_model(study, args.group, run=run, step=step, tasks=tasks, marker=args.marker)
+        step = args.step
+        if args.checkpoint is not None:
+            step = checkpoint_step(args.checkpoint)
+            if run.checkpoint(step).resolve() != args.checkpoint.resolve():
+                raise ConfigError(f"--checkpoint {args.checkpoint}: not a checkpoint of {run.id} (expected {run.checkpoint(step)})")
+        step = step if step is not None else run.final_step
+        scores = evaluate_study_model(study, args.group, run=run, step=step, **common)
     else:
-        scores = evaluate_study_model(study, args.group, model=args.base, tasks=tasks, marker=args.marker)
+        scores = evaluate_study_model(study, args.group, model=args.base, **common)
     print(json.dumps(scores, indent=2))
     return 0
 
 
+def checkpoint_step(path: Path) -> int:
+    """The step of a ``checkpoint-{step}`` folder."""
+    from pairrel.study import CHECKPOINT_PREFIX
+
+    name = Path(path).name
+    if not name.startswith(CHECKPOINT_PREFIX) or not name[len(CHECKPOINT_PREFIX):].isdigit():
+        raise ConfigError(f"--checkpoint {path}: expected a folder named {CHECKPOINT_PREFIX}<step>")
+    return int(name[len(CHECKPOINT_PREFIX):])
+
+
 def build_parser() -> argparse.ArgumentParser:
     from pairrel import __version__
+    from pairrel import export as export_cli
+    from pairrel import gpu_slots
     from pairrel import recipe as recipe_cli
     from pairrel.data import cli as data_cli
     from pairrel.data import inspect as batches_cli
@@ -106,6 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     data_cli.register(commands)
     batches_cli.register(commands)
     recipe_cli.register(commands)
+    export_cli.register(commands)
+    gpu_slots.register(commands)
 
     p = commands.add_parser("config", help="validate a config, list its runs, or print it merged with defaults",
                             epilog=EPILOG)
@@ -127,7 +149,11 @@ def build_parser() -> argparse.ArgumentParser:
     who = p.add_mutually_exclusive_group(required=True)
     who.add_argument("--run", help="run id of the checkpoint")
     who.add_argument("--base", metavar="MODEL", help="evaluate the untrained base model of this models: key")
+    who.add_argument("--model", metavar="PATH_OR_ID",
+                     help="any encoder without a run: a merged `pairrel export`, a sentence-transformers folder or a hub id")
     p.add_argument("--step", type=int, help="checkpoint step (with --run; default: the final step)")
+    p.add_argument("--checkpoint", type=Path, help="checkpoint folder (with --run; instead of --step)")
+    p.add_argument("--out", type=Path, help="mteb result cache folder (default: the study's, results/{experiment}/mteb)")
     p.add_argument("--group", "--task-type", dest="group", default="all",
                    help="task group: an MTEB task type, 'all', 'local' or 'heldout' (default: all)")
     p.add_argument("--tasks", metavar="NAME[,NAME…]", help="exactly these tasks of the group (default: the study's)")

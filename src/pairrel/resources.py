@@ -114,10 +114,9 @@ def params_b(model_cfg: dict, hf_config: dict | None = None, name: str = "?") ->
 def gpus(kind: str, training_cfg: dict | None = None) -> int:
     """GPUs of one job: ``training.gpus`` (default 1) for training, 1 for evaluation."""
     if kind == "train":
-        n = (training_cfg or {}).get("gpus", 1)
-        if not isinstance(n, int) or n < 1:
-            raise ResourceError(f"training.gpus must be a positive integer, got {n!r}")
-        return n
+        from pairrel.launch import n_processes
+
+        return n_processes(training_cfg or {})
     return 1
 
 

@@ -124,6 +124,20 @@ def checkpoint_steps(training: dict) -> list[int]:
     return sorted(set(range(every, total + 1, every)) | {total})
 
 
+def source_job(cfg: dict, data: str, source: str, fold: int | None = None) -> dict[str, Any]:
+    """What one preparation job needs: the source spec (with the fold) and local datasets. Works
+    on a partial config too (``pairrel data prepare`` needs only ``data`` and ``local_datasets``)."""
+    try:
+        spec = copy.deepcopy(cfg["data"][data]["sources"][source])
+    except (KeyError, TypeError):
+        raise ConfigError(f"config has no key 'data.{data}.sources.{source}'") from None
+    if spec.get("folds"):
+        if fold is None:
+            raise ConfigError(f"source '{source}' of '{data}' has {spec['folds']} folds: say which (--fold)")
+        spec["fold"] = fold
+    return {"data": data, "source": source, "spec": spec, "local_datasets": cfg.get("local_datasets") or {}}
+
+
 def parse_run_id(text: str) -> dict[str, Any]:
     """``model~…/…/seed~…`` -> grid values; raises :class:`ConfigError` for a malformed id."""
     if not re.fullmatch(RUN_ID_PATTERN, text.strip("/")):
@@ -334,11 +348,7 @@ class Study:
         return parts
 
     def source_job(self, data: str, source: str, fold: int | None = None) -> dict[str, Any]:
-        """What one preparation job needs: the source spec (with the fold) and local datasets."""
-        spec = copy.deepcopy(self.cfg["data"][data]["sources"][source])
-        if spec.get("folds"):
-            spec["fold"] = fold
-        return {"data": data, "source": source, "spec": spec, "local_datasets": self.cfg["local_datasets"]}
+        return source_job(self.cfg, data, source, fold)
 
     def model_file(self, model: str) -> Path:
         return self.results / "models" / f"{model}.yaml"
@@ -359,11 +369,13 @@ class Study:
 
     @cached_property
     def _benchmark_types(self) -> dict[str, str]:
-        """Task name -> type of every task of the benchmark (mteb enumerates them offline)."""
+        """Task name -> type of every task of the benchmark (mteb enumerates them offline), and of
+        the user's own tasks (``evaluation.local_tasks``)."""
+        own = {entry["name"]: entry["type"] for entry in self.evaluation["local_tasks"]}
         if self.is_local_benchmark:
             from pairrel.evaluate.task_specs import QUICKSTART_TASK_SPECS
 
-            return {name: spec["type"] for name, spec in QUICKSTART_TASK_SPECS.items()}
+            return {name: spec["type"] for name, spec in QUICKSTART_TASK_SPECS.items()} | own
         import mteb
 
         try:
@@ -371,7 +383,7 @@ class Study:
         except (KeyError, ValueError) as err:
             raise ConfigError(f"config key 'evaluation.benchmark': unknown MTEB benchmark "
                               f"'{self.evaluation['benchmark']}' ({err})") from None
-        return {task.metadata.name: task.metadata.type for task in benchmark.tasks}
+        return {task.metadata.name: task.metadata.type for task in benchmark.tasks} | own
 
     def _task_list(self, key: str) -> list[str]:
         names = self.evaluation[key]
@@ -522,9 +534,15 @@ class Study:
         """Data files an evaluation job reads: local task data, a held-out fold's split."""
         if group == HELDOUT_GROUP:
             return [self.folds_file(d, s, f) for d, s, f in self.heldout_parts(run)]
+        files = []
         if self.is_local_benchmark and self.evaluation["local_dataset"]:
-            return self._local_dataset_files(self.evaluation["local_dataset"])
-        return []
+            files += self._local_dataset_files(self.evaluation["local_dataset"])
+        tasks = set(self.tasks_for(group, final=True)) | set(self.tasks_for(group, final=False))
+        for entry in self.evaluation["local_tasks"]:
+            if entry["name"] in tasks:
+                path = self.root / entry["path"]
+                files += sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        return files
 
     def report_args(self) -> str:
         """`pairrel report` options of this study, shell-quoted."""

@@ -144,7 +144,7 @@ class Trainer:
         self.accelerator = Accelerator(mixed_precision=mixed if torch.cuda.is_available() else "no")
         # LoRA weights train in float32; the frozen base may be bf16.
         self.encoder = build_encoder(model_cfg, trainable=True)
-        loss_cfg = dict(run_cfg["loss"])
+        loss_cfg = {k: v for k, v in run_cfg["loss"].items() if k != "display"}
         self.loss_fn = build_loss(loss_cfg.pop("type"), **loss_cfg)
         lr = float(self.train_cfg["learning_rate"])
         loss_lr = self.train_cfg["loss_learning_rate"]

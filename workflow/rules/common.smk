@@ -2,6 +2,8 @@
 # the config validated against the package's schema (defaults filled in). Nothing is written
 # while the DAG is parsed.
 from pairrel.config import put_interpreter_on_path, validate_config, write_yaml
+from pairrel.launch import launch_command, n_processes
+from pairrel.resources import job_resources
 from pairrel.study import RUN_ID_PATTERN, Study
 
 # Jobs call `pairrel`: found beside the Python running Snakemake even in a venv that is not
@@ -31,6 +33,26 @@ def run_of(wildcards):
 
 def paths(items):
     return [str(p) for p in items]
+
+
+def sized(kind, key):
+    """A resource of a training or evaluation job (mem_mb, runtime, gpu), from its model and task
+    group (pairrel.resources); each retry asks for proportionally more time."""
+
+    def size(wildcards, attempt):
+        run = run_of(wildcards) if "run" in wildcards.keys() else None
+        model = run.model if run else wildcards.model
+        training = run.training if run and kind == "train" else None
+        group = wildcards.get("group")
+        return job_resources(kind, STUDY.cfg["models"][model], group=group, training_cfg=training,
+                             attempt=attempt, model_name=model)[key]
+
+    return size
+
+
+def launcher(wildcards):
+    """`pairrel`, or torchrun over training.gpus processes for a multi-GPU run."""
+    return launch_command(n_processes(run_of(wildcards).training), [])
 
 
 PREPARED = paths(STUDY.prepared(d, s, f) for d in STUDY.data_used for s, f in STUDY.source_parts(d))

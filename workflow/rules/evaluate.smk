@@ -23,11 +23,13 @@ rule evaluate_checkpoint:
         f"{RESULTS}/benchmarks/evaluate/{{run}}/step~{{step}}/{{group}}.tsv"
     threads: STUDY.cfg["training"]["num_threads"] or 1
     resources:
-        gpu=1,
+        gpu=sized("evaluate", "gpu"),
+        mem_mb=sized("evaluate", "mem_mb"),
+        runtime=sized("evaluate", "runtime"),
     conda:
         "../../envs/pairrel.yaml"
     shell:
-        "pairrel evaluate --config {input.config:q} --run {wildcards.run:q} --step {wildcards.step}"
+        "pairrel gpu-run --gpus {resources.gpu} -- pairrel evaluate --config {input.config:q} --run {wildcards.run:q} --step {wildcards.step}"
         " --group {wildcards.group:q} --tasks {params.tasks:q} --marker {output:q} > {log:q} 2>&1"
 
 
@@ -57,9 +59,11 @@ rule evaluate_base:
         f"{RESULTS}/benchmarks/evaluate/base/model~{{model}}/{{group}}.tsv"
     threads: STUDY.cfg["training"]["num_threads"] or 1
     resources:
-        gpu=1,
+        gpu=sized("evaluate", "gpu"),
+        mem_mb=sized("evaluate", "mem_mb"),
+        runtime=sized("evaluate", "runtime"),
     conda:
         "../../envs/pairrel.yaml"
     shell:
-        "pairrel evaluate --config {input.config:q} --base {wildcards.model:q} --group {wildcards.group:q}"
+        "pairrel gpu-run --gpus {resources.gpu} -- pairrel evaluate --config {input.config:q} --base {wildcards.model:q} --group {wildcards.group:q}"
         " --tasks {params.tasks:q} --marker {output:q} > {log:q} 2>&1"

@@ -28,10 +28,16 @@ rule train_run:
         f"{RESULTS}/logs/train/{{run}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/train/{{run}}.tsv"
-    threads: lambda wc: STUDY.training_for(run_of(wc).data)["num_threads"] or 1
+    params:
+        launcher=launcher,
+    threads: lambda wc: run_of(wc).training["num_threads"] or 1
     resources:
-        gpu=1,
+        gpu=sized("train", "gpu"),
+        mem_mb=sized("train", "mem_mb"),
+        runtime=sized("train", "runtime"),
     conda:
         "../../envs/pairrel.yaml"
     shell:
-        "pairrel train --run-config {input.run:q} > {log:q} 2>&1"
+        # gpu-run: its own GPU slots on a multi-GPU box (CUDA_VISIBLE_DEVICES); a no-op on SLURM
+        # and on CPU
+        "pairrel gpu-run --gpus {resources.gpu} -- {params.launcher} train --run-config {input.run:q} > {log:q} 2>&1"

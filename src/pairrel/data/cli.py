@@ -51,9 +51,9 @@ def cmd_prepare(args) -> int:
     else:
         if not (args.config and args.data and args.source):
             raise ValueError("data prepare needs --job JSON, or --config FILE… with --data and --source")
-        from pairrel.study import Study
+        from pairrel.study import source_job
 
-        job = Study(load_config(*args.config)).source_job(args.data, args.source, args.fold)
+        job = source_job(_partial_config(args.config), args.data, args.source, args.fold)
     register_from_config(job)
     meta = prepare_source(job["source"], job["spec"], Path(args.out), log=lambda m: print(m, file=sys.stderr))
     _print_json(meta)

@@ -223,19 +223,15 @@ def _build_dataset(directory: Path, meta: dict) -> Dataset:
 def register_local_dir(dataset_id: str, directory: str | Path) -> Dataset:
     """Register ``directory`` (the layout above) as ir_datasets id ``dataset_id``.
 
-    Idempotent: the same id with the same directory again returns the registered dataset.
-    Errors: a missing directory or required file, a bad meta.json, an id that ir_datasets
-    already knows (built in, or registered here with another directory).
+    Idempotent: the same id with the same directory again returns the registered dataset; an
+    id this module registered from another directory is registered anew (one process may serve
+    several studies, e.g. two quickstart corpora). Errors: a missing directory or required
+    file, a bad meta.json, an id of an ir_datasets built-in.
     """
     directory = Path(directory).resolve()
-    if dataset_id in _LOCAL_DIRS:
-        if _LOCAL_DIRS[dataset_id] == directory:
-            return ir_datasets.registry._registered[dataset_id]
-        raise ValueError(
-            f"dataset id {dataset_id!r} is already registered from {_LOCAL_DIRS[dataset_id]}; "
-            f"cannot register it again from {directory}"
-        )
-    if dataset_id in ir_datasets.registry._registered:
+    if _LOCAL_DIRS.get(dataset_id) == directory:
+        return ir_datasets.registry._registered[dataset_id]
+    if dataset_id in ir_datasets.registry._registered and dataset_id not in _LOCAL_DIRS:
         raise ValueError(f"dataset id {dataset_id!r} is an ir_datasets built-in; choose another id for {directory}")
     if not directory.is_dir():
         raise FileNotFoundError(f"local dataset {dataset_id!r}: directory {directory} does not exist")
@@ -245,6 +241,7 @@ def register_local_dir(dataset_id: str, directory: str | Path) -> Dataset:
     if not any((directory / name).is_file() for name in OPTIONAL_FILES):
         raise FileNotFoundError(f"local dataset {dataset_id!r}: {directory} has neither qrels.txt nor docpairs.tsv")
     dataset = _build_dataset(directory, read_meta(directory))
+    ir_datasets.registry._registered.pop(dataset_id, None)  # an earlier local registration
     ir_datasets.registry.register(dataset_id, dataset)
     _LOCAL_DIRS[dataset_id] = directory
     return ir_datasets.registry._registered[dataset_id]

@@ -120,10 +120,21 @@ def mteb_model(encoder: Encoder, name: str, revision: str, experiment_kwargs: di
     return PairrelEncoder()
 
 
-def benchmark_tasks(benchmark: str, names: list[str], local_dataset: str | None = None, local_instruction: str = "") -> list:
-    """Task objects of ``benchmark`` (or the local quickstart tasks) with these names, in order."""
+def benchmark_tasks(benchmark: str, names: list[str], local_dataset: str | None = None, local_instruction: str = "",
+                    local_tasks: list[dict] | None = None, base_dir: Path | None = None) -> list:
+    """Task objects of ``benchmark`` (or the local quickstart tasks) and of the user's own tasks
+    (``evaluation.local_tasks``) with these names, in order."""
     from pairrel.evaluate.task_specs import QUICKSTART_BENCHMARK
 
+    own = [entry for entry in local_tasks or [] if entry["name"] in names]
+    if own:
+        from pairrel.evaluate.user_tasks import user_tasks
+
+        found = {task.metadata.name: task for task in user_tasks(own, base_dir)}
+        rest = benchmark_tasks(benchmark, [n for n in names if n not in found], local_dataset, local_instruction) \
+            if len(found) < len(names) else []
+        by_name = found | {task.metadata.name: task for task in rest}
+        return [by_name[n] for n in names]
     if benchmark == QUICKSTART_BENCHMARK:
         if not local_dataset:
             raise ConfigError(f"benchmark '{benchmark}' needs config key 'evaluation.local_dataset'")
@@ -218,7 +229,8 @@ def _select(study: Study, run: Run | None, group: str, names: list[str] | None, 
     else:
         wanted = names if names is not None else study.tasks_for(group, final)
         ev = study.evaluation
-        tasks = benchmark_tasks(ev["benchmark"], wanted, ev["local_dataset"], ev["local_instruction"])
+        tasks = benchmark_tasks(ev["benchmark"], wanted, ev["local_dataset"], ev["local_instruction"],
+                                ev["local_tasks"], study.root)
     if not tasks:
         raise ConfigError(f"evaluation group '{group}' selects no task for "
                           f"{run.id if run else 'the base model'} (config key 'evaluation.task_groups')")
@@ -227,7 +239,7 @@ def _select(study: Study, run: Run | None, group: str, names: list[str] | None, 
 
 def evaluate_study_model(study: Study, group: str, *, run: Run | None = None, step: int | None = None,
                          model: str | None = None, tasks: list[str] | None = None,
-                         marker: Path | None = None) -> dict[str, float]:
+                         marker: Path | None = None, out: Path | None = None) -> dict[str, float]:
     """Evaluate a checkpoint (``run`` and ``step``) or a base model (``model``) of a study.
 
     Writes the mteb results into the study's cache and, with ``marker``, a JSON record of the
@@ -255,14 +267,42 @@ def evaluate_study_model(study: Study, group: str, *, run: Run | None = None, st
     encoder = build_encoder(EncoderConfig.from_dict(study.cfg["models"][model]), adapter=checkpoint)
     if torch.cuda.is_available():
         encoder.to("cuda")
-    for task_name in drop_stale_results(task_objects, study.mteb_cache, name, revision):
+    cache = out or study.mteb_cache
+    for task_name in drop_stale_results(task_objects, cache, name, revision):
         print(f"{task_name}: its data changed since the cached result; evaluating again", file=sys.stderr)
-    scores = evaluate(encoder, task_objects, study.mteb_cache, name, revision, None, study.evaluation["batch_size"])
+    scores = evaluate(encoder, task_objects, cache, name, revision, None, study.evaluation["batch_size"])
     if marker is not None:
         record = {"model": name, "revision": revision, "run": run.id if run else None, "step": step,
                   "group": group, "tasks": sorted(scores), "scores": scores}
         atomic_write_text(marker, json.dumps(record, indent=2) + "\n")
     return scores
+
+
+def evaluate_any_model(study: Study, path_or_id: str, group: str, tasks: list[str] | None,
+                       out: Path | None = None) -> dict[str, float]:
+    """Evaluate an encoder that is no run of the study (``pairrel evaluate --model``) on the
+    study's tasks of ``group``, or on ``tasks`` by name (MTEB tasks, the study's own tasks).
+
+    A merged pairrel export is evaluated as pairrel evaluates its checkpoints (same pooling and
+    per-task instructions), under the mteb name ``pairrel-export/<folder>`` and a revision that
+    fingerprints its files; anything else goes to ``mteb.evaluate`` as a SentenceTransformer.
+    """
+    import mteb
+
+    from pairrel.export import encoder_from_path
+
+    task_objects = _select(study, None, group, tasks, final=True)
+    model = encoder_from_path(path_or_id)
+    cache = Path(out or study.mteb_cache)
+    if isinstance(model, Encoder):
+        folder = Path(path_or_id)
+        weights = sorted(p for p in folder.glob("*.safetensors")) + [folder / "pairrel_export.json"]
+        revision = sha256_text("".join(file_sha256(p) for p in weights if p.is_file()))[:12]
+        name = f"pairrel-export/{folder.resolve().name}"
+        drop_stale_results(task_objects, cache, name, revision)
+        return evaluate(model, task_objects, cache, name, revision, None, study.evaluation["batch_size"])
+    results = mteb.evaluate(model, task_objects, cache=mteb.ResultCache(str(cache)), overwrite_strategy="only-missing")
+    return {r.task_name: float(r.get_score()) for r in results.task_results}
 
 
 def evaluate(encoder: Encoder, tasks: list, cache_dir, name: str, revision: str, experiment_kwargs: dict | None, batch_size: int = 64) -> dict[str, float]:

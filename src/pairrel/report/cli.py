@@ -283,11 +283,11 @@ def _run(args: argparse.Namespace) -> int:
             notes_general.append(f"comparison {pair[0]} vs {pair[1]} skipped: {err}")
 
     warnings = list(coll.warnings)
-    figures.type_comparison(main, type_names, out / "type_scores")
-    figures.ablation_plots(main, coll.grid_columns, type_names, out)
+    figures.type_comparison(main, type_names, out / "type_scores", grid_columns=coll.grid_columns, display=display)
+    figures.ablation_plots(main, coll.grid_columns, type_names, out, display=display)
     if args.runs is not None:
         figures.training_curves(args.runs, out / "training_curves", skip_bad=args.skip_bad,
-                                warnings=warnings)
+                                warnings=warnings, display=display)
 
     notes = ["# Report notes", "", f"benchmark: {coll.benchmark} ({n_total} tasks)", ""]
     for _, row in main[(main["source"] == "results") & (main["missing"] != "")].iterrows():

@@ -38,6 +38,7 @@ from pairrel.report.scores import (
     ResultFileError,
     TaskSpec,
     benchmark_specs,
+    duplicate_conflict,
     parse_result,
 )
 
@@ -226,10 +227,12 @@ def read_sources(
         key = (model, revision, experiment)
         source = sources.setdefault(key, RowSource(model, revision, experiment, grid))
         if result.task_name in source.files:
-            warnings.append(
-                f"{model} {revision} {experiment or '(base)'}: task {result.task_name} found "
-                f"twice; kept {source.files[result.task_name].path}, ignored {file}"
-            )
+            conflict = duplicate_conflict(source.files[result.task_name], result)
+            if conflict is None:
+                continue  # the same scores twice (e.g. the same cache named twice): fine
+            if not skip_bad:
+                raise ResultFileError(conflict + "\n(keep one of the files, or pass --skip-bad to keep the first)")
+            warnings.append(f"conflicting duplicate, kept the first: {conflict}")
             continue
         source.files[result.task_name] = result
     warnings.extend(f"stale results left out (not the current weights or config): {s}" for s in sorted(stale))

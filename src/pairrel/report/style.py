@@ -108,27 +108,6 @@ def color(index: int) -> str:
 DisplayNames = Mapping[str, Mapping[str, str]]  # grid key -> value -> display name
 
 
-def display_names(config: Mapping | None) -> dict[str, dict[str, str]]:
-    """Display names from a study config: ``{grid key: {value: display}}``.
-
-    Read from ``models.<name>.display``, ``data.<name>.display``, ``losses.<name>.display``
-    and ``report.display.<grid key>.<value>`` (e.g. ``report.display.labels``), the latter
-    winning. Values without a display name are shown as they are.
-    """
-    names: dict[str, dict[str, str]] = {}
-    if not config:
-        return names
-    for key, section in (("model", "models"), ("data", "data"), ("loss", "losses")):
-        for value, entry in (config.get(section) or {}).items():
-            if isinstance(entry, Mapping) and entry.get("display"):
-                names.setdefault(key, {})[str(value)] = str(entry["display"])
-    report_display = (config.get("report") or {}).get("display") or {}
-    for key, mapping in report_display.items():
-        for value, shown in (mapping or {}).items():
-            names.setdefault(str(key), {})[str(value)] = str(shown)
-    return names
-
-
 def _is_missing(value: object) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
