@@ -34,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pairrel.config import atomic_write_text
+
 # Texts per shard: at most this much work is lost when a job is killed (about 30 s of an 8B
 # model at 278 passages/s on an H200).
 DEFAULT_SHARD_TEXTS = 8192
@@ -217,20 +219,7 @@ class ShardStore:
     def _write_identity(self) -> None:
         path = self.dir / "identity.json"
         if not path.exists():
-            _atomic_write_bytes(path, json.dumps({"identity": self.identity}, indent=1).encode())
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+            atomic_write_text(path, json.dumps({"identity": self.identity}, indent=1))
 
 
 def _atomic_savez(path: Path, **arrays: np.ndarray) -> None:
