@@ -124,20 +124,12 @@ def _benchmark_tasks(benchmark: str) -> dict[str, Any]:
     return {t.metadata.name: t for t in mteb.get_benchmark(benchmark).tasks}
 
 
-def _text_stats(split_stats: dict) -> list[dict]:
-    """Every ``*_statistics`` block with text lengths in one split's statistics."""
-    return [v for k, v in split_stats.items() if k.endswith("text_statistics") or k in ("text1_statistics", "text2_statistics")
-            if isinstance(v, dict) and "total_text_length" in v]
-
-
 def _split_texts(split_stats: dict) -> tuple[float, float, tuple]:
     """``(characters, texts, corpus identity)`` of one split (or subset) of the statistics."""
-    blocks = _text_stats(split_stats)
+    # Every block with text lengths: text_statistics, text1/text2_, documents_/queries_ …
+    blocks = [b for b in split_stats.values() if isinstance(b, dict) and b.get("average_text_length")]
     chars = float(split_stats.get("number_of_characters") or sum(b["total_text_length"] for b in blocks))
-    texts = 0.0
-    for name, block in split_stats.items():
-        if isinstance(block, dict) and "total_text_length" in block and block.get("average_text_length"):
-            texts += block["total_text_length"] / block["average_text_length"]
+    texts = sum(b["total_text_length"] / b["average_text_length"] for b in blocks)
     docs = split_stats.get("documents_text_statistics")
     corpus = (split_stats.get("num_documents"), docs.get("total_text_length")) if isinstance(docs, dict) else None
     return chars, texts, corpus
