@@ -44,32 +44,32 @@ def test_quickstart_plan_has_the_dags_job_count(tmp_path):
     dag = {p[0]: int(p[1]) for p in (line.split() for line in proc.stdout.splitlines()) if len(p) == 2 and p[1].isdigit()}
     jobs = jobs_from_config(load_config(REPO_ROOT / "config.yaml", REPO_ROOT / "presets" / "quickstart.yaml"))
     total = dag.pop("total")
-    assert _counts(jobs) == dag and len(jobs) == total == 17
+    assert _counts(jobs) == dag and len(jobs) == total
     # 4 runs x 2 checkpoints x the local group, the base model, 1 source: by hand
     assert dag["evaluate_checkpoint"] == 8 and dag["evaluate_base"] == 1 and dag["train_run"] == 4
 
 
-def test_paper_grid_jobs_today_and_tiered():
+def test_paper_grid_jobs_tiered_and_all_tasks_everywhere():
     cfg = load_config(REPO_ROOT / "config.yaml")
-    counts = _counts(jobs_from_config(cfg))
-    # 12 runs x 5 checkpoints x 7 task types + the held-out group of the 8 TREC-DL runs
-    assert counts["evaluate_checkpoint"] == 12 * 5 * 7 + 8 * 5
-    assert counts["evaluate_base"] == 2 * 8 and counts["train_run"] == 12 and counts["prepare_source"] == 13
-
-    tiered = deep_merge(cfg, {"evaluation": {"intermediate": {"tasks": LLM2VEC_15}, "final": {"benchmark": "MTEB(eng, v1)"}}})
-    jobs = jobs_from_config(tiered)
-    # 4 intermediate checkpoints: the subset has 6 task types (no Summarization) + held-out;
-    # the final checkpoint: 7 types + held-out
-    assert _counts(jobs)["evaluate_checkpoint"] == 4 * (12 * 6 + 8) + (12 * 7 + 8)
-    step_200 = [j for j in jobs if j.label.startswith("model~llama3-8b/data~open-mix/loss~bce/") and "/step~200/" in j.label]
-    assert sorted(t for j in step_200 for t in j.tasks) == sorted(LLM2VEC_15)
-    final = [j for j in jobs if j.label.startswith("model~llama3-8b/data~open-mix/loss~bce/") and "/step~1000/" in j.label]
+    jobs = jobs_from_config(cfg)
+    counts = _counts(jobs)
+    # Open mix: 2 models x 2 losses; TREC-DL 2023: 2 models x 2 losses x 2 labels x 5 folds.
+    assert counts["train_run"] == 4 + 40
+    # Open mix: 4 intermediate checkpoints x the 6 task types of the 15-task subset + the final
+    # one x 7 types; TREC-DL: 3 intermediate x (6 + held-out) + the final x (7 + held-out).
+    assert counts["evaluate_checkpoint"] == 4 * (4 * 6 + 7) + 40 * (3 * 7 + 8)
+    assert counts["evaluate_base"] == 2 * 8 and counts["prepare_source"] == 12 and counts["prepare_fold"] == 5
+    run = "model~llama3-8b/data~open-mix/loss~bce/labels~binary@1/seed~42"
+    intermediate = [j for j in jobs if j.label.startswith(f"{run}/step~200/")]
+    assert sorted(t for j in intermediate for t in j.tasks) == sorted(LLM2VEC_15)
+    final = [j for j in jobs if j.label.startswith(f"{run}/step~1000/")]
     assert sum(len(j.tasks) for j in final) == 56
     base = [j for j in jobs if j.rule == "evaluate_base" and "llama3-8b" in j.label and not j.label.endswith("heldout")]
     assert sum(len(j.tasks) for j in base) == 56
 
-    plan_today, plan_tiered = plan_jobs(jobs_from_config(cfg)), plan_jobs(jobs)
-    assert plan_tiered.total_gpu_hours < plan_today.total_gpu_hours / 3
+    everything = jobs_from_config(deep_merge(cfg, {"evaluation": {"intermediate_tasks": None}}))
+    assert _counts(everything)["evaluate_checkpoint"] == 4 * 5 * 7 + 40 * 4 * 8
+    assert plan_jobs(jobs).total_gpu_hours < plan_jobs(everything).total_gpu_hours / 3
 
 
 def _eval_job(tasks, model="meta-llama/Meta-Llama-3-8B-Instruct", max_length=512):
@@ -124,14 +124,5 @@ def test_plan_json_has_a_numeric_total(capsys):
     assert main(["plan", "--config", str(REPO_ROOT / "config.yaml"), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert isinstance(out["total_gpu_hours"], float) and out["total_gpu_hours"] > 0
-    assert out["rules"]["evaluate_checkpoint"]["jobs"] == 460
+    assert out["rules"]["evaluate_checkpoint"]["jobs"] == 1284
     assert out["total_gpu_hours"] == pytest.approx(sum(r["gpu_hours"] for r in out["rules"].values()))
-
-
-def test_a_tier_that_is_not_a_mapping_names_its_key():
-    from pairrel.plan import evaluation_tiers
-
-    with pytest.raises(ConfigError, match="'evaluation.final'"):
-        evaluation_tiers({"benchmark": "MTEB(eng, v1)", "final": "MTEB(eng, v1)"})
-    intermediate, final = evaluation_tiers({"benchmark": "B", "tasks": ["T"], "checkpoints": "last"})
-    assert intermediate is None and final.benchmark == "B" and final.tasks == ("T",)

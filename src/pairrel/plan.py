@@ -5,9 +5,10 @@
 
 **Jobs.** A plan is computed from a plain list of :class:`Job` (a rule, the model it runs, the
 evaluation tasks or the training tokens); :func:`jobs_from_config` enumerates them from a
-validated config the way the workflow does: per run × evaluated checkpoint × task group
-(``evaluate_checkpoint``), per base model × group (``evaluate_base``), per run (``train_run``),
-per prepared source (``prepare_source``), plus the one-off rules.
+validated config through :class:`pairrel.study.Study`, as the workflow does: per run ×
+evaluated checkpoint × task group (``evaluate_checkpoint``; earlier checkpoints run
+``evaluation.intermediate_tasks``), per base model × group (``evaluate_base``), per run
+(``train_run``), per prepared source or fold, plus the one-off rules.
 
 **Tokens.** An evaluation task's tokens come from mteb's descriptive statistics (shipped with
 mteb, offline; ``task.metadata.descriptive_stats``): the characters of its evaluation splits
@@ -36,7 +37,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from pairrel.config import ConfigError, atomic_write_text, checkpoint_steps, expand_grid, run_id
+from pairrel.config import ConfigError, atomic_write_text
 
 # Default throughput: one NVIDIA H200, bf16, random-init weights of the real shapes, passages
 # with MS MARCO-like lengths (log-normal, median 70 words, 85.6 tokens on average), measured
@@ -68,7 +69,6 @@ DEFAULT_THROUGHPUT: dict[str, Any] = {
 # Rules that run on a GPU (``resources: gpu=1``); the others cost no GPU-hours.
 EVAL_RULES = ("evaluate_checkpoint", "evaluate_base")
 TRAIN_RULE = "train_run"
-HELDOUT_GROUP = "heldout"
 
 
 @dataclass(frozen=True)
@@ -203,113 +203,58 @@ def job_tokens(tasks: list, chars_per_token: float, max_length: int) -> tuple[fl
 # ------------------------------------------------------------------------- jobs of a config
 
 
-@dataclass(frozen=True)
-class EvaluationTier:
-    """What a set of checkpoints is evaluated on: a benchmark, optionally only some of its tasks."""
-
-    benchmark: str
-    tasks: tuple[str, ...] | None = None
-
-
-def evaluation_tiers(evaluation: dict[str, Any]) -> tuple[EvaluationTier | None, EvaluationTier]:
-    """``(intermediate, final)`` tiers of ``evaluation``.
-
-    ``evaluation.final`` (the last checkpoint and the base models) and
-    ``evaluation.intermediate`` (every earlier checkpoint) each take ``{benchmark, tasks}``,
-    defaulting to ``evaluation.benchmark`` / ``evaluation.tasks``; ``checkpoints: last``
-    evaluates no intermediate checkpoint.
-    """
-    def tier(key: str) -> EvaluationTier:
-        spec = evaluation.get(key) or {}
-        if not isinstance(spec, dict):
-            raise ConfigError(f"config key 'evaluation.{key}': expected a mapping with 'benchmark' and/or 'tasks'")
-        tasks = spec.get("tasks", evaluation.get("tasks") if "benchmark" not in spec else None)
-        return EvaluationTier(spec.get("benchmark", evaluation["benchmark"]), tuple(tasks) if tasks else None)
-
-    final = tier("final")
-    intermediate = tier("intermediate") if evaluation.get("checkpoints", "all") == "all" else None
-    return intermediate, final
-
-
-def _group_tasks(cfg: dict, tier: EvaluationTier, group: str, data_names: list[str]) -> list:
-    """Task objects (or names, for local benchmarks) of one job's task group."""
-    from pairrel.evaluate.task_specs import QUICKSTART_BENCHMARK, QUICKSTART_TASK_SPECS, heldout_task_name
-
-    if group == HELDOUT_GROUP:
-        return [heldout_task_name(source, int(spec.get("fold", 0)))
-                for d in data_names for source, spec in cfg["data"][d]["sources"].items() if "folds" in spec]
-    if tier.benchmark == QUICKSTART_BENCHMARK:
-        specs = {n: s for n, s in QUICKSTART_TASK_SPECS.items() if not tier.tasks or n in tier.tasks}
-        return [n for n, s in specs.items() if group in ("local", "all") or s["type"] == group]
-    tasks = _benchmark_tasks(tier.benchmark)
-    unknown = set(tier.tasks or ()) - tasks.keys()
-    if unknown:
-        raise ConfigError(f"config key 'evaluation.tasks': not in {tier.benchmark}: {', '.join(sorted(unknown))}")
-    chosen = [t for n, t in tasks.items() if not tier.tasks or n in tier.tasks]
-    return [t for t in chosen if group in ("all", "local") or t.metadata.type == group]
-
-
-def _has_heldout(cfg: dict, data_names: list[str]) -> bool:
-    return any("folds" in src for d in data_names for src in cfg["data"][d]["sources"].values())
-
-
-def _groups(cfg: dict, data_names: list[str]) -> list[str]:
-    groups = cfg["evaluation"].get("task_groups", ["all"])
-    return [g for g in groups if g != HELDOUT_GROUP or _has_heldout(cfg, data_names)]
-
-
-def training_tokens(cfg: dict, model: dict, assumptions: dict) -> int:
-    """``steps × batch_size × (query_tokens + (1 + n_negatives) × document_tokens)``."""
-    training = cfg["training"]
+def training_tokens(training: dict, model: dict, assumptions: dict) -> int:
+    """``steps × batch_size × (query_tokens + (1 + n_negatives) × document_tokens)``, each
+    text's tokens capped at the model's ``max_length``."""
     max_length = int(model.get("max_length", 512))
-    per_query = min(assumptions["query_tokens"], max_length) + (1 + int(training.get("n_negatives", 1))) * min(
-        assumptions["document_tokens"], max_length)
+    query = min(assumptions["query_tokens"], max_length)
+    document = min(assumptions["document_tokens"], max_length)
+    per_query = query + (1 + int(training.get("n_negatives", 1))) * document
     return int(training["steps"]) * int(training["batch_size"]) * per_query
 
 
-def _eval_job(cfg, rule, label, model, tier, group, data_names):
-    tasks = _group_tasks(cfg, tier, group, data_names)
-    if not tasks:
-        return None  # a tier without tasks of this type: no job
-    names = tuple(t if isinstance(t, str) else t.metadata.name for t in tasks)
-    return Job(rule, label, model["name_or_path"], int(model.get("max_length", 512)), names, tier.benchmark)
-
-
 def jobs_from_config(cfg: dict[str, Any], assumptions: dict | None = None) -> list[Job]:
-    """Every job the workflow runs for ``cfg`` (a validated, merged config), in rule order.
+    """Every job the workflow runs for ``cfg`` (validated, defaults filled), as
+    :class:`pairrel.study.Study` lays them out: the final checkpoint and the base models run
+    ``evaluation.tasks``, earlier checkpoints ``evaluation.intermediate_tasks``."""
+    from pairrel.evaluate.task_specs import heldout_task_name
+    from pairrel.study import HELDOUT_GROUP, Study
 
-    Evaluation groups whose tier has no task of that type get no job (a Summarization job for
-    the intermediate checkpoints of a 15-task subset without Summarization).
-    """
     assumptions = assumptions or DEFAULT_THROUGHPUT
-    runs = expand_grid(cfg)
-    steps = checkpoint_steps(cfg["training"])
-    intermediate, final = evaluation_tiers(cfg["evaluation"])
-    data_used = sorted({r["data"] for r in runs})
-    models_used = sorted({r["model"] for r in runs})
-    jobs: list[Job] = []
-    if cfg.get("quickstart_corpus"):
+    study = Study(cfg)
+    benchmark = study.evaluation["benchmark"]
+
+    def evaluation_job(rule: str, label: str, model_key: str, run, group: str, final: bool) -> Job:
+        model = cfg["models"][model_key]
+        if group == HELDOUT_GROUP:
+            tasks = [heldout_task_name(source, fold) for _, source, fold in study.heldout_parts(run)]
+        else:
+            tasks = study.tasks_for(group, final=final)
+        return Job(rule, label, model["name_or_path"], int(model.get("max_length", 512)), tuple(tasks), benchmark)
+
+    jobs = [Job("study_config")]
+    if study.corpus_outputs():
         jobs.append(Job("quickstart_corpus"))
-    jobs += [Job("prepare_source", f"{d}/{s}") for d in data_used for s in cfg["data"][d]["sources"]]
-    for run in runs:
-        model = cfg["models"][run["model"]]
-        jobs.append(Job(TRAIN_RULE, run_id(run), model["name_or_path"], int(model.get("max_length", 512)),
-                        train_tokens=training_tokens(cfg, model, assumptions)))
-    for run in runs:
-        model = cfg["models"][run["model"]]
-        for step in steps:
-            tier = final if step == steps[-1] else intermediate
-            if tier is None:
-                continue
-            for group in _groups(cfg, [run["data"]]):
-                job = _eval_job(cfg, "evaluate_checkpoint", f"{run_id(run)}/step~{step}/{group}", model, tier, group, [run["data"]])
-                jobs += [job] if job else []
-    if cfg["evaluation"].get("include_base", True):
-        for key in models_used:
-            for group in _groups(cfg, data_used):
-                job = _eval_job(cfg, "evaluate_base", f"base/model~{key}/{group}", cfg["models"][key], final, group, data_used)
-                jobs += [job] if job else []
-    jobs += [Job("report_study"), Job("all")]
+    for data in study.data_used:
+        for source, fold in study.source_parts(data):
+            rule = "prepare_source" if fold is None else "prepare_fold"
+            jobs.append(Job(rule, f"{data}/{source}" + ("" if fold is None else f".fold~{fold}")))
+    for run in study.runs:
+        model = cfg["models"][run.model]
+        jobs.append(Job("resolve_run", run.id))
+        jobs.append(Job(TRAIN_RULE, run.id, model["name_or_path"], int(model.get("max_length", 512)),
+                        train_tokens=training_tokens(run.training, model, assumptions)))
+    for run in study.runs:
+        for step in run.eval_steps:
+            final = step == run.final_step
+            for group in study.groups_for(run, final=final):
+                jobs.append(evaluation_job("evaluate_checkpoint", f"{run.id}/step~{step}/{group}", run.model, run, group, final))
+    if study.evaluation["include_base"]:
+        for key in study.models_used:
+            jobs.append(Job("resolve_model", key))
+            for group in study.groups_for(None):
+                jobs.append(evaluation_job("evaluate_base", f"base/model~{key}/{group}", key, None, group, True))
+    jobs += [Job("report"), Job("all")]
     return jobs
 
 
@@ -486,7 +431,9 @@ def cmd_bench(args) -> int:
     from pairrel.config import load_config
 
     cfg = load_config(*args.config)
-    keys = args.model or sorted({run["model"] for run in expand_grid(cfg)})
+    from pairrel.study import Study
+
+    keys = args.model or Study(cfg).models_used
     unknown = [k for k in keys if k not in cfg["models"]]
     if unknown:
         raise ConfigError(f"--model: not defined under 'models': {', '.join(unknown)}")
