@@ -114,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     from pairrel import __version__
     from pairrel import export as export_cli
     from pairrel import gpu_slots
+    from pairrel import plan as plan_cli
     from pairrel import recipe as recipe_cli
     from pairrel.data import cli as data_cli
     from pairrel.data import inspect as batches_cli
@@ -128,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     recipe_cli.register(commands)
     export_cli.register(commands)
     gpu_slots.register(commands)
+    plan_cli.register(commands)
 
     p = commands.add_parser("config", help="validate a config, list its runs, or print it merged with defaults",
                             epilog=EPILOG)

@@ -52,6 +52,12 @@ class EncoderConfig:
         return cls(**known)
 
 
+# Texts per batch when neither a count nor a token budget is given (the wrapper's old batch size).
+DEFAULT_BATCH_SIZE = 64
+# Device embeddings wait for one copy to the host until this many bytes have piled up.
+_FLUSH_BYTES = 64 << 20
+
+
 class Encoder(nn.Module):
     """Embeds texts as the mean of their last hidden states over the text tokens."""
 
@@ -96,9 +102,133 @@ class Encoder(nn.Module):
         return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
 
     def encode(self, texts: list[str], instruction: str = "") -> torch.Tensor:
-        """Embeddings ``[len(texts), d]`` (not normalised; the losses normalise)."""
+        """Embeddings ``[len(texts), d]`` of one padded batch, with gradients when enabled
+        (training); not normalised, the losses normalise. For inference use :meth:`embed`."""
         batch = {k: v.to(self.device) for k, v in self.tokenize(texts, instruction).items()}
         return self(**batch)
+
+    def embed(
+        self,
+        texts: list[str],
+        instruction: str = "",
+        batch_size: int | None = None,
+        max_batch_tokens: int | None = None,
+    ) -> torch.Tensor:
+        """Inference embeddings ``[len(texts), d]``, float32 on the CPU, one row per text in input order.
+
+        The texts are tokenised once, sorted by token length (longest first, so an out-of-memory
+        batch shows at once), cut into batches of at most ``batch_size`` texts and at most
+        ``max_batch_tokens`` padded tokens (rows × the batch's longest text; a text longer than
+        the budget goes alone), encoded under ``torch.inference_mode`` and put back in input
+        order. With neither limit given, batches hold :data:`DEFAULT_BATCH_SIZE` texts.
+        Sorting makes each batch's texts about equally long, so little compute goes to padding;
+        the vectors equal :meth:`encode`'s (each text's tokens, attention and pooled positions
+        are the same, only its batch-mates differ).
+        On CUDA, batches are copied from pinned memory without blocking and results are copied
+        back in groups, so the host prepares the next batch while the GPU computes.
+        """
+        if batch_size is not None and batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if max_batch_tokens is not None and max_batch_tokens < 1:
+            raise ValueError(f"max_batch_tokens must be >= 1, got {max_batch_tokens}")
+        if batch_size is None and max_batch_tokens is None:
+            batch_size = DEFAULT_BATCH_SIZE
+        if not texts:
+            return torch.zeros((0, self.embedding_dim), dtype=torch.float32)
+        ids, pooled = self._tokenize_unpadded(texts, instruction)
+        lengths = [len(seq) for seq in ids]
+        order = sorted(range(len(texts)), key=lambda i: -lengths[i])
+        device = self.device
+        on_cuda = device.type == "cuda"
+        out: torch.Tensor | None = None  # allocated once the first batch gives the width
+        pending: list[tuple[torch.Tensor, torch.Tensor]] = []  # (rows, embeddings on the device)
+        pending_bytes = 0
+
+        def flush() -> None:
+            nonlocal pending_bytes
+            for rows, emb in pending:  # the first .cpu() waits for the GPU; the rest are copies
+                out[rows] = emb.cpu()
+            pending.clear()
+            pending_bytes = 0
+
+        with torch.inference_mode():
+            for batch in _length_batches(order, lengths, batch_size, max_batch_tokens):
+                tensors = self._pad([ids[i] for i in batch], [pooled[i] for i in batch])
+                if on_cuda:
+                    tensors = {k: v.pin_memory().to(device, non_blocking=True) for k, v in tensors.items()}
+                elif device.type != "cpu":
+                    tensors = {k: v.to(device) for k, v in tensors.items()}
+                emb = self(**tensors).float()
+                if out is None:
+                    out = torch.empty((len(texts), emb.shape[-1]), dtype=torch.float32)
+                rows = torch.tensor(batch)
+                if on_cuda:
+                    pending.append((rows, emb))
+                    pending_bytes += emb.numel() * 4
+                    if pending_bytes >= _FLUSH_BYTES:
+                        flush()
+                else:
+                    out[rows] = emb
+            flush()
+        return out
+
+    @property
+    def embedding_dim(self) -> int:
+        return int(self.model.config.hidden_size)
+
+    def _tokenize_unpadded(self, texts: list[str], instruction: str) -> tuple[list[list[int]], list[list[int]]]:
+        """Token ids and pool masks per text, unpadded; the same tokens and mask as :meth:`tokenize`."""
+        prefix, suffix = self._template
+        lead = prefix + (f"{instruction}; " if instruction else "")
+        encoded = self.tokenizer(
+            [lead + text + suffix for text in texts],
+            add_special_tokens=True,
+            return_token_type_ids=False,
+            return_attention_mask=False,
+            truncation=True,
+            max_length=self.config.max_length,
+            return_offsets_mapping=bool(lead),
+        )
+        ids = encoded["input_ids"]
+        if not lead:
+            return ids, [[1] * len(seq) for seq in ids]
+        # As in tokenize(): a token ending inside the lead is attended to but not pooled.
+        n_lead = len(lead)
+        pooled = [[0 if 0 < end <= n_lead else 1 for _, end in offsets] for offsets in encoded["offset_mapping"]]
+        return ids, pooled
+
+    def _pad(self, ids: list[list[int]], pooled: list[list[int]]) -> dict[str, torch.Tensor]:
+        """One batch padded to its longest text, on the tokenizer's padding side."""
+        width = max(len(seq) for seq in ids)
+        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        input_ids = torch.full((len(ids), width), pad_id, dtype=torch.long)
+        attention = torch.zeros((len(ids), width), dtype=torch.long)
+        pool = torch.zeros((len(ids), width), dtype=torch.long)
+        left = getattr(self.tokenizer, "padding_side", "right") == "left"
+        for row, (seq, mask) in enumerate(zip(ids, pooled)):
+            span = slice(width - len(seq), width) if left else slice(0, len(seq))
+            input_ids[row, span] = torch.tensor(seq)
+            attention[row, span] = 1
+            pool[row, span] = torch.tensor(mask)
+        return {"input_ids": input_ids, "attention_mask": attention, "pool_mask": pool}
+
+
+
+def _length_batches(order: list[int], lengths: list[int], batch_size: int | None, max_batch_tokens: int | None):
+    """Consecutive slices of ``order`` (longest first) within the count and padded-token limits."""
+    batch: list[int] = []
+    for i in order:
+        # Sorted longest first: the batch's first text sets its padded width.
+        width = lengths[batch[0]] if batch else lengths[i]
+        full = (batch_size is not None and len(batch) >= batch_size) or (
+            max_batch_tokens is not None and batch and (len(batch) + 1) * width > max_batch_tokens
+        )
+        if full:
+            yield batch
+            batch = []
+        batch.append(i)
+    if batch:
+        yield batch
 
 
 def _load_backbone(config: EncoderConfig) -> tuple[nn.Module, Any]:

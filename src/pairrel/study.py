@@ -330,6 +330,11 @@ class Study:
     def mteb_cache(self) -> Path:
         return self.results / "mteb"
 
+    @property
+    def embeddings_dir(self) -> Path:
+        """On-disk corpus embeddings of running evaluations (resumable; removed when done)."""
+        return self.results / "embeddings"
+
     def prepared(self, data: str, source: str, fold: int | None = None, suffix: str = ".parquet") -> Path:
         """A prepared source file; a K-fold source has one per fold (its training queries)."""
         spec = self.cfg["data"][data]["sources"][source]

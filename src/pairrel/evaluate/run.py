@@ -18,11 +18,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from pairrel.config import ConfigError, atomic_write_text
 from pairrel.encoder import Encoder
+from pairrel.evaluate.model import mteb_model
 from pairrel.study import (
     HELDOUT_GROUP,
     Run,
@@ -32,93 +32,6 @@ from pairrel.study import (
     file_sha256,
     sha256_text,
 )
-
-# Task types where both texts of a pair play the query role.
-_SYMMETRIC_TYPES = {"STS", "Classification", "Clustering", "PairClassification", "Summarization", "BitextMining"}
-
-
-def _instruction(task_metadata, prompt_type) -> str:
-    """The task's own instruction for this side, or "" (never mteb's generic fallback)."""
-    prompt = task_metadata.prompt
-    side = prompt_type.value if prompt_type is not None else None
-    if isinstance(prompt, dict):
-        if side == "document":
-            return ""
-        return prompt.get(side or "query", "") or ""
-    if side == "document":
-        return ""
-    if side == "query" or task_metadata.type in _SYMMETRIC_TYPES:
-        return prompt or ""
-    return ""
-
-
-class EmbeddingCache(dict):
-    """Embeddings by (instruction, text), so a text repeated within or across tasks is encoded
-    once (pair tasks repeat each query once per judged passage). Cleared when it would pass
-    ``max_bytes``, which bounds memory on large benchmarks."""
-
-    def __init__(self, max_bytes: int = 1 << 30) -> None:
-        super().__init__()
-        self.max_bytes = max_bytes
-        self.n_bytes = 0
-
-    def update(self, instruction: str, texts: list[str], embeddings: np.ndarray) -> None:
-        if embeddings.nbytes > self.max_bytes:
-            return  # larger than the whole cache: keep what is there
-        if self.n_bytes + embeddings.nbytes > self.max_bytes:
-            self.clear()
-            self.n_bytes = 0
-        for text, row in zip(texts, embeddings):
-            self[(instruction, text)] = row
-        self.n_bytes += embeddings.nbytes
-
-
-def mteb_model(encoder: Encoder, name: str, revision: str, experiment_kwargs: dict | None, batch_size: int = 64):
-    """Wrap ``encoder`` as an mteb model with the given name, revision and experiment kwargs."""
-    from mteb.models.abs_encoder import AbsEncoder
-    from mteb.models.model_meta import ModelMeta, ScoringFunction
-
-    meta = ModelMeta.create_empty(
-        {
-            "name": name,
-            "revision": revision,
-            "languages": ["eng-Latn"],
-            "framework": ["PyTorch"],
-            "similarity_fn_name": ScoringFunction.COSINE,
-            "use_instructions": True,
-            "experiment_kwargs": experiment_kwargs or None,
-            "max_tokens": encoder.config.max_length,
-            "open_weights": True,
-        }
-    )
-
-    class PairrelEncoder(AbsEncoder):
-        mteb_model_meta = meta
-
-        def __init__(self) -> None:
-            self.model = encoder
-            self.cache = EmbeddingCache()
-
-        @torch.inference_mode()
-        def encode(self, inputs, *, task_metadata, hf_split, hf_subset, prompt_type=None, **kwargs) -> np.ndarray:
-            instruction = _instruction(task_metadata, prompt_type)
-            texts = [text for batch in inputs for text in batch["text"]]
-            todo = list(dict.fromkeys(t for t in texts if (instruction, t) not in self.cache))
-            fresh: dict[str, np.ndarray] = {}
-            for start in range(0, len(todo), batch_size):
-                chunk = todo[start : start + batch_size]
-                emb = encoder.encode(chunk, instruction=instruction).float().cpu().numpy()
-                fresh.update(zip(chunk, emb))
-            if not texts:
-                return np.zeros((0, 1), dtype=np.float32)
-            # Assemble before caching: storing may clear the cache (memory bound).
-            result = np.stack([fresh[t] if t in fresh else self.cache[(instruction, t)] for t in texts])
-            if fresh:
-                self.cache.update(instruction, list(fresh), np.stack(list(fresh.values())))
-            return result
-
-    return PairrelEncoder()
-
 
 def benchmark_tasks(benchmark: str, names: list[str], local_dataset: str | None = None, local_instruction: str = "",
                     local_tasks: list[dict] | None = None, base_dir: Path | None = None) -> list:
@@ -270,7 +183,9 @@ def evaluate_study_model(study: Study, group: str, *, run: Run | None = None, st
     cache = out or study.mteb_cache
     for task_name in drop_stale_results(task_objects, cache, name, revision):
         print(f"{task_name}: its data changed since the cached result; evaluating again", file=sys.stderr)
-    scores = evaluate(encoder, task_objects, cache, name, revision, None, study.evaluation["batch_size"])
+    ev = study.evaluation
+    scores = evaluate(encoder, task_objects, cache, name, revision, None, ev["batch_size"], ev["max_batch_tokens"],
+                      study.embeddings_dir, ev["keep_shards"])
     if marker is not None:
         record = {"model": name, "revision": revision, "run": run.id if run else None, "step": step,
                   "group": group, "tasks": sorted(scores), "scores": scores}
@@ -305,10 +220,18 @@ def evaluate_any_model(study: Study, path_or_id: str, group: str, tasks: list[st
     return {r.task_name: float(r.get_score()) for r in results.task_results}
 
 
-def evaluate(encoder: Encoder, tasks: list, cache_dir, name: str, revision: str, experiment_kwargs: dict | None, batch_size: int = 64) -> dict[str, float]:
-    """Run ``mteb.evaluate`` and return ``{task: main score}`` (on mteb's 0–1 scale)."""
-    import mteb
+def evaluate(encoder: Encoder, tasks: list, cache_dir, name: str, revision: str, experiment_kwargs: dict | None,
+             batch_size: int | None = 64, max_batch_tokens: int | None = None, shards_root: Path | None = None,
+             keep_shards: bool = False) -> dict[str, float]:
+    """Run ``mteb.evaluate`` and return ``{task: main score}`` (on mteb's 0–1 scale).
 
-    model = mteb_model(encoder, name, revision, experiment_kwargs, batch_size)
-    results = mteb.evaluate(model, tasks, cache=mteb.ResultCache(str(cache_dir)), overwrite_strategy="only-missing")
-    return {r.task_name: float(r.get_score()) for r in results.task_results}
+    With ``shards_root``, embeddings are written to disk in shards as they are computed
+    (:class:`pairrel.evaluate.shards.ShardStore`, keyed by the model's name and revision): a job
+    killed mid-corpus resumes from them, and a corpus shared by two tasks is encoded once.
+    """
+    from pairrel.evaluate.model import evaluate_model
+    from pairrel.evaluate.shards import ShardStore
+
+    shards = ShardStore(shards_root, f"{name}@{revision}", keep=keep_shards) if shards_root is not None else None
+    model = mteb_model(encoder, name, revision, experiment_kwargs, batch_size, max_batch_tokens, shards)
+    return evaluate_model(model, tasks, cache_dir)

