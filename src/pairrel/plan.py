@@ -464,14 +464,10 @@ def register(subparsers) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="pairrel", description=__doc__.split("\n")[0])
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except (ConfigError, FileNotFoundError, ValueError) as err:
-        print(f"pairrel {args.command}: error: {err}", file=sys.stderr)
-        return 2
+    """``python -m pairrel.plan plan|bench …``: the ``pairrel`` command line's exit codes."""
+    from pairrel.cli import main as pairrel_main
+
+    return pairrel_main(list(sys.argv[1:] if argv is None else argv))
 
 
 if __name__ == "__main__":
