@@ -136,3 +136,13 @@ def test_embedding_cache_overflow_keeps_every_embedding(minilm):
         direct = minilm.encode(texts).numpy()
     np.testing.assert_allclose(out, direct, atol=1e-5)
     assert model.cache.n_bytes <= model.cache.max_bytes
+
+
+def test_truncated_cached_result_is_computed_again(collection, minilm, tmp_path):
+    tasks = benchmark_tasks("pairrel-quickstart", ["PairrelQuickstartSTS"], DATASET, INSTRUCTION)
+    first = evaluate(minilm, tasks, tmp_path, "pairrel/minilm", "base-t", None)["PairrelQuickstartSTS"]
+    cached = tmp_path / "results" / "pairrel__minilm" / "base-t" / "PairrelQuickstartSTS.json"
+    cached.write_text(cached.read_text()[:50])  # a job killed while mteb wrote the file
+    assert drop_stale_results(tasks, tmp_path, "pairrel/minilm", "base-t") == ["PairrelQuickstartSTS"]
+    again = evaluate(minilm, tasks, tmp_path, "pairrel/minilm", "base-t", None)["PairrelQuickstartSTS"]
+    assert again == pytest.approx(first, abs=1e-6)

@@ -194,3 +194,22 @@ def test_ablation_preset_plans_offline():
     assert counts["train_run"] == 6
     assert counts["evaluate_checkpoint"] == 6 * 6
     assert counts["evaluate_base"] == 6
+
+
+def test_two_processes_in_the_dag_train_the_weights_of_one(study, tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    two = tmp_path / "two"
+    shutil.copytree(study, two, ignore=shutil.ignore_patterns(".snakemake"))
+    run = "model~minilm/data~quickstart/loss~bce/labels~graded-linear/seed~42"
+    run_dir = two / "results" / "quickstart" / "runs" / run
+    one_process = load_file(run_dir / "checkpoint-4" / "adapter_model.safetensors")
+    shutil.rmtree(run_dir)
+    (two / "gpus.yaml").write_text("training:\n  gpus: 2\n")
+    proc = snakemake(two, "--cores", "2", *QUICKSTART, "gpus.yaml", "--", f"results/quickstart/runs/{run}/done")
+    assert "torchrun --standalone --nproc-per-node=2" in proc.stdout + proc.stderr
+    two_processes = load_file(run_dir / "checkpoint-4" / "adapter_model.safetensors")
+    assert one_process.keys() == two_processes.keys()
+    for key in one_process:  # the same global batch: the same weights up to summation order
+        torch.testing.assert_close(two_processes[key], one_process[key], rtol=0, atol=2e-5)

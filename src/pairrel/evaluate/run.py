@@ -115,24 +115,28 @@ def drop_stale_results(tasks: list, cache_dir: Path, name: str, revision: str) -
 
     Each user-data task's metadata revision is set to its data fingerprint (mteb records it in
     the result file as ``dataset_revision``); a cached result with another revision is removed so
-    that ``only-missing`` recomputes it. Returns the names of the removed results.
+    that ``only-missing`` recomputes it, and so is a cached result that cannot be read (mteb
+    writes its files in place, so a killed job can leave one truncated). Returns the names of the
+    removed results.
     """
     folder = Path(cache_dir) / "results" / name.replace("/", "__") / revision
     removed = []
     for task in tasks:
         fingerprint = data_fingerprint(task)
-        if fingerprint is None:
-            continue
-        task.metadata.dataset["revision"] = fingerprint
+        if fingerprint is not None:
+            task.metadata.dataset["revision"] = fingerprint
         cached = folder / f"{task.metadata.name}.json"
-        if cached.is_file():
-            try:
-                stale = json.loads(cached.read_text(encoding="utf-8")).get("dataset_revision") != fingerprint
-            except ValueError:
-                stale = True  # a truncated cache file (mteb writes in place) is never trusted
-            if stale:
-                cached.unlink()
-                removed.append(task.metadata.name)
+        if not cached.is_file():
+            continue
+        try:
+            recorded = json.loads(cached.read_text(encoding="utf-8")).get("dataset_revision")
+            stale = fingerprint is not None and recorded != fingerprint
+        except (ValueError, UnicodeDecodeError, AttributeError):
+            stale = True  # a truncated cache file (mteb writes it in place) is never trusted
+        if stale:
+            print(f"{cached}: computed on other data, or unreadable; evaluating the task again", file=sys.stderr)
+            cached.unlink()
+            removed.append(task.metadata.name)
     return removed
 
 
@@ -181,8 +185,7 @@ def evaluate_study_model(study: Study, group: str, *, run: Run | None = None, st
     if torch.cuda.is_available():
         encoder.to("cuda")
     cache = out or study.mteb_cache
-    for task_name in drop_stale_results(task_objects, cache, name, revision):
-        print(f"{task_name}: its data changed since the cached result; evaluating again", file=sys.stderr)
+    drop_stale_results(task_objects, cache, name, revision)
     ev = study.evaluation
     scores = evaluate(encoder, task_objects, cache, name, revision, None, ev["batch_size"], ev["max_batch_tokens"],
                       study.embeddings_dir, ev["keep_shards"])
