@@ -413,20 +413,27 @@ class SourceBatcher:
 
 
 def batcher_from_run(run_cfg: dict, sources: dict[str, SourceData]) -> SourceBatcher:
-    """The SourceBatcher of a resolved run config (``pairrel.config.resolve_run``).
+    """The SourceBatcher of a resolved run config (:attr:`pairrel.study.Run.config`).
 
-    Reads ``training.batch_size``, ``training.n_negatives`` (default 1),
-    ``training.docs_per_query`` (default None), ``data.sampling`` (default ``weighted``),
-    ``labels`` and ``seed``; the trainer and ``pairrel batches`` both build batches here.
+    Reads ``training.batch_size``, ``training.n_negatives``, ``training.docs_per_query``,
+    ``data.sampling``, ``labels`` and ``seed``; the trainer and ``pairrel batches`` both build
+    batches here. A setting the prepared data cannot serve (``binary@5`` on grades 0–3, a batch
+    larger than a source) is an error naming the config keys.
     """
     training = run_cfg["training"]
     docs_per_query = training.get("docs_per_query")
-    return SourceBatcher(
-        sources,
-        batch_size=int(training["batch_size"]),
-        n_negatives=int(training.get("n_negatives", 1)),
-        label_granularity=run_cfg["labels"],
-        seed=int(run_cfg["seed"]),
-        sampling=str((run_cfg.get("data") or {}).get("sampling", "weighted")),
-        docs_per_query=None if docs_per_query is None else int(docs_per_query),
-    )
+    try:
+        return SourceBatcher(
+            sources,
+            batch_size=int(training["batch_size"]),
+            n_negatives=int(training.get("n_negatives", 1)),
+            label_granularity=run_cfg["labels"],
+            seed=int(run_cfg["seed"]),
+            sampling=str((run_cfg.get("data") or {}).get("sampling", "weighted")),
+            docs_per_query=None if docs_per_query is None else int(docs_per_query),
+        )
+    except ValueError as err:
+        data = (run_cfg.get("grid") or {}).get("data", "…")
+        raise ValueError(f"run {run_cfg.get('run_id', '?')}: {err} (config keys 'grid.labels', "
+                         f"'training.batch_size' or 'data.{data}.training.batch_size', "
+                         "'training.docs_per_query')") from None

@@ -207,7 +207,7 @@ def heldout_task(dataset_id: str, query_ids, source: str, fold: int, instruction
     return type(name.replace("-", "_"), (LocalHeldOutReranking,), attrs)()
 
 
-def local_tasks(dataset_id: str, instruction: str = "", relevant_grade: int = 2) -> list:
+def local_tasks(dataset_id: str, instruction: str = "") -> list:
     """The three local tasks (retrieval, STS, pair classification) on ``dataset_id``.
 
     ``instruction`` is the query-side instruction (the one the training source used).
@@ -217,13 +217,11 @@ def local_tasks(dataset_id: str, instruction: str = "", relevant_grade: int = 2)
         "PairrelQuickstartSTS": (LocalSTS, f"Grades of the judged pairs of {dataset_id} as similarity."),
         "PairrelQuickstartPairClassification": (
             LocalPairClassification,
-            f"Is a judged pair of {dataset_id} relevant (grade >= {relevant_grade})?",
+            f"Is a judged pair of {dataset_id} relevant (grade >= {LocalPairClassification.relevant_grade})?",
         ),
     }
     tasks = []
     for name, (base, description) in kinds.items():
         attrs = {"metadata": _metadata(name, description, dataset_id, instruction), "dataset_id": dataset_id}
-        if base is LocalPairClassification:
-            attrs["relevant_grade"] = relevant_grade
         tasks.append(type(name, (base,), attrs)())
     return tasks
