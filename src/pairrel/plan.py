@@ -29,7 +29,6 @@ k-means, logistic regression) and data preparation are not counted.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from dataclasses import dataclass, field
@@ -390,7 +389,7 @@ def measure_model(model_cfg: dict, n_texts: int = 2048, batch_size: int = 64, tr
     encoder.embed(texts[:batch_size], batch_size=batch_size)  # warm-up
     embed_s = timed(lambda: encoder.embed(texts, batch_size=batch_size))
     input_s = timed(input_order)
-    del encoder
+    encoder = None  # free the eval copy before the trainable one loads
     trainer = build_encoder(config, trainable=True).to(device)
     chunk = texts[:train_batch]
     chunk_tokens = sum(len(ids) for ids in trainer.tokenizer(chunk, truncation=True, max_length=config.max_length)["input_ids"])

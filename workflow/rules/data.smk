@@ -24,7 +24,8 @@ if STUDY.cfg["quickstart_corpus"]:
         output:
             paths(STUDY.corpus_outputs()),
         params:
-            root=STUDY.cfg["quickstart_corpus"]["root"],
+            # the corpus root: the folder above each split's meta.json
+            root=lambda wildcards, output: os.path.dirname(os.path.dirname(output[0])),
             options=STUDY.corpus_options(),
         log:
             STUDY.log("data", "quickstart_corpus.log"),

@@ -3,16 +3,6 @@
 # schedules training or evaluation.
 
 
-def report_markers(wildcards):
-    """Asked for alone (`snakemake report`), the report reads what is cached; as part of `all`
-    it waits for every evaluation. Once the study is complete both are the same input set, so
-    the two never make each other rerun. (An input function: the targets are known only after
-    the Snakefile is parsed.)"""
-    if set(workflow.dag_settings.targets) == {"report"}:
-        return [m for m in EVAL_MARKERS if os.path.exists(m)]
-    return EVAL_MARKERS
-
-
 rule report:
     input:
         config=ancient(CONFIG_FILE),

@@ -56,6 +56,7 @@ import json
 import logging
 import os
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -375,6 +376,73 @@ def prepare_source(name: str, source_cfg: dict, out_parquet: str | Path,
         raise SourceError(str(err)) from None
 
 
+@dataclass
+class _Plan:
+    """Where a source's rows come from: the row chunks to write and what the meta needs."""
+
+    row_chunks: Iterator[dict]
+    total: int | None            # pairs expected (progress bar), when known
+    max_grade: Callable[[Counter], int]  # from the grades written
+    folds_doc: dict | None = None
+
+
+def _jsonl_plan(name: str, source_cfg: dict, meta: dict, cap, warnings: _Warnings, chunk_size: int) -> _Plan:
+    path = Path(source_cfg["jsonl"])
+    if not path.is_file():
+        raise SourceError(f"source {name!r}: JSONL file {path} does not exist")
+    if source_cfg.get("folds"):
+        raise SourceError(f"source {name!r}: 'folds' needs graded qrels; {path} is a JSONL source")
+    meta.update(dataset_id=None, jsonl=str(path), pairs_from="jsonl")
+    return _Plan(_jsonl_rows(path, cap, warnings, chunk_size), None, lambda grades: 1)
+
+
+def _fold_split(name: str, source_cfg: dict, dataset, dataset_id: str, meta: dict) -> tuple[set, dict]:
+    """Training query ids of the source's fold, and the folds document listing every fold."""
+    k, fold, seed = int(source_cfg["folds"]), int(source_cfg.get("fold", 0)), int(source_cfg.get("fold_seed", 0))
+    splits = trecdl.kfold_queries(trecdl.judged_query_ids(dataset), k, seed)
+    if not 0 <= fold < k:
+        raise SourceError(f"source {name!r}: fold must be in 0..{k - 1}, got {fold}")
+    meta.update(folds=k, fold=fold, fold_seed=seed)
+    folds_doc = {"dataset_id": dataset_id, "k": k, "seed": seed, "fold": fold,
+                 "folds": [{"fold": i, "train": tr, "test": te} for i, (tr, te) in enumerate(splits)]}
+    return set(splits[fold][0]), folds_doc
+
+
+def _dataset_plan(name: str, source_cfg: dict, meta: dict, cap, warnings: _Warnings, chunk_size: int) -> _Plan:
+    dataset_id = source_cfg["dataset"]
+    dataset = load_dataset(dataset_id)
+    components = source_components(dataset, source_cfg.get("pairs", "auto"))
+    use_docpairs = "docpairs" in components
+    if use_docpairs and not dataset.has_docpairs():
+        raise SourceError(f"source {name!r}: {dataset_id} has no docpairs")
+    if not use_docpairs and not dataset.has_qrels():
+        raise SourceError(f"source {name!r}: {dataset_id} has neither qrels nor docpairs")
+    require_files(dataset_id, components)  # offline: fail now, naming every missing file
+    directory = local_dir(dataset_id)
+    if not meta["instruction"] and directory is not None:
+        meta["instruction"] = read_meta(directory).get("instruction", "")
+
+    allowed, folds_doc = None, None
+    if source_cfg.get("folds"):
+        if use_docpairs:
+            raise SourceError(f"source {name!r}: 'folds' needs graded qrels; {dataset_id} is read as docpairs")
+        allowed, folds_doc = _fold_split(name, source_cfg, dataset, dataset_id, meta)
+    if cap is not None and not use_docpairs:  # docpairs apply the cap while streaming
+        allowed = _first_queries((q.query_id for q in _qrels(dataset, dataset_id)
+                                  if allowed is None or q.query_id in allowed), cap)
+    query_texts = _read_queries(dataset, dataset_id, allowed, warnings)
+    if use_docpairs:
+        pairs = _docpair_pairs(dataset, allowed, cap, warnings, chunk_size)
+        count = (dataset.docpairs_metadata() or {}).get("count") if hasattr(dataset, "docpairs_metadata") else None
+        total = 2 * count if count else None
+    else:
+        declared = read_meta(directory).get("max_grade") if directory is not None else None
+        pairs, total = _qrels_pairs(dataset, dataset_id, allowed, warnings, declared), None
+    meta.update(dataset_id=dataset_id, pairs_from="docpairs" if use_docpairs else "qrels")
+    return _Plan(_dataset_rows(dataset, pairs, query_texts, warnings, chunk_size), total,
+                 lambda grades: _max_grade(dataset, dataset_id, use_docpairs, grades), folds_doc)
+
+
 def _prepare_source(name: str, source_cfg: dict, out_parquet: str | Path,
                     log: Callable[[str], None] | None, chunk_size: int) -> dict:
     log = log or _logger.info
@@ -388,83 +456,32 @@ def _prepare_source(name: str, source_cfg: dict, out_parquet: str | Path,
             "weight": source_cfg.get("weight", 1.0)}
     if source_cfg.get("symmetric"):  # absent = asymmetric (keeps older meta files valid)
         meta["symmetric"] = True
-    folds_doc = None
+    plan = (_jsonl_plan if has_jsonl else _dataset_plan)(name, source_cfg, meta, cap, warnings, chunk_size)
+    _write_prepared(name, out, plan, meta, warnings)
+    for kind, count in sorted(warnings.counts.items()):
+        log(f"source {name}: warning {kind}: {count} (e.g. {'; '.join(warnings.examples[kind])})")
+    log(f"source {name}: {meta['n_pairs']} pairs, {meta['n_queries']} queries, grades {meta['grade_counts']} -> {out}")
+    return meta
 
-    if has_jsonl:
-        path = Path(source_cfg["jsonl"])
-        if not path.is_file():
-            raise SourceError(f"source {name!r}: JSONL file {path} does not exist")
-        if source_cfg.get("folds"):
-            raise SourceError(f"source {name!r}: 'folds' needs graded qrels; {path} is a JSONL source")
-        meta.update(dataset_id=None, jsonl=str(path), pairs_from="jsonl")
-        row_chunks = _jsonl_rows(path, cap, warnings, chunk_size)
-        total, max_grade = None, 1
-    else:
-        dataset_id = source_cfg["dataset"]
-        dataset = load_dataset(dataset_id)
-        pairs_mode = source_cfg.get("pairs", "auto")
-        components = source_components(dataset, pairs_mode)
-        use_docpairs = "docpairs" in components
-        if use_docpairs and not dataset.has_docpairs():
-            raise SourceError(f"source {name!r}: {dataset_id} has no docpairs")
-        if not use_docpairs and not dataset.has_qrels():
-            raise SourceError(f"source {name!r}: {dataset_id} has neither qrels nor docpairs")
-        require_files(dataset_id, components)  # offline: fail now, naming every missing file
-        directory = local_dir(dataset_id)
-        if not meta["instruction"] and directory is not None:
-            meta["instruction"] = read_meta(directory).get("instruction", "")
 
-        allowed = None
-        if source_cfg.get("folds"):
-            if use_docpairs:
-                raise SourceError(f"source {name!r}: 'folds' needs graded qrels; {dataset_id} is read as docpairs")
-            k, fold, seed = int(source_cfg["folds"]), int(source_cfg.get("fold", 0)), int(source_cfg.get("fold_seed", 0))
-            judged = trecdl.judged_query_ids(dataset)
-            splits = trecdl.kfold_queries(judged, k, seed)
-            if not 0 <= fold < k:
-                raise SourceError(f"source {name!r}: fold must be in 0..{k - 1}, got {fold}")
-            allowed = set(splits[fold][0])
-            folds_doc = {"dataset_id": dataset_id, "k": k, "seed": seed, "fold": fold,
-                         "folds": [{"fold": i, "train": tr, "test": te} for i, (tr, te) in enumerate(splits)]}
-            meta.update(folds=k, fold=fold, fold_seed=seed)
-        if cap is not None and not use_docpairs:  # docpairs apply the cap while streaming
-            allowed = _first_queries((q.query_id for q in _qrels(dataset, dataset_id)
-                                      if allowed is None or q.query_id in allowed), cap)
-        query_texts = _read_queries(dataset, dataset_id, allowed, warnings)
-        if use_docpairs:
-            pairs = _docpair_pairs(dataset, allowed, cap, warnings, chunk_size)
-            total = (dataset.docpairs_metadata() or {}).get("count") if hasattr(dataset, "docpairs_metadata") else None
-            total = 2 * total if total else None
-        else:
-            declared = read_meta(directory).get("max_grade") if directory is not None else None
-            pairs = _qrels_pairs(dataset, dataset_id, allowed, warnings, declared)
-            total = None
-        meta.update(dataset_id=dataset_id, pairs_from="docpairs" if use_docpairs else "qrels")
-        row_chunks = _dataset_rows(dataset, pairs, query_texts, warnings, chunk_size)
-        max_grade = None
-
+def _write_prepared(name: str, out: Path, plan: _Plan, meta: dict, warnings: _Warnings) -> None:
+    """Stream the rows into ``out`` and write the meta (and folds) beside it: all or nothing."""
     sink = _ParquetSink(out)
     try:
-        with tqdm(total=total, unit="pair", desc=f"prepare {name}", mininterval=1.0, leave=False) as bar:
-            for rows in row_chunks:
+        with tqdm(total=plan.total, unit="pair", desc=f"prepare {name}", mininterval=1.0, leave=False) as bar:
+            for rows in plan.row_chunks:
                 sink.write(rows)
                 bar.update(len(rows["query_id"]))
         if sink.n_rows == 0:
             raise SourceError(f"source {name!r} yielded no pairs (warnings: {dict(warnings.counts) or 'none'}); "
                               "an empty source is an error")
-        if max_grade is None:
-            max_grade = _max_grade(dataset, dataset_id, use_docpairs, sink.grades)
-        meta.update(max_grade=max_grade, n_queries=len(sink.query_ids), n_pairs=sink.n_rows,
+        meta.update(max_grade=plan.max_grade(sink.grades), n_queries=len(sink.query_ids), n_pairs=sink.n_rows,
                     grade_counts={str(g): sink.grades[g] for g in sorted(sink.grades)},
                     warnings=dict(sorted(warnings.counts.items())))
-        if folds_doc is not None:
-            _write_json(out.with_suffix(".folds.json"), folds_doc)
+        if plan.folds_doc is not None:
+            _write_json(out.with_suffix(".folds.json"), plan.folds_doc)
         _write_json(out.with_suffix(".meta.json"), meta)
         sink.commit()
     except BaseException:
         sink.abort()
         raise
-    for kind, count in sorted(warnings.counts.items()):
-        log(f"source {name}: warning {kind}: {count} (e.g. {'; '.join(warnings.examples[kind])})")
-    log(f"source {name}: {meta['n_pairs']} pairs, {meta['n_queries']} queries, grades {meta['grade_counts']} -> {out}")
-    return meta
