@@ -32,7 +32,7 @@ from mteb.types import PromptType
 from pairrel.evaluate.task_specs import QUICKSTART_TASK_SPECS, heldout_task_name, local_task_spec
 
 # TaskMetadata fields that describe provenance rather than scoring; shared by every local task.
-_COMMON_METADATA: dict[str, Any] = dict(
+LOCAL_TASK_METADATA: dict[str, Any] = dict(
     reference=None,
     category="t2t",
     modalities=["text"],
@@ -59,7 +59,7 @@ def _metadata(name: str, description: str, dataset_id: str, instruction: str) ->
         type=spec["type"],
         eval_splits=[spec["split"]],
         main_score=spec["main_score"],
-        **_COMMON_METADATA,
+        **LOCAL_TASK_METADATA,
     )
 
 

@@ -53,6 +53,7 @@ from mteb.abstasks.retrieval import AbsTaskRetrieval
 from mteb.abstasks.sts import AbsTaskSTS
 from mteb.abstasks.task_metadata import TaskMetadata
 
+from pairrel.evaluate.local_tasks import LOCAL_TASK_METADATA
 from pairrel.evaluate.task_specs import USER_TASK_TYPES, user_task_spec
 
 CONFIG_KEY = "evaluation.local_tasks"
@@ -266,20 +267,8 @@ def fingerprint(entry: dict[str, Any], base_dir: str | Path | None = None) -> st
 # mteb tasks
 
 
-_COMMON_METADATA: dict[str, Any] = dict(
-    reference=None,
-    category="t2t",
-    modalities=["text"],
-    eval_langs=["eng-Latn"],
-    date=("2026-01-01", "2026-12-31"),
-    domains=["Written"],
-    task_subtypes=[],
-    license="not specified",
-    annotations_creators="derived",
-    dialect=[],
-    sample_creation="found",
-    bibtex_citation="",
-)
+# The provenance fields every local task shares, with what differs for the user's own files.
+_COMMON_METADATA: dict[str, Any] = {**LOCAL_TASK_METADATA, "license": "not specified", "sample_creation": "found"}
 
 
 class _UserFileTask:
