@@ -86,14 +86,14 @@ def test_each_checkpoint_is_its_own_model_in_mtebs_loader(study):
 def test_changed_learning_rate_retrains_and_the_table_shows_new_scores(study, tmp_path):
     changed = tmp_path / "changed"
     shutil.copytree(study, changed, ignore=shutil.ignore_patterns(".snakemake"))
-    before = {r["label"] if "label" in r else r["model"]: r for r in csv.DictReader(
+    before = {r["row"]: r for r in csv.DictReader(
         (changed / "paper_figures" / "quickstart" / "main_table.csv").open())}
     (changed / "lr.yaml").write_text("training:\n  learning_rate: 0.005\n")
     proc = snakemake(changed, "--cores", "2", *QUICKSTART, "lr.yaml")
     ran = jobs_run(proc.stdout + proc.stderr)
     assert ran.count("train_run") == 4 and ran.count("evaluate_checkpoint") == 4
     assert "evaluate_base" not in ran and "prepare_source" not in ran  # untouched by the change
-    after = {r["label"] if "label" in r else r["model"]: r for r in csv.DictReader(
+    after = {r["row"]: r for r in csv.DictReader(
         (changed / "paper_figures" / "quickstart" / "main_table.csv").open())}
     assert before.keys() == after.keys()
     for key, row in after.items():

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import yaml
+from matplotlib.ticker import MaxNLocator
 
 from pairrel.report import style
 from pairrel.report.collect import RESERVED_COLUMNS, grid_column
@@ -382,6 +383,8 @@ def _ablation(frame, bases, grid_columns, column, panels, display):
         ax.xaxis.set_major_locator(style.ticker.MaxNLocator(nbins=4))
     for ax in axes[-1]:
         ax.set_xlabel("training step" if key == "step" else key)
+        if key == "step":
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
     fig.supylabel("score (0-100)" if legend_names is not None else
                   f"{facets[0][1]} score (0-100)", fontsize=style.BASE_FONT_PT)
     labels, handles = [], []
@@ -548,6 +551,7 @@ def training_curves_figure(runs: list[RunCurves], display: style.DisplayNames | 
                      if metric == "loss" else titles[metric])
             ax.set_title(title)
             ax.set_xlabel("training step")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.grid(alpha=0.4)
             if metric == "temperature":
                 style.readable_log_axis(ax, "y")
