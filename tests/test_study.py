@@ -77,13 +77,15 @@ def test_tiered_evaluation(paper):
     run = paper.run("model~llama3-8b/data~open-mix/loss~bce/labels~binary@1/seed~42")
     assert len(paper.eval_tasks(final=True)) == 56 and len(paper.eval_tasks(final=False)) == 15
     # Intermediate checkpoints: the 15-task subset has no Summarization task and no held-out fold.
-    assert paper.groups_for(run, final=False) == ["Classification", "Clustering", "PairClassification",
-                                                  "Reranking", "Retrieval", "STS"]
-    assert "Summarization" in paper.groups_for(run, final=True) and "heldout" not in paper.groups_for(run)
+    small = "Classification+Clustering+PairClassification+Reranking+STS+Summarization"
+    assert paper.groups_for(run, final=False) == ["Retrieval", small]
+    assert paper.groups_for(run, final=True) == ["Retrieval", small]
+    # the 15-task subset has no Summarization task: 12 of its tasks share one job
+    assert len(paper.tasks_for(small, final=False)) == 12 and len(paper.tasks_for(small, final=True)) == 41
     assert paper.tasks_for("Retrieval", final=False) == ["SciFact", "ArguAna", "NFCorpus"]
     assert len(paper.tasks_for("Retrieval", final=True)) == 15
     trec = paper.run("model~llama3-8b/data~trec-dl-2023/loss~bce/labels~binary@2/fold~1/seed~42")
-    assert "heldout" in paper.groups_for(trec, final=False)
+    assert paper.groups_for(trec, final=False) == ["Retrieval", small, "heldout"]
     assert paper.heldout_parts(trec) == [("trec-dl-2023", "trec-dl-2023", 1)]
     assert len(paper.heldout_parts(None)) == 5   # base models: every fold
 
@@ -92,12 +94,13 @@ def test_tiered_evaluation(paper):
     "override, key",
     [
         ({"evaluation": {"task_groups": ["Retreival"]}}, "evaluation.task_groups.0"),
+        ({"evaluation": {"task_groups": ["Retrieval", "STS+Clustring"]}}, "evaluation.task_groups.1"),
         ({"evaluation": {"tasks": ["STS17", "NoSuchTask"]}}, "evaluation.tasks"),
         ({"evaluation": {"tasks": ["STS17"], "task_groups": ["STS", "Retrieval"]}}, "evaluation.task_groups.1"),
         ({"evaluation": {"benchmark": "MTEB(klingon)"}}, "evaluation.benchmark"),
         ({"grid": {"folds": [7]}}, "grid.folds"),
     ],
-    ids=["typo-group", "unknown-task", "empty-group", "unknown-benchmark", "missing-fold"],
+    ids=["typo-group", "typo-in-joined-group", "unknown-task", "empty-group", "unknown-benchmark", "missing-fold"],
 )
 def test_evaluation_typos_are_errors(override, key):
     with pytest.raises(ConfigError) as err:

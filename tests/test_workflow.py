@@ -146,10 +146,10 @@ def test_paper_grid_plans_offline():
     # runs; 2 base models x 8 groups; 13 data sources
     # Open mix: 2 models x 2 losses; TREC-DL 2023: 2 models x 2 losses x 2 labels x 5 folds.
     assert counts["train_run"] == 4 + 40
-    # Open mix: 4 intermediate checkpoints x 6 task types of the 15-task subset + the final one
-    # x 7 types. TREC-DL: 3 intermediate x (6 + held-out) + the final x (7 + held-out).
-    assert counts["evaluate_checkpoint"] == 4 * (4 * 6 + 7) + 40 * (3 * 7 + 8)
-    assert counts["evaluate_base"] == 2 * 8
+    # Two jobs per checkpoint (Retrieval; every other type in one job, one model load), plus the
+    # held-out fold for TREC-DL: the open mix 5 checkpoints x 2, TREC-DL 4 checkpoints x 3.
+    assert counts["evaluate_checkpoint"] == 4 * 5 * 2 + 40 * 4 * 3
+    assert counts["evaluate_base"] == 2 * 3
     assert counts["prepare_source"] == 12 and counts["prepare_fold"] == 5
     assert counts["report"] == 1
 
@@ -190,10 +190,10 @@ def test_lint_is_clean():
 def test_ablation_preset_plans_offline():
     proc = snakemake(REPO_ROOT, "-n", "--quiet", "rules", "--configfile", "presets/ablation.yaml")
     counts = {p[0]: int(p[1]) for p in (l.split() for l in proc.stdout.splitlines()) if len(p) == 2 and p[1].isdigit()}
-    # 6 loss variants x the last checkpoint x 6 task types; the base model x 6 types
+    # 6 loss variants x the last checkpoint x 2 jobs (Retrieval; the other types); the base model x 2
     assert counts["train_run"] == 6
-    assert counts["evaluate_checkpoint"] == 6 * 6
-    assert counts["evaluate_base"] == 6
+    assert counts["evaluate_checkpoint"] == 6 * 2
+    assert counts["evaluate_base"] == 2
 
 
 def test_two_processes_in_the_dag_train_the_weights_of_one(study, tmp_path):

@@ -121,8 +121,10 @@ def gpus(kind: str, training_cfg: dict | None = None) -> int:
 
 
 def _groups(group) -> list:
-    """One task group, or several evaluated by one job (a list): their names."""
-    return [group] if group is None or isinstance(group, str) else list(group)
+    """One task group, several evaluated by one job (a list, or types joined by '+'): their names."""
+    if group is None:
+        return [group]
+    return group.split("+") if isinstance(group, str) else list(group)
 
 
 def mem_mb(kind: str, size_b: float, group=None, dtype: str = "bfloat16", safety: float = SAFETY) -> int:

@@ -47,6 +47,7 @@ NEUTRAL_TRAINING_KEYS = ("num_threads", "log_every", "checkpoint_every", "skip_n
 DISPLAY_KEYS = ("display",)
 # Evaluation groups besides MTEB task types.
 ALL_GROUP, LOCAL_GROUP, HELDOUT_GROUP = "all", "local", "heldout"
+GROUP_JOIN = "+"  # task types evaluated by one job: "Classification+Clustering+STS"
 CHECKPOINT_PREFIX = "checkpoint-"
 RUN_ID_PATTERN = r"model~[^/~]+/data~[^/~]+/loss~[^/~]+/labels~[^/~]+(?:/fold~\d+)?/seed~\d+"
 _CHECKPOINT_NAME = re.compile(r"^pairrel/(?P<slug>.+)\.step-(?P<step>\d+)$")
@@ -408,18 +409,23 @@ class Study:
         return self._task_list("intermediate_tasks")
 
     def _group_tasks(self, group: str, tasks: list[str]) -> list[str]:
+        """Tasks of one evaluation job: a task type, several joined by '+' (one job, one model
+        load for all of them), or every task ('all', 'local')."""
         if group in (ALL_GROUP, LOCAL_GROUP):
             return tasks
-        return [t for t in tasks if self._benchmark_types[t] == group]
+        types = set(group.split(GROUP_JOIN))
+        return [t for t in tasks if self._benchmark_types[t] in types]
 
     def _check_evaluation(self) -> None:
         known = sorted(set(self._benchmark_types.values()) | {ALL_GROUP, LOCAL_GROUP, HELDOUT_GROUP})
         final = self.eval_tasks(final=True)
         self.eval_tasks(final=False)
         for i, group in enumerate(self.evaluation["task_groups"]):
-            if group not in known:
-                raise ConfigError(f"config key 'evaluation.task_groups.{i}': unknown group '{group}' "
-                                  f"(known: {', '.join(known)})")
+            parts = group.split(GROUP_JOIN)
+            for part in parts:
+                if part not in known or (len(parts) > 1 and part in (ALL_GROUP, LOCAL_GROUP, HELDOUT_GROUP)):
+                    raise ConfigError(f"config key 'evaluation.task_groups.{i}': unknown group '{part}' "
+                                      f"(known: {', '.join(known)}; task types join with '{GROUP_JOIN}')")
             if group == HELDOUT_GROUP:
                 if not any(run.fold is not None for run in self.runs):
                     raise ConfigError(f"config key 'evaluation.task_groups.{i}': 'heldout' needs a data mix "
