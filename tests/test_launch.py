@@ -82,7 +82,7 @@ def run_cfg(tmp_path_factory):
 def train(run_cfg, processes):
     root, config = run_cfg
     run_yaml = root / f"run-{processes}" / "run.yaml"
-    write_yaml(run_yaml, config)
+    write_yaml(run_yaml, config | {"dir": str(run_yaml.parent)})
     cli_args = ["train", "--run-config", run_yaml, "--no-progress"]
     env = {**os.environ, "PYTHONPATH": str(Path(pairrel.__file__).parents[1]), "OMP_NUM_THREADS": "1"}
     done = subprocess.run(launch_argv(processes, cli_args, python=sys.executable), env=env, cwd=root,

@@ -60,20 +60,17 @@ def cmd_config(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from pairrel.config import load_yaml
+    from pairrel.config import load_yaml, write_yaml
     from pairrel.train import Trainer
 
     if args.run_config is not None:
         run_cfg = load_yaml(args.run_config)
-        run_dir = args.run_config.parent
-        from pairrel.data.registry import register_from_config
-
-        register_from_config({"local_datasets": run_cfg.get("local_datasets", {})})
     else:
         if not args.config or not args.run:
             raise ConfigError("train needs --run-config FILE, or --config FILE… with --run RUN_ID")
-        run = study_from_args(args).run(args.run)
-        run_cfg, run_dir = run.config, run.dir
+        run_cfg = study_from_args(args).run(args.run).config
+    run_dir = Path(run_cfg["dir"])
+    write_yaml(run_dir / "run.yaml", run_cfg)  # the settings this training job runs with
     return Trainer(run_cfg, run_dir, progress=not args.no_progress).run()
 
 
@@ -139,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("train", help="train one run (resumes from its last checkpoint)", epilog=EPILOG)
     p.add_argument("--run-config", type=Path, metavar="RUN_YAML",
-                   help="the run's resolved config (results/{experiment}/runs/{run}/run.yaml); the run folder is its folder")
+                   help="the run's resolved config (what the workflow passes: results/{experiment}/runs/{run}/resolved/<hash>.yaml)")
     add_config_option(p, required=False)
     p.add_argument("--run", help="run id (with --config), e.g. model~minilm/data~quickstart/loss~bce/labels~binary@2/seed~42")
     p.add_argument("--no-progress", action="store_true")

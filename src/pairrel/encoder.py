@@ -243,6 +243,10 @@ def _load_backbone(config: EncoderConfig) -> tuple[nn.Module, Any]:
             tokenizer.pad_token = tokenizer.eos_token
     dtype = getattr(torch, config.dtype)
     model = AutoModel.from_pretrained(path, config=hf_config, dtype=dtype)
+    if getattr(model, "pooler", None) is not None:
+        # pairrel mean-pools the last hidden states; an unused pooler (BERT's) would only carry
+        # LoRA weights that no gradient reaches, which DDP refuses on several processes.
+        model.pooler = None
     if config.mntp_adapter:
         from peft import PeftModel
 

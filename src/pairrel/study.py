@@ -184,7 +184,14 @@ class Run:
 
     @property
     def config_file(self) -> Path:
+        """``run.yaml``: the resolved config of the run's last training job (for readers)."""
         return self.dir / "run.yaml"
+
+    @property
+    def resolved_file(self) -> Path:
+        """The resolved config, named by its content: a changed setting is a new file, so the run
+        retrains through the DAG even where Snakemake's metadata (``.snakemake/``) is gone."""
+        return self.dir / "resolved" / f"{sha256_text(canonical_json(self.config))[:12]}.yaml"
 
     @property
     def done_file(self) -> Path:
@@ -239,6 +246,7 @@ class Run:
             "fold": self.fold,
             "training": self.training,
             "prepared": self.prepared,
+            "dir": str(self.dir),
         }
 
 
@@ -357,7 +365,9 @@ class Study:
         return source_job(self.cfg, data, source, fold)
 
     def model_file(self, model: str) -> Path:
-        return self.results / "models" / f"{model}.yaml"
+        """A base model's resolved config, named by its content (as :attr:`Run.resolved_file`)."""
+        cfg = self.cfg["models"][model]
+        return self.results / "models" / model / f"{sha256_text(canonical_json(cfg))[:12]}.yaml"
 
     def base_marker(self, model: str, group: str) -> Path:
         return self.results / "eval" / "base" / f"model~{model}" / f"{group}.done"

@@ -25,6 +25,7 @@ wildcard_constraints:
     fold=r"\d+",
     step=r"\d+",
     group=r"[^/]+",
+    hash=r"[0-9a-f]{12}",
 
 
 def run_of(wildcards):

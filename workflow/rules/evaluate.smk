@@ -9,7 +9,7 @@ localrules:
 
 rule evaluate_checkpoint:
     input:
-        run=f"{RESULTS}/runs/{{run}}/run.yaml",
+        run=lambda wc: str(run_of(wc).resolved_file),
         done=f"{RESULTS}/runs/{{run}}/done",
         config=ancient(CONFIG_FILE),
         data=lambda wc: paths(STUDY.eval_inputs(run_of(wc), wc.group)),
@@ -35,7 +35,7 @@ rule evaluate_checkpoint:
 
 rule resolve_model:
     output:
-        f"{RESULTS}/models/{{model}}.yaml",
+        f"{RESULTS}/models/{{model}}/{{hash}}.yaml",
     params:
         model=lambda wc: STUDY.cfg["models"][wc.model],
     log:
@@ -46,7 +46,7 @@ rule resolve_model:
 
 rule evaluate_base:
     input:
-        model=f"{RESULTS}/models/{{model}}.yaml",
+        model=lambda wc: str(STUDY.model_file(wc.model)),
         config=ancient(CONFIG_FILE),
         data=lambda wc: paths(STUDY.eval_inputs(None, wc.group)),
     output:

@@ -1,6 +1,7 @@
-# Training: one job per run. Its input is the run's resolved config (run.yaml), written by its
-# own job whenever the resolved settings change, so a changed setting retrains through
-# Snakemake's provenance; the trainer resumes only checkpoints of the same settings and data.
+# Training: one job per run. Its input is the run's resolved config, written by its own job into a
+# file named by its content (runs/{run}/resolved/{hash}.yaml): a changed setting is a new input,
+# so the run retrains through the DAG; the trainer resumes only checkpoints of the same settings
+# and data (pairrel.study.training_fingerprint).
 
 
 localrules:
@@ -9,7 +10,7 @@ localrules:
 
 rule resolve_run:
     output:
-        f"{RESULTS}/runs/{{run}}/run.yaml",
+        f"{RESULTS}/runs/{{run}}/resolved/{{hash}}.yaml",
     params:
         run=lambda wc: run_of(wc).config,
     log:
@@ -20,10 +21,11 @@ rule resolve_run:
 
 rule train_run:
     input:
-        run=f"{RESULTS}/runs/{{run}}/run.yaml",
+        run=lambda wc: str(run_of(wc).resolved_file),
         prepared=lambda wc: [files["parquet"] for files in run_of(wc).prepared.values()],
     output:
-        f"{RESULTS}/runs/{{run}}/done",
+        done=f"{RESULTS}/runs/{{run}}/done",
+        run=f"{RESULTS}/runs/{{run}}/run.yaml",
     log:
         f"{RESULTS}/logs/train/{{run}}.log",
     benchmark:
