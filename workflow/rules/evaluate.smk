@@ -39,7 +39,7 @@ rule resolve_model:
     params:
         model=lambda wc: STUDY.cfg["models"][wc.model],
     log:
-        f"{RESULTS}/logs/resolve/model~{{model}}.log",
+        f"{RESULTS}/logs/resolve/model~{{model}}/{{hash}}.log",
     run:
         write_yaml(output[0], params.model)
 

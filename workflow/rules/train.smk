@@ -14,7 +14,7 @@ rule resolve_run:
     params:
         run=lambda wc: run_of(wc).config,
     log:
-        f"{RESULTS}/logs/resolve/{{run}}.log",
+        f"{RESULTS}/logs/resolve/{{run}}/{{hash}}.log",
     run:
         write_yaml(output[0], params.run)
 
