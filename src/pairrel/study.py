@@ -189,8 +189,8 @@ class Run:
 
     @property
     def resolved_file(self) -> Path:
-        """The resolved config, named by its content: a changed setting is a new file, so the run
-        retrains through the DAG even where Snakemake's metadata (``.snakemake/``) is gone."""
+        """The resolved config, named by its content: a changed setting is another input file of
+        the training job, so Snakemake retrains the run (and keeps the history of settings)."""
         return self.dir / "resolved" / f"{sha256_text(canonical_json(self.config))[:12]}.yaml"
 
     @property

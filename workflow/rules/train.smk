@@ -1,7 +1,7 @@
 # Training: one job per run. Its input is the run's resolved config, written by its own job into a
-# file named by its content (runs/{run}/resolved/{hash}.yaml): a changed setting is a new input,
-# so the run retrains through the DAG; the trainer resumes only checkpoints of the same settings
-# and data (pairrel.study.training_fingerprint).
+# file named by its content (runs/{run}/resolved/{hash}.yaml): a changed setting is another input,
+# so Snakemake retrains the run; the trainer resumes only checkpoints of the same settings and
+# data (pairrel.study.training_fingerprint).
 
 
 localrules:
