@@ -36,6 +36,11 @@ def paths(items):
     return [str(p) for p in items]
 
 
+# The longest job asked of SLURM (many clusters cap jobs at 48 h). A longer evaluation resumes on
+# its retry from its shards and finished tasks, a longer training run from its last checkpoint.
+MAX_JOB_MINUTES = 48 * 60
+
+
 def sized(kind, key):
     """A resource of a training or evaluation job (mem_mb, runtime, gpu), from its model and task
     group (pairrel.resources); each retry asks for proportionally more time."""
@@ -46,7 +51,7 @@ def sized(kind, key):
         training = run.training if run and kind == "train" else None
         group = wildcards.get("group")
         return job_resources(kind, STUDY.cfg["models"][model], group=group, training_cfg=training,
-                             attempt=attempt, model_name=model)[key]
+                             attempt=attempt, model_name=model, max_minutes=MAX_JOB_MINUTES)[key]
 
     return size
 
