@@ -400,3 +400,13 @@ def test_report_figures_from_a_harness_results_folder(tmp_path):
                         ("training_curves", style.TWO_COLUMN_IN)):
         assert png_size(out / f"{name}.png")[0] == round(width * style.DPI), name
         assert (out / f"{name}.png").stat().st_mode & 0o777 == 0o644
+
+
+def test_placeholder_stands_in_when_there_is_nothing_to_plot(tmp_path):
+    from pairrel.report.figures import placeholder
+
+    written = placeholder(tmp_path / "training_curves", "training curves: nothing to plot")
+    assert sorted(p.name for p in written) == ["training_curves.pdf", "training_curves.png"]
+    from PIL import Image
+
+    assert Image.open(tmp_path / "training_curves.png").size[0] == round(3.3 * 300)

@@ -129,12 +129,14 @@ def test_fingerprints_follow_weights_and_data(tmp_path, quickstart):
     cfg = run.config | {"prepared": {"quickstart": {"parquet": str(parquet), "meta": "m"}}}
     fp = training_fingerprint(cfg)
     neutral = json.loads(json.dumps(cfg))
-    neutral["training"].update(num_threads=7, log_every=5, checkpoint_every=1)
+    neutral["training"].update(num_threads=7, log_every=5, gpus=2)
     neutral["model"]["display"] = "MiniLM"
     assert training_fingerprint(neutral) == fp
     changed = json.loads(json.dumps(cfg))
     changed["training"]["learning_rate"] = 1e-3
     assert training_fingerprint(changed) != fp
+    # a resumed run would lack the new intermediate checkpoints: retrain instead
+    assert training_fingerprint(cfg | {"training": {**cfg["training"], "checkpoint_every": 1}}) != fp
     parquet.write_bytes(b"other rows")
     assert training_fingerprint(cfg) != fp
 

@@ -69,6 +69,8 @@ def cmd_train(args) -> int:
         if not args.config or not args.run:
             raise ConfigError("train needs --run-config FILE, or --config FILE… with --run RUN_ID")
         run_cfg = study_from_args(args).run(args.run).config
+    if not isinstance(run_cfg.get("dir"), str):
+        raise ConfigError(f"{args.run_config}: not a resolved run config (no 'dir'; the workflow writes these)")
     run_dir = Path(run_cfg["dir"])
     write_yaml(run_dir / "run.yaml", run_cfg)  # the settings this training job runs with
     return Trainer(run_cfg, run_dir, progress=not args.no_progress).run()

@@ -41,8 +41,11 @@ from pairrel.evaluate.task_specs import QUICKSTART_BENCHMARK
 # Run-id axes in order; `fold` appears only for runs of a data mix with a K-fold source.
 RUN_AXES = ("model", "data", "loss", "labels", "fold", "seed")
 # Training settings that leave the weights unchanged: changing them never retrains a run.
-NEUTRAL_TRAINING_KEYS = ("num_threads", "log_every", "checkpoint_every", "skip_nonfinite_batches", "gpus",
+# (checkpoint_every is not one: a resumed run would lack the new intermediate checkpoints.)
+NEUTRAL_TRAINING_KEYS = ("num_threads", "log_every", "skip_nonfinite_batches", "gpus",
                          "gradcache_tokens", "gradcache_chunk")
+# current_revision's answer when no result of a checkpoint can be current (matches no revision).
+STALE = "<stale>"
 # Settings that only name things in tables and figures.
 DISPLAY_KEYS = ("display",)
 # Evaluation groups besides MTEB task types.
@@ -105,7 +108,19 @@ def checkpoint_revision(checkpoint_dir: str | Path, model_cfg: dict) -> str:
     weights = Path(checkpoint_dir) / "adapter_model.safetensors"
     if not weights.is_file():
         raise FileNotFoundError(f"{checkpoint_dir}: not a checkpoint (no adapter_model.safetensors)")
-    return sha256_text(file_sha256(weights) + canonical_json(encoder_settings(model_cfg)))[:12]
+    return sha256_text(_weights_sha256(weights) + canonical_json(encoder_settings(model_cfg)))[:12]
+
+
+def _weights_sha256(weights: Path) -> str:
+    """SHA-256 of a checkpoint's adapter: the one its trainer_state.json records (the trainer
+    checks it on every read), else read from the file (an 8B adapter is ~170 MB)."""
+    try:
+        recorded = json.loads((weights.parent / "trainer_state.json").read_text())["files"][weights.name]
+    except (OSError, ValueError, KeyError, TypeError):
+        recorded = None
+    if isinstance(recorded, str) and len(recorded) == 64 and weights.stat().st_size > (1 << 24):
+        return recorded
+    return file_sha256(weights)
 
 
 def base_revision(model_cfg: dict) -> str:
@@ -501,21 +516,27 @@ class Study:
 
     def current_revision(self, run: Run | None, model: str, step: int | None = None) -> str | None:
         """The revision whose scores are current: the base model's config fingerprint, or the
-        fingerprint of the checkpoint's weights as its evaluation recorded it (or, when no
-        evaluation has run yet, as computed from the checkpoint). None when neither exists."""
+        fingerprint of the checkpoint's weights on disk; without the checkpoint (results copied
+        without checkpoints), the revision its evaluations recorded after the run's ``done``.
+        ``STALE`` when nothing can be current (a run being retrained); None when unknown."""
         if run is None:
             return base_revision(self.cfg["models"][model])
-        for group in self.groups_for(run, final=step == run.final_step):
-            marker = run.eval_marker(step, group)
-            if marker.is_file():
-                try:
-                    return json.loads(marker.read_text())["revision"]
-                except (ValueError, KeyError):
-                    continue
         checkpoint = run.checkpoint(step)
         if (checkpoint / "adapter_model.safetensors").is_file():
+            # The weights on disk decide: markers of an older training may still lie in eval/.
             return checkpoint_revision(checkpoint, self.cfg["models"][model])
-        return None
+        if run.dir.is_dir() and not run.done_file.is_file():
+            return STALE  # retraining, or failed: no checkpoint's scores are current
+        done_at = run.done_file.stat().st_mtime if run.done_file.is_file() else 0.0
+        revisions = set()
+        for group in self.groups_for(run, final=step == run.final_step):
+            marker = run.eval_marker(step, group)
+            try:
+                if marker.stat().st_mtime >= done_at:  # evaluated after this training finished
+                    revisions.add(json.loads(marker.read_text())["revision"])
+            except (OSError, ValueError, KeyError):
+                continue
+        return revisions.pop() if len(revisions) == 1 else (STALE if revisions else None)
 
     # -- job inputs and arguments (the workflow's rules ask these) ------------------------------
     def corpus_outputs(self) -> list[Path]:

@@ -227,6 +227,9 @@ def run_report(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    import time
+
+    started = time.time()
     out: Path = args.out
     study = None
     if args.config:
@@ -288,6 +291,10 @@ def _run(args: argparse.Namespace) -> int:
     if args.runs is not None:
         figures.training_curves(args.runs, out / "training_curves", skip_bad=args.skip_bad,
                                 warnings=warnings, display=display)
+
+    for stem in figures.ALWAYS_WRITTEN:
+        if not (out / f"{stem}.png").is_file() or (out / f"{stem}.png").stat().st_mtime < started:
+            figures.placeholder(out / stem, f"{stem.replace('_', ' ')}: nothing to plot\n(see notes.md)")
 
     notes = ["# Report notes", "", f"benchmark: {coll.benchmark} ({n_total} tasks)", ""]
     for _, row in main[(main["source"] == "results") & (main["missing"] != "")].iterrows():

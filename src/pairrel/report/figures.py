@@ -570,6 +570,21 @@ def training_curves_figure(runs: list[RunCurves], display: style.DisplayNames | 
 # ------------------------------------------------------------- report entry points
 
 
+# Figures the report always writes (the workflow declares them): a placeholder stands in when
+# there is nothing to plot, so an older figure never survives beside newer tables.
+ALWAYS_WRITTEN = ("type_scores", "training_curves", "ablation_step")
+
+
+def placeholder(out_base: Path, message: str) -> list[Path]:
+    """A one-column figure that says why there is no plot (``out_base``.png and .pdf)."""
+    with style.paper_style():
+        fig, axes = style.new_figure("one", 1.2)
+        ax = axes[0][0]
+        ax.axis("off")
+        ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes)
+    return save_figure(fig, out_base)
+
+
 def type_comparison(main: pd.DataFrame, types: list[str], out_base: Path,
                     grid_columns: list[str] | None = None,
                     display: style.DisplayNames | None = None) -> list[Path]:
