@@ -15,6 +15,7 @@ message.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -148,3 +149,12 @@ def read_jsonl(path: str | Path, drop_partial_last_line: bool = False) -> list[A
                 break
             raise FileFormatError(f"{path}: line {number}: not valid JSON ({err.msg})") from None
     return records
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

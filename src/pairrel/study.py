@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from pairrel.config import ConfigError, deep_merge, load_config
+from pairrel.io import file_sha256
 from pairrel.evaluate.task_specs import QUICKSTART_BENCHMARK
 
 # Run-id axes in order; `fold` appears only for runs of a data mix with a K-fold source.
@@ -63,15 +64,6 @@ def canonical_json(obj: Any) -> str:
 
 def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a file's bytes, streamed."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _without(tree: dict, keys: tuple[str, ...]) -> dict:

@@ -30,6 +30,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from pairrel.io import file_sha256
+
 FORMAT = 2
 STATE_JSON = "trainer_state.json"
 STATE_TENSORS = "trainer_state.safetensors"
@@ -54,14 +56,6 @@ class LoadedCheckpoint:
     elapsed_s: float
     adapter: dict[str, torch.Tensor]
     state: dict[str, Any]
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # ----------------------------------------------------------------------------- encoding
@@ -126,7 +120,7 @@ def write_state(folder: Path, step: int, elapsed_s: float, run_id: str, state: d
     tensors: dict[str, torch.Tensor] = {}
     tree = encode(state, tensors)
     save_file(tensors, str(folder / STATE_TENSORS))
-    files = {name: sha256(folder / name) for name in CHECKED_FILES}
+    files = {name: file_sha256(folder / name) for name in CHECKED_FILES}
     doc = {"format": FORMAT, "step": step, "elapsed_s": round(elapsed_s, 3), "run_id": run_id, **extra,
            "files": files, "state": tree}
     atomic_write_text(folder / STATE_JSON, json.dumps(doc) + "\n")

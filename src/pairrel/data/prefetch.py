@@ -34,6 +34,7 @@ from ir_datasets.util.download import Download, LocalDownload, RequestsDownload
 
 from pairrel.data import trecdl
 from pairrel.data.registry import load_dataset, register_from_config
+from pairrel.io import file_sha256
 
 _logger = logging.getLogger(__name__)
 
@@ -64,16 +65,6 @@ class DataUnavailableError(RuntimeError):
 
 
 JSONL_CHECK_LINES = 1000  # lines of a JSONL source whose schema check reads (it must stay fast)
-
-
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _jsonl_schema_problem(path: Path, max_lines: int = JSONL_CHECK_LINES) -> str | None:
@@ -114,7 +105,7 @@ def jsonl_problems(where: str, path: str | Path, origin: dict | None) -> list[st
     if origin and origin.get("size") is not None and path.stat().st_size != int(origin["size"]):
         problems.append(f"{where}: {path} has {path.stat().st_size} bytes, its origin {origin['hub_dataset']}/"
                         f"{origin['file']} has {origin['size']}")
-    if origin and origin.get("sha256") and _sha256(path) != origin["sha256"]:
+    if origin and origin.get("sha256") and file_sha256(path) != origin["sha256"]:
         problems.append(f"{where}: {path} does not match the SHA-256 of {origin['hub_dataset']}/{origin['file']}")
     schema = _jsonl_schema_problem(path)
     if schema:

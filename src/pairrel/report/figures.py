@@ -387,12 +387,7 @@ def _ablation(frame, bases, grid_columns, column, panels, display):
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
     fig.supylabel("score (0-100)" if legend_names is not None else
                   f"{facets[0][1]} score (0-100)", fontsize=style.BASE_FONT_PT)
-    labels, handles = [], []
-    for ax in axes.flat:
-        for handle, label in zip(*ax.get_legend_handles_labels()):
-            if label not in labels:
-                labels.append(label)
-                handles.append(handle)
+    labels, handles = _legend_entries(axes)
     order = sorted(range(len(labels)), key=lambda i: labels[i].endswith(" (base)"))  # runs first
     labels, handles = [labels[i] for i in order], [handles[i] for i in order]
     title = None
@@ -555,16 +550,22 @@ def training_curves_figure(runs: list[RunCurves], display: style.DisplayNames | 
             ax.grid(alpha=0.4)
             if metric == "temperature":
                 style.readable_log_axis(ax, "y")
-        labels, handles = [], []
-        for ax in axes.flat:
-            for handle, label in zip(*ax.get_legend_handles_labels()):
-                if label not in labels:
-                    labels.append(label)
-                    handles.append(handle)
+        labels, handles = _legend_entries(axes)
         fig.legend(handles, labels, loc="outside lower center",
                    ncol=style.legend_columns(labels, style.TWO_COLUMN_IN))
         fig.pairrel_data = {"kind": "curves", "series": data, "names": names}
     return fig
+
+
+def _legend_entries(axes) -> tuple[list[str], list]:
+    """(labels, handles) of every panel, each label once, in first-seen order (one figure legend)."""
+    labels, handles = [], []
+    for ax in axes.flat:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            if label not in labels:
+                labels.append(label)
+                handles.append(handle)
+    return labels, handles
 
 
 # ------------------------------------------------------------- report entry points
