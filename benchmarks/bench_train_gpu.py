@@ -21,6 +21,7 @@ frozen base; recomputation and padding are not useful work), peak GiB (CUDA only
 Usage:
     python benchmarks/bench_train_gpu.py                 # both shapes, on the GPU
     python benchmarks/bench_train_gpu.py --shape sheared-1.3b --steps 4
+    python benchmarks/bench_train_gpu.py --shape sheared-1.3b --curve 20   # bf16 loss curves, old vs new
     OMP_NUM_THREADS=1 python benchmarks/bench_train_gpu.py --tiny   # tiny shape on CPU, < 1 min (CI)
 The ``--tiny`` figures only show that every path runs; they say nothing about a GPU.
 """
@@ -112,6 +113,39 @@ class RandomWeights:
         self.encoder._load_backbone = self.original
 
 
+CURVES = {
+    "old-32": dict(chunk=32),
+    "old-16": dict(chunk=16),
+    "new": dict(tokens=4096, checkpointing=False),
+}
+
+
+def loss_curves(shape: str, batch: int, steps: int, settings: dict, tokenizer, weights: RandomWeights) -> dict:
+    """The same ``steps`` training steps (same data, seed and LoRA init) with the former chunking
+    (32 and 16 texts per chunk, gradient checkpointing) and the new one (4,096-token budget,
+    length-sorted, no checkpointing). LoRA dropout is off so that only arithmetic differs: the two
+    former chunkings differ by bf16 rounding alone, which is the noise the new path is held to."""
+    weights.shape = shape
+    curves = {}
+    with tempfile.TemporaryDirectory() as folder:
+        prepared = make_source(Path(folder), settings)
+        for name, kwargs in CURVES.items():
+            curve = dict(settings, warm=0, steps=steps)
+            curves[name] = time_trainer(shape, prepared, tokenizer, batch, curve, dropout=0.0, **kwargs)["losses"]
+            if DEVICE == "cuda":
+                torch.cuda.empty_cache()
+    old, old16, new = (np.array(curves[k]) for k in ("old-32", "old-16", "new"))
+    noise, diff = np.abs(old16 - old) / np.abs(old), np.abs(new - old) / np.abs(old)
+    result = {"losses": curves, "noise_max_rel": float(noise.max()), "new_max_rel": float(diff.max()),
+              "noise_mean_rel": float(noise.mean()), "new_mean_rel": float(diff.mean())}
+    print(f"loss curve, {shape} shape, {batch} queries, {steps} steps, dropout 0:")
+    for step, values in enumerate(zip(*curves.values())):
+        print("  step %2d  " % step + "  ".join(f"{n} {v:.5f}" for n, v in zip(curves, values)))
+    print(f"  |old-16 - old-32| / old-32 (bf16 noise): max {noise.max():.2e}, mean {noise.mean():.2e}")
+    print(f"  |new - old-32| / old-32:                 max {diff.max():.2e}, mean {diff.mean():.2e}", flush=True)
+    return result
+
+
 def make_source(folder: Path, settings: dict, seed: int = 0) -> dict:
     """A prepared source of random-word queries with 3 graded passages each."""
     import pandas as pd
@@ -129,12 +163,13 @@ def make_source(folder: Path, settings: dict, seed: int = 0) -> dict:
     return {"src": {"parquet": str(parquet), "meta": str(meta)}}
 
 
-def run_config(batch: int, settings: dict, prepared: dict, chunk=None, tokens=None, checkpointing=True) -> dict:
+def run_config(batch: int, settings: dict, prepared: dict, chunk=None, tokens=None, checkpointing=True, dropout=None) -> dict:
     dtype = "bfloat16" if DEVICE == "cuda" else "float32"
+    lora = LORA if dropout is None else {**LORA, "dropout": dropout}
     return {
         "experiment": "bench", "run_id": "bench", "grid": {}, "labels": "binary@1", "seed": 42,
         "model": {"name_or_path": "random", "kind": "decoder", "max_length": settings["max_length"], "template": "{text}",
-                  "dtype": dtype, "gradient_checkpointing": checkpointing, "lora": LORA},
+                  "dtype": dtype, "gradient_checkpointing": checkpointing, "lora": lora},
         "data": {}, "loss": {"type": "softmax", "temperature": 0.02}, "prepared": prepared,
         "training": {"steps": 1000, "batch_size": batch, "gradcache_chunk": chunk, "gradcache_tokens": tokens, "n_negatives": 1,
                      "learning_rate": 2e-4, "loss_learning_rate": None, "warmup_steps": 300, "weight_decay": 0.0,
@@ -294,11 +329,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shape", choices=[*FULL, "all"], default="all")
     parser.add_argument("--only", nargs="+", choices=list(DESCRIPTIONS), help="run only these paths")
     parser.add_argument("--steps", type=int, help="timed steps per path (after the warm-up steps)")
+    parser.add_argument("--warm", type=int, help="untimed warm-up steps per path")
+    parser.add_argument("--curve", type=int, metavar="STEPS",
+                        help="instead of timing: loss curves over STEPS steps, former vs new chunking (first --shape)")
+    parser.add_argument("--curve-batch", type=int, default=16, help="queries per step of the loss curves")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     settings = dict(SETTINGS["tiny" if args.tiny else "full"])
     if args.steps:
         settings["steps"] = args.steps
+    if args.warm is not None:
+        settings["warm"] = args.warm
     import transformers
 
     device = torch.cuda.get_device_name(0) if DEVICE == "cuda" else "cpu"
@@ -308,6 +349,14 @@ def main(argv: list[str] | None = None) -> int:
     # --tiny: one tiny shape stands in for both (the paths, not the shapes, are what it checks)
     shapes = ["tiny"] if args.tiny else list(FULL) if args.shape == "all" else [args.shape]
     all_results = {}
+    if args.curve:
+        try:
+            result = loss_curves(shapes[0], args.curve_batch, args.curve, settings, tokenizer, weights)
+        finally:
+            weights.restore()
+        if args.json:
+            args.json.write_text(json.dumps({"device": device, "curve": result}, indent=1))
+        return 0
     try:
         for shape in shapes:
             label = f"{shape} shape"
