@@ -4,6 +4,7 @@ import json
 
 from pairrel.config import load_config
 from pairrel.study import Study
+from pairrel.data.parts import source_parts
 from pairrel.data.prefetch import check_available, jsonl_problems
 from pairrel.recipe import LLM2VEC_SUPERVISED, main, recipe_differences
 
@@ -22,18 +23,36 @@ def test_preset_is_llm2vecs_mix():
     cfg = load_config(CONFIG, PRESET)
     mix = cfg["data"]["echo-data"]
     assert mix["sampling"] == "proportional"
-    assert list(mix["sources"]) == list(LLM2VEC_SUPERVISED["sources"]) and len(mix["sources"]) == 16
-    assert sorted(n for n, s in mix["sources"].items() if s.get("symmetric")) == [
+    parts = {part: spec for name, source in mix["sources"].items() for part, spec in source_parts(name, source).items()}
+    assert sorted(parts) == sorted(LLM2VEC_SUPERVISED["sources"]) and len(parts) == 16
+    # 14 datasets as LLM2Vec batches them: the split halves pooled
+    assert len(mix["sources"]) == 14
+    assert list(mix["sources"]["allnli"]["parts"]) == ["allnli_split1", "allnli_split2"]
+    assert list(mix["sources"]["quora_duplicates"]["parts"]) == ["quora_duplicates_split1", "quora_duplicates_split2"]
+    assert sorted(n for n, s in parts.items() if s.get("symmetric")) == [
         "allnli_split2", "quora_duplicates_split1", "quora_duplicates_split2"]
-    assert mix["sources"]["quora_duplicates_split2"]["instruction"] == "Find questions that have the same meaning as the input question"
+    assert parts["quora_duplicates_split2"]["instruction"] == "Find questions that have the same meaning as the input question"
     assert {r.data for r in Study(cfg).runs} == {"echo-data"}
 
 
-def test_softmax_runs_of_the_preset_differ_only_by_split_pooling():
-    differences = recipe_differences(runs(CONFIG, PRESET)["softmax"])
-    assert len(differences) == 1 and differences[0].startswith(SPLIT_LINE)
+def test_softmax_runs_of_the_preset_have_no_differences(capsys):
+    assert recipe_differences(runs(CONFIG, PRESET)["softmax"]) == []
     bce = recipe_differences(runs(CONFIG, PRESET)["bce"])
-    assert [line.split(":")[0] for line in bce] == ["loss", "split files"]
+    assert [line.split(":")[0] for line in bce] == ["loss"]
+    run = "model~llama3-8b/data~echo-data/loss~softmax/labels~binary@1/seed~42"
+    assert main(["diff", "--config", str(CONFIG), "--config", str(PRESET), "--run", run]) == 0
+    assert capsys.readouterr().out == f"{run}: no differences\n"
+
+
+def test_split_files_batched_apart_are_a_difference():
+    """The split halves as two sources (each file its own batches) is what LLM2Vec does not do."""
+    run = runs(CONFIG, PRESET)["softmax"]
+    sources = run["data"]["sources"]
+    for part, spec in sources.pop("allnli")["parts"].items():
+        sources[part] = {**spec, "weight": 1.0}
+    lines = recipe_differences(run)
+    assert lines == [f"{SPLIT_LINE} (allnli_split1+2, quora_duplicates_split1+2 share batches) | "
+                     "configured each file its own batches"]
 
 
 def test_config_yaml_differences_name_the_sampling_rule_and_missing_sources():
@@ -49,7 +68,7 @@ def test_recipe_differences_catch_each_setting():
     run = runs(CONFIG, PRESET)["softmax"]
     run["training"]["warmup_steps"] = 100
     run["model"]["lora"]["r"] = 8
-    run["data"]["sources"]["allnli_split2"]["symmetric"] = False
+    run["data"]["sources"]["allnli"]["parts"]["allnli_split2"]["symmetric"] = False
     run["data"]["sources"]["squad"]["instruction"] = "Find it"
     del run["data"]["sources"]["dureader"]
     lines = recipe_differences(run)

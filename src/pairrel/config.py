@@ -128,12 +128,24 @@ def validate_config(cfg: dict[str, Any]) -> dict[str, Any]:
                 missing = err.message.split("'")[1]
                 where = f"{where}.{missing}" if err.absolute_path else missing
                 lines.append(f"config key '{where}' is required but missing")
+            elif err.validator == "oneOf" and _is_source_path(err.absolute_path):
+                lines.append(f"config key '{where}': {SOURCE_FORMS}")
             else:
                 lines.append(f"config key '{where}': {err.message}")
         raise ConfigError("invalid config:\n  " + "\n  ".join(lines))
     filled = fill_defaults(cfg)
     _check_references(filled)
     return filled
+
+
+SOURCE_FORMS = ("a source gives exactly one of 'dataset' or 'jsonl', each with 'instruction', or 'parts' "
+                "(a pooled source: its parts carry jsonl, instruction, symmetric and origin; it has no "
+                "dataset, jsonl, instruction, origin, symmetric, folds or pairs of its own)")
+
+
+def _is_source_path(path) -> bool:
+    path = list(path)
+    return len(path) == 4 and path[0] == "data" and path[2] == "sources"
 
 
 def _resolve(node: dict[str, Any]) -> dict[str, Any]:

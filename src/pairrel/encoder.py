@@ -7,14 +7,16 @@ modules alone would not be enough.
 
 Pooling is the mean over the tokens of the text itself. A query's instruction is prepended as
 ``"{instruction}; {text}"`` (LLM2Vec's format), and its tokens — together with the chat template
-prefix of decoder models — are left out of the mean, as in LLM2Vec's ``embed_mask``.
+prefix of decoder models — are left out of the mean, as in LLM2Vec's ``embed_mask``. The
+``instruction`` argument is one string for all texts or a list with one per text (a pooled
+training source mixes instructions within a batch); "" means none.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from torch import nn
@@ -73,11 +75,20 @@ class Encoder(nn.Module):
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    def tokenize(self, texts: list[str], instruction: str = "") -> dict[str, torch.Tensor]:
+    def _leads(self, texts: Sequence[str], instruction: str | Sequence[str]) -> list[str]:
+        """What goes before each text: the template prefix, then ``"{instruction}; "`` if any."""
+        prefix = self._template[0]
+        if isinstance(instruction, str):
+            return [prefix + (f"{instruction}; " if instruction else "")] * len(texts)
+        if len(instruction) != len(texts):
+            raise ValueError(f"{len(instruction)} instructions for {len(texts)} texts: give one string or one per text")
+        return [prefix + (f"{one}; " if one else "") for one in instruction]
+
+    def tokenize(self, texts: list[str], instruction: str | Sequence[str] = "") -> dict[str, torch.Tensor]:
         """Token ids, attention mask and ``pool_mask`` (1 on the tokens that are pooled)."""
-        prefix, suffix = self._template
-        lead = prefix + (f"{instruction}; " if instruction else "")
-        full = [lead + text + suffix for text in texts]
+        suffix = self._template[1]
+        leads = self._leads(texts, instruction)
+        full = [lead + text + suffix for lead, text in zip(leads, texts)]
         batch = self.tokenizer(
             full,
             return_token_type_ids=False,
@@ -91,7 +102,8 @@ class Encoder(nn.Module):
         # to but not pooled. Special tokens the tokenizer adds ([CLS], BOS) have empty spans and
         # stay pooled, as in sentence-transformers' mean pooling.
         offsets = batch.pop("offset_mapping")
-        inside_lead = (offsets[..., 1] > 0) & (offsets[..., 1] <= len(lead))
+        lead_chars = torch.tensor([len(lead) for lead in leads]).unsqueeze(-1)
+        inside_lead = (offsets[..., 1] > 0) & (offsets[..., 1] <= lead_chars)
         batch["pool_mask"] = batch["attention_mask"] * (~inside_lead).long()
         return batch
 
@@ -101,7 +113,7 @@ class Encoder(nn.Module):
         # clamp: a text truncated entirely away falls back to a zero vector, not NaN.
         return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
 
-    def encode(self, texts: list[str], instruction: str = "") -> torch.Tensor:
+    def encode(self, texts: list[str], instruction: str | Sequence[str] = "") -> torch.Tensor:
         """Embeddings ``[len(texts), d]`` of one padded batch, with gradients when enabled
         (training); not normalised, the losses normalise. For inference use :meth:`embed`."""
         batch = {k: v.to(self.device) for k, v in self.tokenize(texts, instruction).items()}
@@ -110,7 +122,7 @@ class Encoder(nn.Module):
     def embed(
         self,
         texts: list[str],
-        instruction: str = "",
+        instruction: str | Sequence[str] = "",
         batch_size: int | None = None,
         max_batch_tokens: int | None = None,
     ) -> torch.Tensor:
@@ -176,25 +188,26 @@ class Encoder(nn.Module):
     def embedding_dim(self) -> int:
         return int(self.model.config.hidden_size)
 
-    def _tokenize_unpadded(self, texts: list[str], instruction: str) -> tuple[list[list[int]], list[list[int]]]:
+    def _tokenize_unpadded(self, texts: list[str], instruction: str | Sequence[str]) -> tuple[list[list[int]], list[list[int]]]:
         """Token ids and pool masks per text, unpadded; the same tokens and mask as :meth:`tokenize`."""
-        prefix, suffix = self._template
-        lead = prefix + (f"{instruction}; " if instruction else "")
+        suffix = self._template[1]
+        leads = self._leads(texts, instruction)
+        any_lead = any(leads)
         encoded = self.tokenizer(
-            [lead + text + suffix for text in texts],
+            [lead + text + suffix for lead, text in zip(leads, texts)],
             add_special_tokens=True,
             return_token_type_ids=False,
             return_attention_mask=False,
             truncation=True,
             max_length=self.config.max_length,
-            return_offsets_mapping=bool(lead),
+            return_offsets_mapping=any_lead,
         )
         ids = encoded["input_ids"]
-        if not lead:
+        if not any_lead:
             return ids, [[1] * len(seq) for seq in ids]
         # As in tokenize(): a token ending inside the lead is attended to but not pooled.
-        n_lead = len(lead)
-        pooled = [[0 if 0 < end <= n_lead else 1 for _, end in offsets] for offsets in encoded["offset_mapping"]]
+        pooled = [[0 if 0 < end <= len(lead) else 1 for _, end in offsets]
+                  for lead, offsets in zip(leads, encoded["offset_mapping"])]
         return ids, pooled
 
     def _pad(self, ids: list[list[int]], pooled: list[list[int]]) -> dict[str, torch.Tensor]:

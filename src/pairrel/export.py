@@ -280,10 +280,22 @@ def card_info_from_run(run_cfg: dict, step: int, scores: dict[str, float] | None
         "labels": run_cfg.get("labels"),
         "loss": run_cfg.get("loss"),
         "training": {k: training.get(k) for k in recipe_keys if k in training},
-        "data": {name: {k: s.get(k) for k in ("dataset", "jsonl", "weight", "instruction") if s.get(k) is not None}
-                 for name, s in ((run_cfg.get("data") or {}).get("sources") or {}).items()},
+        "data": _card_sources((run_cfg.get("data") or {}).get("sources") or {}),
         "scores": scores,
     }
+
+
+def _card_sources(sources: dict) -> dict[str, dict]:
+    """The model card's data rows and prompt names: one per source, a pooled source's parts
+    each their own (named by the part, with the pool's weight)."""
+    from pairrel.data.parts import source_parts
+
+    rows = {}
+    for name, source in sources.items():
+        for part_name, part in source_parts(name, source).items():
+            row = {**part, "weight": source.get("weight")}
+            rows[part_name] = {k: row[k] for k in ("dataset", "jsonl", "weight", "instruction") if row.get(k) is not None}
+    return rows
 
 
 def read_export_meta(path) -> dict | None:

@@ -10,8 +10,9 @@ linear decay after warm-up, gradient clipping at norm 1.0).
 ``recipe_differences(run_cfg)`` compares one resolved run (``pairrel.config.resolve_run``) with
 it and returns one line per difference, both values on the line. Things pairrel does one way
 only are recorded in ``PAIRREL_FIXED`` and compared like configured values, so a fact that
-pairrel cannot match (LLM2Vec pools the ``_split1``/``_split2`` files of a dataset into the same
-batches; pairrel batches every file apart) is always reported, never hidden.
+pairrel cannot match would always be reported, never hidden. LLM2Vec pools the ``_split1`` /
+``_split2`` files of a dataset into the same batches; a config matches that with one pooled
+source (``parts:``, pairrel.data.parts) holding both files.
 """
 
 from __future__ import annotations
@@ -79,8 +80,8 @@ PAIRREL_FIXED = {
     "schedule": "linear warm-up, then linear decay to 0",  # pairrel.train.linear_schedule
     "batch_source": "one dataset per batch",  # pairrel.data.batching
     "incomplete_batches": "dropped",  # batcher_from_run: drop_last
-    "split_files": "each file its own batches",
 }
+SPLIT_FILES_APART = "each file its own batches"
 
 
 def _fmt(value) -> str:
@@ -88,7 +89,7 @@ def _fmt(value) -> str:
 
 
 def _source_key(name: str, source: dict) -> str | None:
-    """The echo-data file a configured source reads: its JSONL file's stem or its name."""
+    """The echo-data file a configured source (or part) reads: its JSONL file's stem or its name."""
     if source.get("jsonl"):
         stem = Path(source["jsonl"]).name.removesuffix(".jsonl")
         if stem in _ECHO_FILES:
@@ -143,15 +144,18 @@ def recipe_differences(run_cfg: dict, recipe: dict = LLM2VEC_SUPERVISED) -> list
     differ("incomplete batches", recipe["incomplete_batches"], PAIRREL_FIXED["incomplete_batches"])
     differ("sampling rule", recipe["sampling"], data.get("sampling", "weighted"))
 
-    sources = data.get("sources") or {}
-    matched = {}
+    from pairrel.data.parts import source_parts
+
+    matched: dict[str, dict] = {}  # echo-data file -> the configured part reading it
+    pool_of: dict[str, str] = {}  # echo-data file -> the configured source batching it
     extra = []
-    for name, source in sources.items():
-        key = _source_key(name, source)
-        if key is None or key in matched:
-            extra.append(f"{name} ({source.get('dataset') or source.get('jsonl')})")
-        else:
-            matched[key] = source
+    for name, source in (data.get("sources") or {}).items():
+        for part_name, part in source_parts(name, source).items():
+            key = _source_key(part_name, part)
+            if key is None or key in matched:
+                extra.append(f"{part_name} ({part.get('dataset') or part.get('jsonl')})")
+            else:
+                matched[key], pool_of[key] = part, name
     missing = [name for name in recipe["sources"] if name not in matched]
     if missing:
         lines.append(f"data sources missing: LLM2Vec {', '.join(missing)} | configured none of these files")
@@ -160,8 +164,12 @@ def recipe_differences(run_cfg: dict, recipe: dict = LLM2VEC_SUPERVISED) -> list
     for key, source in matched.items():
         differ(f"instruction of {key}", recipe["sources"][key]["instruction"], source.get("instruction", ""))
         differ(f"symmetric {key}", recipe["sources"][key]["symmetric"], bool(source.get("symmetric", False)))
-    if any(k.endswith(("_split1", "_split2")) for k in matched):
-        differ("split files", recipe["split_files"], PAIRREL_FIXED["split_files"])
+    split_pairs = [(f"{base}_split1", f"{base}_split2") for base in
+                   sorted({k.removesuffix("_split1") for k in recipe["sources"] if k.endswith("_split1")})]
+    present = [(a, b) for a, b in split_pairs if a in pool_of and b in pool_of]
+    if present:
+        pooled = all(pool_of[a] == pool_of[b] for a, b in present)
+        differ("split files", recipe["split_files"], recipe["split_files"] if pooled else SPLIT_FILES_APART)
     return lines
 
 

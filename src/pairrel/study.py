@@ -556,10 +556,15 @@ class Study:
     def source_inputs(self, data: str, source: str) -> list[Path]:
         """Files a preparation job reads. A JSONL file that is not there yet is left out, so the
         DAG still plans; the job then fails naming it (`pairrel data check` lists it up front)."""
-        spec = self.cfg["data"][data]["sources"][source]
-        if "jsonl" in spec:
-            return [Path(spec["jsonl"])] if Path(spec["jsonl"]).exists() else []
-        return self._local_dataset_files(spec["dataset"])
+        from pairrel.data.parts import source_parts
+
+        files: list[Path] = []
+        for part in source_parts(source, self.cfg["data"][data]["sources"][source]).values():
+            if "jsonl" in part:
+                files += [Path(part["jsonl"])] if Path(part["jsonl"]).exists() else []
+            else:
+                files += self._local_dataset_files(part["dataset"])
+        return files
 
     def source_job_json(self, data: str, source: str, fold: int | None = None) -> str:
         return canonical_json(self.source_job(data, source, fold))

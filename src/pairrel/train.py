@@ -326,7 +326,7 @@ class Trainer:
         return [self.loss_fn.register_forward_hook(record_loss), inner.register_step_pre_hook(check)]
 
     # -- the loop --------------------------------------------------------------------------
-    def _encode_fn(self, texts: list[str], instruction: str = ""):
+    def _encode_fn(self, texts: list[str], instruction: str | list[str] = ""):
         """Tokenize ``texts`` once; returns (token counts, ``encode(rows)``) embedding chunks of
         those rows through the (possibly DDP-wrapped) encoder (:func:`pairrel.gradcache.row_encoder`)."""
         from pairrel.gradcache import row_encoder
@@ -351,15 +351,20 @@ class Trainer:
         from pairrel.gradcache import chunks_from_config, grad_cache_step
 
         queries, docs, targets = batch.queries, batch.docs, batch.targets
+        # symmetric sources instruct documents too; a pooled source gives one instruction per text
+        instruction, doc_instruction = batch.instruction, batch.doc_instruction
         gather = no_sync = None
         if self.accelerator.num_processes > 1:
             q_shard, d_shard = distributed.shard(len(queries)), distributed.shard(len(docs))
             queries, docs, targets = queries[q_shard], docs[d_shard], targets[q_shard]
+            if not isinstance(instruction, str):
+                instruction = instruction[q_shard]
+            if not isinstance(doc_instruction, str):
+                doc_instruction = doc_instruction[d_shard]
             gather = functools.partial(distributed.all_gather_with_grad, sizes=distributed.shard_sizes(len(batch.docs)))
             no_sync = self.encoder.no_sync
-        query_lengths, encode_queries = self._encode_fn(queries, batch.instruction)
-        # symmetric sources instruct documents too (batch.doc_instruction; "" otherwise)
-        doc_lengths, encode_docs = self._encode_fn(docs, batch.doc_instruction)
+        query_lengths, encode_queries = self._encode_fn(queries, instruction)
+        doc_lengths, encode_docs = self._encode_fn(docs, doc_instruction)
         loss = grad_cache_step(
             encode_queries,
             encode_docs,

@@ -60,6 +60,11 @@ source's instruction is applied to the documents too (``Batch.doc_instruction``)
 does for its symmetric tasks (NLI split 2, Quora duplicates); the encoder leaves those
 instruction tokens out of the pooling on both sides.
 
+**Pooled sources** (``parts:``, pairrel.data.parts): one source whose rows carry their part's
+instructions; it is batched like any source (one pass cuts the pool's usable queries into
+⌊N / B⌋ batches, so a batch mixes the parts), and ``Batch.instruction`` /
+``Batch.doc_instruction`` are then lists with one instruction per query / per document.
+
 Prepared sources are the Parquet + meta JSON files of docs/internals.md.
 """
 
@@ -79,6 +84,7 @@ import torch
 from pairrel.labels import LabelMap, grades_to_targets, parse_label_granularity
 
 COLUMNS = ("query_id", "query", "doc_id", "doc", "grade")
+INSTRUCTION_COLUMNS = ("query_instruction", "doc_instruction")  # pooled sources only
 META_KEYS = ("instruction", "weight", "max_grade")
 
 # Stream ids keep the Generators of different draws independent for the same (seed, step).
@@ -93,11 +99,12 @@ class Batch:
 
     ``queries`` and ``docs`` are raw texts: the encoder adds ``instruction`` to the queries and
     ``doc_instruction`` to the documents as ``"{instruction}; {text}"`` ("" = none;
-    ``doc_instruction`` is the source's instruction for symmetric sources, else "").
+    ``doc_instruction`` is the source's instruction for symmetric sources, else ""). A string
+    applies to every text; a pooled source gives lists, one instruction per query / document.
     """
 
     queries: list[str]
-    instruction: str
+    instruction: str | list[str]
     docs: list[str]
     grades: torch.Tensor  # LongTensor [Q, D]; −1 = unjudged
     targets: torch.Tensor  # FloatTensor [Q, D] in [0, 1]
@@ -105,7 +112,7 @@ class Batch:
     query_ids: list[str] = field(default_factory=list)
     doc_ids: list[str] = field(default_factory=list)
     step: int = -1
-    doc_instruction: str = ""
+    doc_instruction: str | list[str] = ""
 
 
 @dataclass
@@ -128,6 +135,9 @@ class SourceData:
     judged_docs: np.ndarray
     judged_grades: np.ndarray
     symmetric: bool = False  # the instruction goes on the documents too
+    # Pooled sources: the instruction of each query code and of each doc code (else None).
+    query_instructions: np.ndarray | None = None
+    doc_instructions: np.ndarray | None = None
 
     def judgments(self, query_code: int) -> tuple[np.ndarray, np.ndarray]:
         lo, hi = self.offsets[query_code], self.offsets[query_code + 1]
@@ -169,7 +179,10 @@ def load_prepared_source(parquet_path: str | Path, meta_json_path: str | Path | 
         absent = [c for c in COLUMNS if c not in schema_names]
         if absent:
             raise ValueError(f"{parquet_path}: missing column(s) {', '.join(absent)} (expected {', '.join(COLUMNS)})")
-        frame = pq.read_table(parquet_path, columns=list(COLUMNS)).to_pandas()
+        pooled = [c for c in INSTRUCTION_COLUMNS if c in schema_names]
+        if pooled and len(pooled) != len(INSTRUCTION_COLUMNS):
+            raise ValueError(f"{parquet_path}: a pooled source needs both columns {' and '.join(INSTRUCTION_COLUMNS)}")
+        frame = pq.read_table(parquet_path, columns=list(COLUMNS) + pooled).to_pandas()
     except (OSError, pa.ArrowException) as err:
         raise ValueError(f"{parquet_path}: cannot read the prepared source ({err}); delete it to prepare it again") from None
     if frame.empty:
@@ -187,6 +200,12 @@ def load_prepared_source(parquet_path: str | Path, meta_json_path: str | Path | 
     doc_codes, doc_ids = pd.factorize(frame["doc_id"])
     query_texts = _first_text_per_code(query_codes, frame["query"], query_ids, "query_id", parquet_path)
     doc_texts = _first_text_per_code(doc_codes, frame["doc"], doc_ids, "doc_id", parquet_path)
+    query_instructions = doc_instructions = None
+    if pooled:
+        query_instructions = _first_text_per_code(query_codes, frame["query_instruction"], query_ids,
+                                                  "query_id (instruction)", parquet_path)
+        doc_instructions = _first_text_per_code(doc_codes, frame["doc_instruction"], doc_ids,
+                                                "doc_id (instruction)", parquet_path)
 
     pairs = pd.DataFrame({"q": query_codes, "d": doc_codes, "g": grades}).drop_duplicates()
     clash = pairs.duplicated(["q", "d"], keep=False)
@@ -211,6 +230,8 @@ def load_prepared_source(parquet_path: str | Path, meta_json_path: str | Path | 
         judged_docs=pairs["d"].to_numpy(dtype=np.int64),
         judged_grades=pairs["g"].to_numpy(dtype=np.int64),
         symmetric=bool(meta.get("symmetric", False)),
+        query_instructions=query_instructions,
+        doc_instructions=doc_instructions,
     )
 
 
@@ -384,9 +405,14 @@ class SourceBatcher:
                 if doc in column:
                     grades[row, column[doc]] = grade
         doc_codes = list(column)
+        if data.query_instructions is not None:  # a pooled source: each text its part's instruction
+            instruction = [str(t) for t in data.query_instructions[queries]]
+            doc_instruction = [str(t) for t in data.doc_instructions[doc_codes]]
+        else:
+            instruction, doc_instruction = data.instruction, data.instruction if data.symmetric else ""
         return Batch(
             queries=[str(t) for t in data.query_texts[queries]],
-            instruction=data.instruction,
+            instruction=instruction,
             docs=[str(t) for t in data.doc_texts[doc_codes]],
             grades=grades,
             targets=grades_to_targets(grades, self.label_map, data.max_grade),
@@ -394,7 +420,7 @@ class SourceBatcher:
             query_ids=[str(q) for q in data.query_ids[queries]],
             doc_ids=[str(d) for d in data.doc_ids[doc_codes]],
             step=step,
-            doc_instruction=data.instruction if data.symmetric else "",
+            doc_instruction=doc_instruction,
         )
 
     # -- iteration ---------------------------------------------------------------------------

@@ -9,7 +9,8 @@ For the first N steps of a run it builds exactly the batches the trainer builds
 - ``target_values``: the sorted distinct targets y_ij of the batch (0 included);
 - ``grade_counts``: {grade: number of (query, document) cells}, "-1" = unjudged;
 - ``positives_per_query``: mean number of cells with y_ij > 0 per query;
-- ``instruction``, ``doc_instruction`` (non-empty for symmetric sources).
+- ``instruction``, ``doc_instruction`` (non-empty for symmetric sources); for a pooled source,
+  whose texts carry their part's instruction, ``{instruction: number of texts}``.
 
 The prepared sources are ``{source}.parquet`` + ``{source}.meta.json`` in the data mix's
 folder (``results/{experiment}/data/{data}/`` in the Snakemake workflow); when one is missing,
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 
 from pairrel.data.batching import Batch, batcher_from_run, load_prepared_source
@@ -43,9 +45,16 @@ def summarize_batch(batch: Batch) -> dict:
         "positives_per_query": round(float((targets > 0).sum(dim=1).float().mean()), 4),
         "target_values": sorted({round(float(v), 6) for v in targets.unique()}),
         "grade_counts": {str(int(v)): int(c) for v, c in zip(values, counts)},
-        "instruction": batch.instruction,
-        "doc_instruction": batch.doc_instruction,
+        "instruction": _instructions(batch.instruction),
+        "doc_instruction": _instructions(batch.doc_instruction),
     }
+
+
+def _instructions(instruction: str | list[str]) -> str | dict[str, int]:
+    """One instruction as it is; per-text instructions (a pooled source) counted."""
+    if isinstance(instruction, str):
+        return instruction
+    return dict(sorted(Counter(instruction).items()))
 
 
 def batch_summaries(run_cfg: dict, steps: int = 3) -> list[dict]:

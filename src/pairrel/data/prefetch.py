@@ -216,9 +216,17 @@ def _used(cfg: dict, section: str, axis: str) -> dict:
 
 
 def _config_sources(cfg: dict):
+    """(data mix, source label, source or part config) of every file-bearing source: a pooled
+    source gives each of its parts, labelled ``"source, part P"``."""
+    from pairrel.data.parts import is_pooled, source_parts
+
     for data_name, mix in _used(cfg, "data", "data").items():
         for source_name, source in ((mix or {}).get("sources") or {}).items():
-            yield data_name, source_name, source
+            if is_pooled(source):
+                for part_name, part in source_parts(source_name, source).items():
+                    yield data_name, f"{source_name}, part {part_name}", part
+            else:
+                yield data_name, source_name, source
 
 
 def _model_repos(cfg: dict) -> list[str]:

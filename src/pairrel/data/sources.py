@@ -22,6 +22,12 @@ replaces ``out`` only when complete; ``out.meta.json`` beside it; for K-fold sou
   ir_datasets source the size of the release's sample (not the same sample).
 * ``symmetric: true``: recorded in the meta file; batches then put the instruction on the
   documents too (pairrel.data.batching).
+* ``parts:`` a pooled source (pairrel.data.parts): several JSONL files written into one Parquet
+  file, in config order, each row carrying its part's instruction in two more columns,
+  ``query_instruction`` and ``doc_instruction`` ("" unless the part is symmetric). Ids are
+  prefixed with the part's name (``allnli_split2:q…``): the same text in two parts is two
+  examples under two instructions, as in LLM2Vec, where every line is its own example.
+  ``max_queries`` caps each part.
 * Negative qrels grades (dpr-w100's −1 = "random negative sample") are skipped and counted as
   ``negative_grades``: −1 means *unjudged* in batches, and random negatives come from the other
   queries' documents anyway. dpr-w100's grade 0 (BM25 "hard" negatives) are kept: they are the
@@ -66,6 +72,7 @@ from tqdm import tqdm
 
 from pairrel.io import atomic_write_text
 from pairrel.data import trecdl
+from pairrel.data.parts import is_pooled, source_parts
 from pairrel.data.prefetch import require_files, source_components
 from pairrel.data.registry import LocalDataError, load_dataset, local_dir, qrels_line, read_meta
 
@@ -76,6 +83,8 @@ SCHEMA = pa.schema([
     ("query_id", pa.string()), ("query", pa.string()), ("doc_id", pa.string()),
     ("doc", pa.string()), ("grade", pa.int16()),
 ])
+# A pooled source's Parquet file: each row's query and document instructions as well.
+POOLED_SCHEMA = SCHEMA.append(pa.field("query_instruction", pa.string())).append(pa.field("doc_instruction", pa.string()))
 WARNING_EXAMPLES = 3  # examples of each warning kind shown in the log
 
 
@@ -109,11 +118,11 @@ def text_id(prefix: str, text: str) -> str:
 class _ParquetSink:
     """Row groups into a temporary file; ``commit`` renames it over the target."""
 
-    def __init__(self, out: Path):
-        self.out = out
+    def __init__(self, out: Path, schema: pa.Schema = SCHEMA):
+        self.out, self.schema = out, schema
         self.tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
         out.parent.mkdir(parents=True, exist_ok=True)
-        self.writer = pq.ParquetWriter(self.tmp, SCHEMA, compression="zstd")
+        self.writer = pq.ParquetWriter(self.tmp, schema, compression="zstd")
         self.n_rows = 0
         self.grades: Counter = Counter()
         self.query_ids: set[str] = set()
@@ -121,7 +130,7 @@ class _ParquetSink:
     def write(self, rows: dict[str, list]) -> None:
         if not rows["query_id"]:
             return
-        self.writer.write_table(pa.table(rows, schema=SCHEMA))
+        self.writer.write_table(pa.table(rows, schema=self.schema))
         self.n_rows += len(rows["query_id"])
         self.grades.update(rows["grade"])
         self.query_ids.update(rows["query_id"])
@@ -296,7 +305,7 @@ def _as_texts(value, key: str, where: str) -> list[str]:
     raise SourceError(f"{where}: key {key!r} must be a string or a list of strings, got {type(value).__name__}")
 
 
-def _jsonl_rows(path: Path, cap: int | None, warnings: _Warnings, chunk_size: int) -> Iterator[dict]:
+def _jsonl_rows(path: Path, cap: int | None, warnings: _Warnings, chunk_size: int, id_prefix: str = "") -> Iterator[dict]:
     positives: set[tuple[str, str]] = set()
     negatives_in_chunk: set[tuple[str, str]] = set()
     seen_queries: set[str] = set()
@@ -321,13 +330,13 @@ def _jsonl_rows(path: Path, cap: int | None, warnings: _Warnings, chunk_size: in
                 warnings.add("no_positive", where)
                 continue
             docs += [(d, 0, negatives_in_chunk) for d in _as_texts(record.get("negative"), "negative", where)]
-            qid = text_id("q", query)
+            qid = id_prefix + text_id("q", query)
             if qid not in seen_queries:
                 if cap is not None and len(seen_queries) >= cap:
                     continue
                 seen_queries.add(qid)
             for doc, grade, seen in docs:
-                doc_id = text_id("d", doc)
+                doc_id = id_prefix + text_id("d", doc)
                 if (qid, doc_id) in seen or (grade == 0 and (qid, doc_id) in positives):
                     warnings.add("duplicate_pairs", f"{where}: {doc_id}")
                     continue
@@ -384,6 +393,7 @@ class _Plan:
     total: int | None            # pairs expected (progress bar), when known
     max_grade: Callable[[Counter], int]  # from the grades written
     folds_doc: dict | None = None
+    schema: pa.Schema = SCHEMA
 
 
 def _jsonl_plan(name: str, source_cfg: dict, meta: dict, cap, warnings: _Warnings, chunk_size: int) -> _Plan:
@@ -394,6 +404,25 @@ def _jsonl_plan(name: str, source_cfg: dict, meta: dict, cap, warnings: _Warning
         raise SourceError(f"source {name!r}: 'folds' needs graded qrels; {path} is a JSONL source")
     meta.update(dataset_id=None, jsonl=str(path), pairs_from="jsonl")
     return _Plan(_jsonl_rows(path, cap, warnings, chunk_size), None, lambda grades: 1)
+
+
+def _pooled_plan(name: str, source_cfg: dict, meta: dict, cap, warnings: _Warnings, chunk_size: int) -> _Plan:
+    parts = source_parts(name, source_cfg)
+    for part, spec in parts.items():
+        if not Path(spec["jsonl"]).is_file():
+            raise SourceError(f"source {name!r}, part {part!r}: JSONL file {spec['jsonl']} does not exist")
+    meta.update(dataset_id=None, pairs_from="jsonl", instruction="",
+                parts={part: {"jsonl": str(spec["jsonl"]), "instruction": spec["instruction"],
+                              "symmetric": bool(spec["symmetric"])} for part, spec in parts.items()})
+
+    def row_chunks() -> Iterator[dict]:
+        for part, spec in parts.items():
+            doc_instruction = spec["instruction"] if spec["symmetric"] else ""
+            for rows in _jsonl_rows(Path(spec["jsonl"]), cap, warnings, chunk_size, id_prefix=f"{part}:"):
+                n = len(rows["query_id"])
+                yield {**rows, "query_instruction": [spec["instruction"]] * n, "doc_instruction": [doc_instruction] * n}
+
+    return _Plan(row_chunks(), None, lambda grades: 1, schema=POOLED_SCHEMA)
 
 
 def _fold_split(name: str, source_cfg: dict, dataset, dataset_id: str, meta: dict) -> tuple[set, dict]:
@@ -448,15 +477,17 @@ def _prepare_source(name: str, source_cfg: dict, out_parquet: str | Path,
     log = log or _logger.info
     out = Path(out_parquet)
     has_dataset, has_jsonl = bool(source_cfg.get("dataset")), bool(source_cfg.get("jsonl"))
-    if has_dataset == has_jsonl:
-        raise SourceError(f"source {name!r}: give exactly one of 'dataset' (an ir_datasets id) or 'jsonl' (a file)")
+    if has_dataset + has_jsonl + is_pooled(source_cfg) != 1:
+        raise SourceError(f"source {name!r}: give exactly one of 'dataset' (an ir_datasets id), 'jsonl' (a file) "
+                          "or 'parts' (a pooled source)")
     cap = query_cap(name, source_cfg)
     warnings = _Warnings()
     meta = {"source": name, "instruction": source_cfg.get("instruction", ""),
             "weight": source_cfg.get("weight", 1.0)}
     if source_cfg.get("symmetric"):  # absent = asymmetric (keeps older meta files valid)
         meta["symmetric"] = True
-    plan = (_jsonl_plan if has_jsonl else _dataset_plan)(name, source_cfg, meta, cap, warnings, chunk_size)
+    make_plan = _pooled_plan if is_pooled(source_cfg) else _jsonl_plan if has_jsonl else _dataset_plan
+    plan = make_plan(name, source_cfg, meta, cap, warnings, chunk_size)
     _write_prepared(name, out, plan, meta, warnings)
     for kind, count in sorted(warnings.counts.items()):
         log(f"source {name}: warning {kind}: {count} (e.g. {'; '.join(warnings.examples[kind])})")
@@ -466,7 +497,7 @@ def _prepare_source(name: str, source_cfg: dict, out_parquet: str | Path,
 
 def _write_prepared(name: str, out: Path, plan: _Plan, meta: dict, warnings: _Warnings) -> None:
     """Stream the rows into ``out`` and write the meta (and folds) beside it: all or nothing."""
-    sink = _ParquetSink(out)
+    sink = _ParquetSink(out, plan.schema)
     try:
         with tqdm(total=plan.total, unit="pair", desc=f"prepare {name}", mininterval=1.0, leave=False) as bar:
             for rows in plan.row_chunks:
