@@ -110,3 +110,26 @@ def test_check_lists_every_missing_echo_file(tmp_path, monkeypatch):
     assert len(problems) == 16 and all("does not exist" in p for p in problems)
     assert sum("liuqi6777/echo-data" in p for p in problems) == 12
     assert sum("no public origin" in p for p in problems) == 4
+
+
+def test_sizes_cap_each_ir_datasets_source_at_its_released_file(tmp_path, capsys):
+    release = tmp_path / "echo-data"
+    release.mkdir()
+    lines = [{"query": "q1", "positive": "a", "negative": "b"}, {"query": "q1", "positive": "c", "negative": "b"},
+             {"query": "q2", "positive": "a", "negative": "d"}, {"query": "q3", "positive": "e"}]
+    (release / "msmarco_passage.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n\n")
+    (release / "fever.jsonl").write_text(json.dumps({"query": "claim", "positive": "doc"}) + "\n")
+    assert main(["sizes", "--config", str(CONFIG), "--release", str(release)]) == 0
+    out = capsys.readouterr().out
+    assert "# open-mix/msmarco-passage: max_queries 3 (4 examples in msmarco_passage.jsonl)" in out
+    assert "# open-mix/nq: nq.jsonl not in" in out
+    preset = tmp_path / "sizes.yaml"
+    preset.write_text(out)
+    cfg = load_config(CONFIG, preset)
+    sources = cfg["data"]["open-mix"]["sources"]
+    assert sources["msmarco-passage"]["max_queries"] == 3 and sources["fever"]["max_queries"] == 1
+    assert sources["nq"]["max_queries"] is None and sources["squad"]["max_queries"] is None  # JSONL: the release itself
+    (release / "fever.jsonl").write_text("not json\n")
+    assert main(["sizes", "--config", str(CONFIG), "--release", str(release)]) == 1
+    assert "fever.jsonl line 1" in capsys.readouterr().err
+    assert main(["sizes", "--config", str(CONFIG), "--release", str(tmp_path / "none")]) == 1

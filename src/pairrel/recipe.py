@@ -7,6 +7,10 @@ the model —, ``experiments/run_supervised.py``, ``llm2vec/dataset/E5Data.py``;
 configs leave out are transformers ``TrainingArguments`` defaults: AdamW, weight decay 0,
 linear decay after warm-up, gradient clipping at norm 1.0).
 
+``pairrel recipe sizes --config CFG --release DIR`` prints a preset that caps each ir_datasets
+source (``max_queries``) at the number of queries of its file in the release, so the
+ir_datasets route trains on as many examples per dataset as LLM2Vec did.
+
 ``recipe_differences(run_cfg)`` compares one resolved run (``pairrel.config.resolve_run``) with
 it and returns one line per difference, both values on the line. Things pairrel does one way
 only are recorded in ``PAIRREL_FIXED`` and compared like configured values, so a fact that
@@ -173,6 +177,81 @@ def recipe_differences(run_cfg: dict, recipe: dict = LLM2VEC_SUPERVISED) -> list
     return lines
 
 
+# The released file behind each ir_datasets source of config.yaml's open mix (``pairrel recipe
+# sizes``). The mix's JSONL sources are released files already and need no cap.
+RELEASE_FILE_OF_DATASET = {
+    "msmarco-passage/train": "msmarco_passage",
+    "msmarco-passage/train/triples-small": "msmarco_passage",
+    "msmarco-document/train": "msmarco_document",
+    "dpr-w100/natural-questions/train": "nq",
+    "dpr-w100/trivia-qa/train": "trivia_qa",
+    "beir/hotpotqa/train": "hotpot_qa",
+    "beir/fever/train": "fever",
+    "miracl/en/train": "miracl",
+    "mr-tydi/en/train": "mrtydi",
+}
+
+
+def release_file_sizes(path: Path) -> dict[str, int]:
+    """``{"examples": lines with a query, "queries": distinct query texts}`` of one released JSONL file."""
+    import hashlib
+    import json
+
+    examples, queries = 0, set()
+    with open(path, encoding="utf-8") as lines:
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                query = json.loads(line).get("query")
+            except (json.JSONDecodeError, AttributeError):
+                raise ValueError(f"{path} line {number}: expected a JSON object with a 'query'") from None
+            if isinstance(query, str) and query.strip():
+                examples += 1
+                queries.add(hashlib.sha1(query.encode("utf-8")).digest())
+    return {"examples": examples, "queries": len(queries)}
+
+
+def release_caps(cfg: dict, release_dir: Path) -> tuple[dict, list[str]]:
+    """``max_queries`` for every ir_datasets source of the grid's data mixes that has a released
+    file in ``release_dir``: the number of distinct queries of that file, so the source is
+    prepared at the release's size (its first N queries, not the release's sample). Returns (a config fragment ``{"data": {mix: {"sources": {name:
+    {"max_queries": N}}}}}``, notes: one line per capped source and per file not found)."""
+    release_dir = Path(release_dir)
+    if not release_dir.is_dir():
+        raise ValueError(f"--release {release_dir}: not a folder (the echo-data release's JSONL files)")
+    counted: dict[Path, dict[str, int]] = {}  # a file shared by two sources is read once
+    fragment: dict = {"data": {}}
+    notes: list[str] = []
+    for mix_name in cfg["grid"]["data"]:
+        for name, source in (cfg["data"][mix_name].get("sources") or {}).items():
+            stem = RELEASE_FILE_OF_DATASET.get(source.get("dataset") or "")
+            if stem is None:
+                continue
+            path = release_dir / f"{stem}.jsonl"
+            if not path.is_file():
+                notes.append(f"{mix_name}/{name}: {path.name} not in {release_dir}")
+                continue
+            if path not in counted:
+                counted[path] = release_file_sizes(path)
+            n = counted[path]
+            fragment["data"].setdefault(mix_name, {"sources": {}})["sources"][name] = {"max_queries": n["queries"]}
+            notes.append(f"{mix_name}/{name}: max_queries {n['queries']} ({n['examples']} examples in {path.name})")
+    return fragment, notes
+
+
+def cmd_sizes(args) -> int:
+    import yaml
+
+    from pairrel.config import load_config
+
+    fragment, notes = release_caps(load_config(*args.config), args.release)
+    print("# max_queries at the sizes of the echo-data release (pairrel recipe sizes); merge it over the config")
+    print("\n".join(f"# {note}" for note in notes))
+    print(yaml.safe_dump(fragment, sort_keys=False), end="")
+    return 0
+
+
 def diff_report(study, run_ids: list[str] | None = None) -> list[str]:
     """Lines of ``pairrel recipe diff``: for each run, 'RUN: no differences' or 'RUN: <difference>'."""
     runs = [study.run(r) for r in run_ids] if run_ids else study.runs
@@ -201,6 +280,11 @@ def register(subparsers) -> argparse.ArgumentParser:
                    help="config file; repeat to merge presets over it (later files win)")
     p.add_argument("--run", action="append", default=None, help="only this run id (repeatable; default: every run)")
     p.set_defaults(func=cmd_diff)
+    p = commands.add_parser("sizes", help="print a preset capping each ir_datasets source at its released file's size")
+    p.add_argument("--config", action="append", required=True, type=Path,
+                   help="config file; repeat to merge presets over it (later files win)")
+    p.add_argument("--release", required=True, type=Path, help="folder of the echo-data release's JSONL files")
+    p.set_defaults(func=cmd_sizes)
     return recipe
 
 
