@@ -177,11 +177,16 @@ def run_config(batch: int, settings: dict, prepared: dict, chunk=None, tokens=No
     }
 
 
+def instructed(texts: list[str], instruction) -> list[str]:
+    """``"{instruction}; {text}"`` per text: one instruction for all, or one per text."""
+    per_text = [instruction] * len(texts) if isinstance(instruction, str) else instruction
+    return [f"{i}; {t}" if i else t for i, t in zip(per_text, texts)]
+
+
 def batch_tokens(tokenizer, batch, max_length: int) -> int:
     """Real tokens of a step (what the encoder sees, no padding)."""
-    queries = [f"{batch.instruction}; {q}" for q in batch.queries]
-    lengths = [min(max_length, len(ids)) for ids in tokenizer(queries + list(batch.docs))["input_ids"]]
-    return sum(lengths)
+    texts = instructed(batch.queries, batch.instruction) + instructed(batch.docs, batch.doc_instruction)
+    return sum(min(max_length, len(ids)) for ids in tokenizer(texts)["input_ids"])
 
 
 def sync() -> None:
@@ -255,7 +260,7 @@ def time_plain(shape, prepared, tokenizer, batch, settings) -> dict:
     for b in batcher.iter_steps(settings["warm"] + settings["steps"]):
         sync()
         start = time.perf_counter()
-        q, d = embed([f"{b.instruction}; {t}" for t in b.queries]), embed(list(b.docs))
+        q, d = embed(instructed(b.queries, b.instruction)), embed(instructed(b.docs, b.doc_instruction))
         logits = F.normalize(q, dim=-1) @ F.normalize(d, dim=-1).T / 0.02
         targets = b.targets.to(DEVICE)
         loss = -(targets / targets.sum(1, keepdim=True) * F.log_softmax(logits, 1)).sum(1).mean()

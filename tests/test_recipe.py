@@ -11,7 +11,7 @@ from pairrel.recipe import LLM2VEC_SUPERVISED, main, recipe_differences
 from .conftest import REPO_ROOT
 
 CONFIG, PRESET = REPO_ROOT / "config.yaml", REPO_ROOT / "presets" / "llm2vec-echo.yaml"
-SPLIT_LINE = "split files: LLM2Vec pooled per dataset"
+SPLIT_LINE = "files batched together: LLM2Vec each file alone, the halves of allnli and quora_duplicates pooled"
 
 
 def runs(*files, data="echo-data"):
@@ -44,15 +44,21 @@ def test_softmax_runs_of_the_preset_have_no_differences(capsys):
     assert capsys.readouterr().out == f"{run}: no differences\n"
 
 
-def test_split_files_batched_apart_are_a_difference():
-    """The split halves as two sources (each file its own batches) is what LLM2Vec does not do."""
+def test_files_batched_unlike_llm2vec_are_a_difference():
+    """The split halves as two sources, or files of two datasets in one pool, batch unlike LLM2Vec."""
     run = runs(CONFIG, PRESET)["softmax"]
     sources = run["data"]["sources"]
     for part, spec in sources.pop("allnli")["parts"].items():
         sources[part] = {**spec, "weight": 1.0}
-    lines = recipe_differences(run)
-    assert lines == [f"{SPLIT_LINE} (allnli_split1+2, quora_duplicates_split1+2 share batches) | "
-                     "configured each file its own batches"]
+    assert recipe_differences(run) == [
+        f"{SPLIT_LINE} | configured the halves of allnli in separate sources (allnli_split1, allnli_split2)"]
+
+    run = runs(CONFIG, PRESET)["softmax"]
+    sources = run["data"]["sources"]
+    squad = sources.pop("squad")
+    sources["quora_duplicates"]["parts"]["squad"] = {k: squad[k] for k in ("jsonl", "instruction")} | {"symmetric": False}
+    assert recipe_differences(run) == [
+        f"{SPLIT_LINE} | configured quora_duplicates pools quora_duplicates_split1 + quora_duplicates_split2 + squad"]
 
 
 def test_config_yaml_differences_name_the_sampling_rule_and_missing_sources():

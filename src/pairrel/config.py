@@ -129,7 +129,7 @@ def validate_config(cfg: dict[str, Any]) -> dict[str, Any]:
                 where = f"{where}.{missing}" if err.absolute_path else missing
                 lines.append(f"config key '{where}' is required but missing")
             elif err.validator == "oneOf" and _is_source_path(err.absolute_path):
-                lines.append(f"config key '{where}': {SOURCE_FORMS}")
+                lines.append(_source_form_error(where, err.instance))
             else:
                 lines.append(f"config key '{where}': {err.message}")
         raise ConfigError("invalid config:\n  " + "\n  ".join(lines))
@@ -146,6 +146,15 @@ SOURCE_FORMS = ("a source gives exactly one of 'dataset' or 'jsonl', each with '
 def _is_source_path(path) -> bool:
     path = list(path)
     return len(path) == 4 and path[0] == "data" and path[2] == "sources"
+
+
+def _source_form_error(where: str, source: Any) -> str:
+    """The message for a source of none of the allowed forms: the missing instruction when that
+    is all that is wrong, else the forms."""
+    if isinstance(source, dict) and "parts" not in source and "instruction" not in source \
+            and ("dataset" in source) != ("jsonl" in source):
+        return f"config key '{where}.instruction' is required but missing"
+    return f"config key '{where}': {SOURCE_FORMS}"
 
 
 def _resolve(node: dict[str, Any]) -> dict[str, Any]:

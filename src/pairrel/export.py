@@ -294,7 +294,8 @@ def _card_sources(sources: dict) -> dict[str, dict]:
     for name, source in sources.items():
         for part_name, part in source_parts(name, source).items():
             row = {**part, "weight": source.get("weight")}
-            rows[part_name] = {k: row[k] for k in ("dataset", "jsonl", "weight", "instruction") if row.get(k) is not None}
+            key = part_name if part_name not in rows else f"{name}/{part_name}"  # a part named like a source
+            rows[key] = {k: row[k] for k in ("dataset", "jsonl", "weight", "instruction") if row.get(k) is not None}
     return rows
 
 

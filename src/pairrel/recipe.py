@@ -8,8 +8,9 @@ configs leave out are transformers ``TrainingArguments`` defaults: AdamW, weight
 linear decay after warm-up, gradient clipping at norm 1.0).
 
 ``pairrel recipe sizes --config CFG --release DIR`` prints a preset that caps each ir_datasets
-source (``max_queries``) at the number of queries of its file in the release, so the
-ir_datasets route trains on as many examples per dataset as LLM2Vec did.
+source (``max_queries``) at the number of distinct queries of its file in the release, so the
+ir_datasets route prepares as many queries per dataset as the release holds (the dataset's first
+N, not the release's sample; a release line is one example, and a query can have several).
 
 ``recipe_differences(run_cfg)`` compares one resolved run (``pairrel.config.resolve_run``) with
 it and returns one line per difference, both values on the line. Things pairrel does one way
@@ -72,7 +73,8 @@ LLM2VEC_SUPERVISED: dict = {
     "seed": 42,
     "batch_source": "one dataset per batch",
     "incomplete_batches": "dropped",
-    "split_files": "pooled per dataset (allnli_split1+2, quora_duplicates_split1+2 share batches)",
+    # which files share batches: each its own, but the two halves of a split dataset pooled
+    "files_batched_together": "each file alone, the halves of allnli and quora_duplicates pooled",
     "sampling": "proportional",
     "sources": {name: {"instruction": instr, "symmetric": sym} for name, (instr, sym) in _ECHO_FILES.items()},
 }
@@ -85,7 +87,6 @@ PAIRREL_FIXED = {
     "batch_source": "one dataset per batch",  # pairrel.data.batching
     "incomplete_batches": "dropped",  # batcher_from_run: drop_last
 }
-SPLIT_FILES_APART = "each file its own batches"
 
 
 def _fmt(value) -> str:
@@ -168,13 +169,31 @@ def recipe_differences(run_cfg: dict, recipe: dict = LLM2VEC_SUPERVISED) -> list
     for key, source in matched.items():
         differ(f"instruction of {key}", recipe["sources"][key]["instruction"], source.get("instruction", ""))
         differ(f"symmetric {key}", recipe["sources"][key]["symmetric"], bool(source.get("symmetric", False)))
-    split_pairs = [(f"{base}_split1", f"{base}_split2") for base in
-                   sorted({k.removesuffix("_split1") for k in recipe["sources"] if k.endswith("_split1")})]
-    present = [(a, b) for a, b in split_pairs if a in pool_of and b in pool_of]
-    if present:
-        pooled = all(pool_of[a] == pool_of[b] for a, b in present)
-        differ("split files", recipe["split_files"], recipe["split_files"] if pooled else SPLIT_FILES_APART)
+    wrong = _wrong_pooling(pool_of)
+    differ("files batched together", recipe["files_batched_together"],
+           "; ".join(wrong) if wrong else recipe["files_batched_together"])
     return lines
+
+
+def _dataset_of(echo_file: str) -> str:
+    """LLM2Vec's dataset of a released file: the file without its ``_split1``/``_split2``."""
+    return echo_file.removesuffix("_split1").removesuffix("_split2")
+
+
+def _wrong_pooling(pool_of: dict[str, str]) -> list[str]:
+    """How the configured sources batch the released files unlike LLM2Vec (one dataset per
+    batch, a split dataset's halves together): a source pooling files of two datasets, or the
+    halves of one dataset in two sources. ``pool_of``: released file -> configured source."""
+    files_of: dict[str, set[str]] = {}
+    for echo_file, source in pool_of.items():
+        files_of.setdefault(source, set()).add(echo_file)
+    wrong = [f"{source} pools {' + '.join(sorted(files))}" for source, files in sorted(files_of.items())
+             if len({_dataset_of(f) for f in files}) > 1]
+    for dataset in sorted({_dataset_of(f) for f in pool_of}):
+        sources = sorted({s for f, s in pool_of.items() if _dataset_of(f) == dataset})
+        if len(sources) > 1:
+            wrong.append(f"the halves of {dataset} in separate sources ({', '.join(sources)})")
+    return wrong
 
 
 # The released file behind each ir_datasets source of config.yaml's open mix (``pairrel recipe

@@ -12,7 +12,8 @@ or ``instruction`` off the source itself.
 
 from __future__ import annotations
 
-# Keys a part carries; the other source keys (weight, max_queries) belong to the pool.
+# Keys that describe one file and how its texts are instructed: a plain source's own (dataset or
+# jsonl), a pooled source's parts' (jsonl only). weight and max_queries belong to the source.
 PART_KEYS = ("jsonl", "dataset", "instruction", "symmetric", "origin")
 
 

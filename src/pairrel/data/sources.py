@@ -407,8 +407,19 @@ def _jsonl_plan(name: str, source_cfg: dict, meta: dict, cap, warnings: _Warning
 
 
 def _pooled_plan(name: str, source_cfg: dict, meta: dict, cap, warnings: _Warnings, chunk_size: int) -> _Plan:
+    # The schema says the same; ``pairrel data prepare --config`` may run on an unvalidated config.
+    own = [key for key in ("instruction", "symmetric", "origin", "folds") if source_cfg.get(key)]
+    if own:
+        raise SourceError(f"source {name!r}: a pooled source has no {', '.join(own)} of its own (its parts carry "
+                          "instruction, symmetric and origin; folds need graded qrels)")
     parts = source_parts(name, source_cfg)
+    if len(parts) < 2:
+        raise SourceError(f"source {name!r}: 'parts' needs at least 2 JSONL files, got {len(parts)}")
     for part, spec in parts.items():
+        for key in ("jsonl", "instruction"):
+            if not isinstance(spec.get(key), str) or (key == "jsonl" and not spec[key]):
+                raise SourceError(f"source {name!r}, part {part!r}: key {key!r} must be a string"
+                                  + (" (a file path)" if key == "jsonl" else ""))
         if not Path(spec["jsonl"]).is_file():
             raise SourceError(f"source {name!r}, part {part!r}: JSONL file {spec['jsonl']} does not exist")
     meta.update(dataset_id=None, pairs_from="jsonl", instruction="",
