@@ -19,3 +19,20 @@ def test_train_benchmark_tiny_mode_prints_every_path():
         assert column in out, column
     for path in ("gc-count", "gc-tokens", "no-gc", "plain"):
         assert path in out, path
+
+
+def test_gpu_script_tiny_runs_the_chosen_parts(tmp_path):
+    """``run_gpu.sh`` with TINY=1: the chosen parts run (the loss-curve part: former and new
+    chunking give the same fp32 curve), the others are skipped, the results land in $OUT."""
+    import json
+    import os
+
+    env = {**os.environ, "TINY": "1", "PARTS": "curve-1.3b embed-1.3b", "OUT": str(tmp_path), "OMP_NUM_THREADS": "1",
+           "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}"}
+    proc = subprocess.run(["bash", str(REPO_ROOT / "benchmarks" / "run_gpu.sh")], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "== curve-1.3b: exit 0" in proc.stdout and "== embed-1.3b: exit 0" in proc.stdout
+    assert "train-8b" not in proc.stdout
+    curve = json.loads((tmp_path / "curve-1.3b.json").read_text())["curve"]
+    assert len(curve["losses"]["new"]) == 20 and curve["new_max_rel"] < 1e-5
