@@ -66,3 +66,18 @@ def train_through_launcher(root: Path, run_config: dict, processes: int) -> Path
                           env=env, cwd=root, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return run_yaml.parent
+
+
+def sigterm_during_step(trainer, step: int) -> None:
+    """Make ``trainer`` receive SIGTERM while it trains ``step`` (0-based), as a preemption does."""
+    import signal
+
+    batches = trainer.batcher.iter_steps
+
+    def preempted(num_steps, start_step=0):
+        for batch in batches(num_steps, start_step):
+            if batch.step == step:
+                os.kill(os.getpid(), signal.SIGTERM)
+            yield batch
+
+    trainer.batcher.iter_steps = preempted

@@ -137,5 +137,13 @@ def test_sizes_cap_each_ir_datasets_source_at_its_released_file(tmp_path, capsys
     assert sources["nq"]["max_queries"] is None and sources["squad"]["max_queries"] is None  # JSONL: the release itself
     (release / "fever.jsonl").write_text("not json\n")
     assert main(["sizes", "--config", str(CONFIG), "--release", str(release)]) == 1
-    assert "fever.jsonl line 1" in capsys.readouterr().err
+    assert "fever.jsonl: line 1: not valid JSON" in capsys.readouterr().err
     assert main(["sizes", "--config", str(CONFIG), "--release", str(tmp_path / "none")]) == 1
+
+
+def test_jsonl_check_reports_unparsable_lines_by_file_and_line(tmp_path):
+    path = tmp_path / "nq.jsonl"
+    path.write_text(json.dumps({"query": "q", "positive": "p"}) + "\n" + "[1, 2]\n")
+    assert jsonl_problems("s", path, None) == [f"s: {path}: line 2: expected a JSON object, got list"]
+    path.write_bytes(b'{"query": "q", "positive": "p"}\n{"query": "\xff"}\n')
+    assert jsonl_problems("s", path, None) == [f"s: {path}: line 2: not UTF-8"]

@@ -27,7 +27,7 @@ from pairrel.study import Study
 from pairrel.runlock import LOCK_NAME, RunLock, RunLockedError, process_alive
 from pairrel.train import NonFiniteError, Trainer, checkpoints
 from pairrel.trainer_state import CheckpointError, LegacyCheckpointError, read_checkpoint
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, sigterm_during_step
 
 RUN = "model~minilm/data~quickstart/loss~bce/labels~binary@2/seed~42"
 
@@ -274,21 +274,12 @@ def test_corrupt_metrics_line_names_file_and_line(prepared, tmp_path):
 
 
 def test_sigterm_on_a_checkpoint_step_writes_it_once(prepared, tmp_path, monkeypatch):
-    import signal
-
     cfg = prepared
     trainer = Trainer(run_config(cfg, steps=4, every=2), tmp_path / "run", progress=False)
-    batches = trainer.batcher.iter_steps
-
-    def preempt_during_step_two(num_steps, start_step=0):
-        for batch in batches(num_steps, start_step):
-            if batch.step == 1:
-                os.kill(os.getpid(), signal.SIGTERM)
-            yield batch
+    sigterm_during_step(trainer, 1)
 
     saved = []
     save = trainer.save_checkpoint
     monkeypatch.setattr(trainer, "save_checkpoint", lambda step, elapsed: saved.append(step) or save(step, elapsed))
-    trainer.batcher.iter_steps = preempt_during_step_two
     assert trainer.run() == 143
     assert saved == [2]

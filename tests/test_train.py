@@ -5,8 +5,6 @@ adapter weights and logged losses as an uninterrupted run), and that SIGTERM che
 """
 
 import json
-import os
-import signal
 
 import pytest
 import torch
@@ -18,7 +16,7 @@ from pairrel.data import quickstart
 from pairrel.data.registry import register_local_dir
 from pairrel.data.sources import prepare_source
 from pairrel.train import PREEMPTED_EXIT_CODE, Trainer, checkpoints, linear_schedule
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, sigterm_during_step
 
 RUN = "model~minilm/data~quickstart/loss~bce/labels~binary@2/seed~42"
 
@@ -84,15 +82,8 @@ def test_run_writes_its_files_and_resumes_exactly(prepared, tmp_path):
 
 def test_sigterm_writes_a_checkpoint_and_exits_143(prepared, tmp_path):
     trainer = Trainer(run_config(prepared, steps=6, every=5), tmp_path / "run", progress=False)
-    batches = trainer.batcher.iter_steps
+    sigterm_during_step(trainer, 1)
 
-    def preempt_during_step_two(num_steps, start_step=0):
-        for batch in batches(num_steps, start_step):
-            if batch.step == 1:
-                os.kill(os.getpid(), signal.SIGTERM)
-            yield batch
-
-    trainer.batcher.iter_steps = preempt_during_step_two
     assert trainer.run() == PREEMPTED_EXIT_CODE
     assert [step for step, _ in checkpoints(tmp_path / "run")] == [2]
     assert not (tmp_path / "run" / "done").exists()

@@ -151,6 +151,28 @@ def read_jsonl(path: str | Path, drop_partial_last_line: bool = False) -> list[A
     return records
 
 
+def iter_json_objects(path: str | Path) -> Iterator[tuple[int, dict]]:
+    """Stream ``(line number, object)`` for each non-blank line of a JSONL file, never holding
+    the file in memory; a line that is not a JSON object (or not UTF-8) is a FileFormatError
+    naming the file and line."""
+    path = Path(path)
+    with open(path, "rb") as lines:  # bytes, decoded per line: a decoding error names its line
+        for number, raw in enumerate(lines, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise FileFormatError(f"{path}: line {number}: not UTF-8") from None
+            if not line.strip():
+                continue
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise FileFormatError(f"{path}: line {number}: not valid JSON ({err.msg})") from None
+            if not isinstance(value, dict):
+                raise FileFormatError(f"{path}: line {number}: expected a JSON object, got {type(value).__name__}")
+            yield number, value
+
+
 def file_sha256(path: str | Path) -> str:
     """Hex SHA-256 of a file's bytes, read in 1 MiB blocks."""
     digest = hashlib.sha256()

@@ -214,20 +214,15 @@ RELEASE_FILE_OF_DATASET = {
 def release_file_sizes(path: Path) -> dict[str, int]:
     """``{"examples": lines with a query, "queries": distinct query texts}`` of one released JSONL file."""
     import hashlib
-    import json
+
+    from pairrel.io import iter_json_objects
 
     examples, queries = 0, set()
-    with open(path, encoding="utf-8") as lines:
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                query = json.loads(line).get("query")
-            except (json.JSONDecodeError, AttributeError):
-                raise ValueError(f"{path} line {number}: expected a JSON object with a 'query'") from None
-            if isinstance(query, str) and query.strip():
-                examples += 1
-                queries.add(hashlib.sha1(query.encode("utf-8")).digest())
+    for _, record in iter_json_objects(path):
+        query = record.get("query")
+        if isinstance(query, str) and query.strip():
+            examples += 1
+            queries.add(hashlib.sha1(query.encode("utf-8")).digest())  # 20 bytes a query, not its text
     return {"examples": examples, "queries": len(queries)}
 
 

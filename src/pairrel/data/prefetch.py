@@ -69,28 +69,24 @@ JSONL_CHECK_LINES = 1000  # lines of a JSONL source whose schema check reads (it
 
 def _jsonl_schema_problem(path: Path, max_lines: int = JSONL_CHECK_LINES) -> str | None:
     """The first line (of the first ``max_lines``) that is not a training example, or None."""
-    import json
+    from pairrel.io import FileFormatError, iter_json_objects
 
     def texts(value) -> bool:
         return isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))
 
-    with open(path, encoding="utf-8", errors="replace") as lines:
-        for number, line in enumerate(lines, 1):
+    try:
+        for number, record in iter_json_objects(path):
             if number > max_lines:
                 break
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                return f"{path} line {number}: not valid JSON ({err.msg})"
-            if not isinstance(record, dict) or not isinstance(record.get("query"), str) or not record["query"].strip():
+            if not isinstance(record.get("query"), str) or not record["query"].strip():
                 return f"{path} line {number}: expected an object with a non-empty string 'query'"
             for key in ("positive", "negative"):
                 if record.get(key) is not None and not texts(record[key]):
                     return f"{path} line {number}: key {key!r} must be a string or a list of strings"
             if record.get("positive") is None:
                 return f"{path} line {number}: no 'positive'"
+    except FileFormatError as err:  # not JSON, not an object, not UTF-8: the file and line
+        return str(err)
     return None
 
 
