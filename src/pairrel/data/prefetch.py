@@ -33,7 +33,7 @@ from ir_datasets.util import Cache, Lazy
 from ir_datasets.util.download import Download, LocalDownload, RequestsDownload
 
 from pairrel.data import trecdl
-from pairrel.data.registry import load_dataset, register_from_config
+from pairrel.data.registry import built_docs_store, load_dataset, register_from_config
 from pairrel.io import file_sha256
 
 _logger = logging.getLogger(__name__)
@@ -333,7 +333,7 @@ def _prefetch_dataset(dataset_id: str, components) -> None:
             counts = trecdl.extract_passages_sparse(stream, doc_ids, str(handler._dlc.path(force=False)) + ".extracted")
         _logger.info("%s: extracted %s judged passages", dataset_id, counts)
     else:
-        dataset.docs_store().build()
+        built_docs_store(dataset)
 
 
 def prefetch(cfg: dict, include_models: bool = True, include_mteb: bool = True) -> list[str]:

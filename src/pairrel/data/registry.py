@@ -25,14 +25,30 @@ the first id). Blank lines are allowed, as ir_datasets skips them.
 
 The document index that ``docs_store()`` builds (ir_datasets writes it beside its input, as
 ``docs.tsv.pklz4``) goes to ``$IR_DATASETS_HOME/pairrel-local/<sha256 of docs.tsv>/``: an
-edited docs.tsv has another hash and gets a new index, never a stale one.
+edited docs.tsv has another hash and gets a new index, never a stale one. Several jobs share
+that index (the K fold jobs of one source start together), so it has one builder at a time:
+:class:`_LocalDocStore` takes an exclusive ``fcntl`` lock on ``docs.tsv.pklz4.lock`` before it
+asks whether the index is built, builds into a temporary folder, writes a manifest of the
+index's file sizes (``pairrel-complete.json``) last and renames the folder into place. An
+index without a matching manifest (a crash, a truncated file, an index of an older version,
+which ir_datasets would trust) is named in a warning, removed and rebuilt. ir_datasets' own
+``PickleLz4FullStore`` asks ``built()`` before it locks, so concurrent first builds append the
+corpus twice; :func:`built_docs_store` builds hub datasets' indexes under the same lock.
+
+Configured datasets are registered lazily (:func:`register_from_config`): the directory is
+checked and its files read the first time the dataset is loaded, so a command never opens,
+or fails on, a dataset it does not read.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
+import json
+import logging
 import os
+import shutil
 from pathlib import Path
 
 import ir_datasets
@@ -47,6 +63,9 @@ OPTIONAL_FILES = ("qrels.txt", "docpairs.tsv")
 # id -> resolved directory of every dataset this process registered from a local directory;
 # it makes a second registration of the same pair a no-op and a conflicting one an error.
 _LOCAL_DIRS: dict[str, Path] = {}
+# id -> directory of configured datasets not yet used (registered on first load).
+_PENDING: dict[str, Path] = {}
+_logger = logging.getLogger(__name__)
 
 
 INDEX_CACHE = "pairrel-local"  # folder under $IR_DATASETS_HOME for the document indexes
@@ -193,13 +212,103 @@ class _CheckedFile(LocalDownload):
             yield handle
 
 
+@contextlib.contextmanager
+def index_lock(index_path: str | os.PathLike):
+    """Hold an exclusive ``fcntl`` lock on ``<index_path>.lock``: the one builder of an index.
+
+    The lock file is never removed (removing it would let two jobs lock two different files);
+    the kernel releases the lock when its holder exits, however it exits.
+    """
+    lock_path = Path(f"{os.fspath(index_path)}.lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+INDEX_MANIFEST = "pairrel-complete.json"  # written last into a complete index
+
+
+def _index_files(folder: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_size for p in sorted(folder.iterdir()) if p.is_file() and p.name != INDEX_MANIFEST}
+
+
+def index_problem(folder: Path) -> str | None:
+    """Why the index folder cannot be trusted (None: complete): no manifest, or files whose
+    names or sizes differ from the manifest's."""
+    try:
+        manifest = json.loads((folder / INDEX_MANIFEST).read_text())
+    except FileNotFoundError:
+        return f"no {INDEX_MANIFEST} (half-written, or built by an older version)"
+    except (OSError, ValueError) as err:
+        return f"unreadable {INDEX_MANIFEST} ({err})"
+    if not isinstance(manifest, dict) or manifest.get("files") != _index_files(folder):
+        return f"its files differ from {INDEX_MANIFEST} (truncated or altered)"
+    return None
+
+
+class _LocalDocStore(PickleLz4FullStore):
+    """A PickleLz4FullStore with one builder at a time, built to a temporary name and renamed,
+    and never trusted without its manifest (see the module docstring)."""
+
+    def built(self) -> bool:
+        return os.path.isdir(self.path) and index_problem(Path(self.path)) is None
+
+    def build(self) -> None:
+        if getattr(self, "_checked", False):
+            return
+        with index_lock(self.path):  # before the check: a job waits while another builds
+            final = Path(self.path)
+            problem = index_problem(final) if final.exists() else None
+            if problem is None and final.exists():
+                self._checked = True
+                return
+            if problem is not None:
+                _logger.warning("document index %s: %s; rebuilding it", final, problem)
+            tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+            shutil.rmtree(tmp, ignore_errors=True)
+            try:
+                PickleLz4FullStore(os.fspath(tmp), self.init_iter_fn, self._doc_cls, self._id_field,
+                                   self.lookup._index_fields, size_hint=self.size_hint).build()
+                for name in _index_files(tmp):
+                    with open(tmp / name, "rb") as handle:
+                        os.fsync(handle.fileno())
+                from pairrel.io import atomic_write_text
+
+                atomic_write_text(tmp / INDEX_MANIFEST, json.dumps({"files": _index_files(tmp)}, sort_keys=True) + "\n")
+                if final.exists():
+                    shutil.rmtree(final)
+                os.replace(tmp, final)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+            self.lookup.close()  # reopened on the next read, from the new files
+            self._checked = True
+
+
+def built_docs_store(dataset):
+    """``dataset.docs_store()``, built before it is returned with one builder at a time: hub
+    datasets' ir_datasets indexes under :func:`index_lock` too (ir_datasets checks before it
+    locks)."""
+    store = dataset.docs_store()
+    if isinstance(store, PickleLz4FullStore) and not isinstance(store, _LocalDocStore):
+        with index_lock(store.path):
+            store.build()
+    elif isinstance(store, _LocalDocStore):
+        store.build()
+    return store
+
+
 class _LocalTsvDocs(TsvDocs):
     """TsvDocs whose index lives in the ir_datasets home, keyed by the content of docs.tsv."""
 
     def docs_store(self, field="doc_id", options=DEFAULT_DOCSTORE_OPTIONS):
         folder = Path(ir_datasets.util.home_path()) / INDEX_CACHE / self._dlc.sha256()
         folder.mkdir(parents=True, exist_ok=True)
-        return PickleLz4FullStore(
+        return _LocalDocStore(
             path=os.fspath(folder / "docs.tsv.pklz4"), init_iter_fn=self.docs_iter, data_cls=self.docs_cls(),
             lookup_field=field, index_fields=self._doc_store_index_fields or ["doc_id"],
             size_hint=self._docstore_size_hint,
@@ -231,7 +340,7 @@ def register_local_dir(dataset_id: str, directory: str | Path) -> Dataset:
     directory = Path(directory).resolve()
     if _LOCAL_DIRS.get(dataset_id) == directory:
         return ir_datasets.registry._registered[dataset_id]
-    if dataset_id in ir_datasets.registry._registered and dataset_id not in _LOCAL_DIRS:
+    if dataset_id in ir_datasets.registry._registered and dataset_id not in _LOCAL_DIRS and dataset_id not in _PENDING:
         raise ValueError(f"dataset id {dataset_id!r} is an ir_datasets built-in; choose another id for {directory}")
     if not directory.is_dir():
         raise FileNotFoundError(f"local dataset {dataset_id!r}: directory {directory} does not exist")
@@ -244,13 +353,47 @@ def register_local_dir(dataset_id: str, directory: str | Path) -> Dataset:
     ir_datasets.registry._registered.pop(dataset_id, None)  # an earlier local registration
     ir_datasets.registry.register(dataset_id, dataset)
     _LOCAL_DIRS[dataset_id] = directory
+    _PENDING.pop(dataset_id, None)
     return ir_datasets.registry._registered[dataset_id]
+
+
+class _PendingLocalDataset:
+    """Holds a configured local dataset's place in the ir_datasets registry until it is used;
+    the first attribute asked of it registers the directory (checks included) and answers."""
+
+    def __init__(self, dataset_id: str, directory: Path) -> None:
+        self._dataset_id, self._directory = dataset_id, directory
+
+    def __getattr__(self, name):
+        if name.startswith("__") or name == "deprecated":  # ir_datasets' load() probes this one
+            raise AttributeError(name)
+        return getattr(register_local_dir(self._dataset_id, self._directory), name)
+
+
+def register_lazily(dataset_id: str, directory: str | Path) -> None:
+    """Register ``directory`` as ``dataset_id`` on first use (``load_dataset``, ``local_dir``,
+    ``ir_datasets.load``); nothing is checked or opened before. An ir_datasets built-in id is
+    refused at once, as :func:`register_local_dir` refuses it."""
+    directory = Path(directory).resolve()
+    if _LOCAL_DIRS.get(dataset_id) == directory or _PENDING.get(dataset_id) == directory:
+        return
+    if dataset_id in ir_datasets.registry._registered and dataset_id not in _LOCAL_DIRS and dataset_id not in _PENDING:
+        raise ValueError(f"dataset id {dataset_id!r} is an ir_datasets built-in; choose another id for {directory}")
+    _LOCAL_DIRS.pop(dataset_id, None)
+    ir_datasets.registry._registered[dataset_id] = _PendingLocalDataset(dataset_id, directory)
+    _PENDING[dataset_id] = directory
+
+
+def _resolve(dataset_id: str) -> None:
+    if dataset_id in _PENDING:
+        register_local_dir(dataset_id, _PENDING[dataset_id])
 
 
 def register_from_config(cfg: dict, base_dir: str | Path | None = None) -> list[str]:
     """Register every ``local_datasets: {id: directory}`` entry of a config; returns the ids.
 
     Relative directories are resolved against ``base_dir`` (default: the working directory).
+    Lazily (:func:`register_lazily`): a dataset the command never loads is never checked.
     """
     entries = cfg.get("local_datasets") or {}
     if not isinstance(entries, dict):
@@ -259,21 +402,23 @@ def register_from_config(cfg: dict, base_dir: str | Path | None = None) -> list[
         path = Path(directory)
         if base_dir is not None and not path.is_absolute():
             path = Path(base_dir) / path
-        register_local_dir(dataset_id, path)
+        register_lazily(dataset_id, path)
     return list(entries)
 
 
 def local_dir(dataset_id: str) -> Path | None:
     """The directory a dataset was registered from in this process (None for others)."""
+    _resolve(dataset_id)
     return _LOCAL_DIRS.get(dataset_id)
 
 
 def load_dataset(dataset_id: str):
     """``ir_datasets.load`` with an error that says what to do about an unknown id."""
+    _resolve(dataset_id)
     try:
         return ir_datasets.load(dataset_id)
     except KeyError:
-        known = sorted(_LOCAL_DIRS)
+        known = sorted(set(_LOCAL_DIRS) | set(_PENDING))
         raise UnknownDatasetError(
             f"unknown ir_datasets id {dataset_id!r}: it is not built into ir_datasets "
             f"{ir_datasets.__version__} and not registered by pairrel (registered local datasets: "

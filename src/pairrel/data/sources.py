@@ -74,7 +74,7 @@ from pairrel.io import atomic_write_text
 from pairrel.data import trecdl
 from pairrel.data.parts import is_pooled, source_parts
 from pairrel.data.prefetch import require_files, source_components
-from pairrel.data.registry import LocalDataError, load_dataset, local_dir, qrels_line, read_meta
+from pairrel.data.registry import LocalDataError, built_docs_store, load_dataset, local_dir, qrels_line, read_meta
 
 _logger = logging.getLogger(__name__)
 
@@ -273,7 +273,7 @@ def _chunks(items: Iterator, size: int) -> Iterator[list]:
 
 def _dataset_rows(dataset, pairs: Iterator[tuple], query_texts: dict,
                   warnings: _Warnings, chunk_size: int) -> Iterator[dict]:
-    store = dataset.docs_store()
+    store = built_docs_store(dataset)  # one builder when several jobs share the index
     for chunk in _chunks(pairs, chunk_size):
         docs = store.get_many({doc_id for _, doc_id, _ in chunk})
         rows = _rows()

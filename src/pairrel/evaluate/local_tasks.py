@@ -21,7 +21,6 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-import ir_datasets
 from datasets import Dataset
 from mteb.abstasks.pair_classification import AbsTaskPairClassification
 from mteb.abstasks.retrieval import AbsTaskRetrieval
@@ -29,6 +28,7 @@ from mteb.abstasks.sts import AbsTaskSTS
 from mteb.abstasks.task_metadata import TaskMetadata
 from mteb.types import PromptType
 
+from pairrel.data.registry import built_docs_store, load_dataset
 from pairrel.evaluate.task_specs import QUICKSTART_TASK_SPECS, heldout_task_name, local_task_spec
 
 # TaskMetadata fields that describe provenance rather than scoring; shared by every local task.
@@ -68,10 +68,10 @@ def judged_pairs(dataset_id: str) -> tuple[list[str], list[str], list[int], int]
 
     Returns ``(query_texts, doc_texts, grades, max_grade)``, ordered as the qrels file.
     """
-    dataset = ir_datasets.load(dataset_id)
+    dataset = load_dataset(dataset_id)
     queries = {q.query_id: q.text for q in dataset.queries_iter()}
     qrels = list(dataset.qrels_iter())
-    docs = dataset.docs_store().get_many([qrel.doc_id for qrel in qrels])
+    docs = built_docs_store(dataset).get_many([qrel.doc_id for qrel in qrels])
     missing = sorted({q.doc_id for q in qrels} - docs.keys())
     if missing:
         raise ValueError(f"{dataset_id}: {len(missing)} judged documents missing from the corpus, e.g. {missing[:3]}")
@@ -100,7 +100,7 @@ class LocalRetrieval(_IrDatasetsTask, AbsTaskRetrieval):
     def load_data(self, **kwargs: Any) -> None:
         if self.data_loaded:
             return
-        dataset = ir_datasets.load(self.dataset_id)
+        dataset = load_dataset(self.dataset_id)
         corpus = [{"id": d.doc_id, "title": "", "text": d.text} for d in dataset.docs_iter()]
         relevant: dict[str, dict[str, int]] = defaultdict(dict)
         for qrel in dataset.qrels_iter():
@@ -171,7 +171,7 @@ class LocalHeldOutReranking(_IrDatasetsTask, AbsTaskRetrieval):
     def load_data(self, **kwargs: Any) -> None:
         if self.data_loaded:
             return
-        dataset = ir_datasets.load(self.dataset_id)
+        dataset = load_dataset(self.dataset_id)
         relevant: dict[str, dict[str, int]] = defaultdict(dict)
         for qrel in dataset.qrels_iter():
             if qrel.query_id in self.query_ids:
@@ -180,7 +180,7 @@ class LocalHeldOutReranking(_IrDatasetsTask, AbsTaskRetrieval):
         if missing:
             raise ValueError(f"{self.dataset_id}: held-out queries without judgments: {missing[:5]}")
         doc_ids = sorted({d for docs in relevant.values() for d in docs})
-        docs = dataset.docs_store().get_many(doc_ids)
+        docs = built_docs_store(dataset).get_many(doc_ids)
         absent = [d for d in doc_ids if d not in docs]
         if absent:
             raise ValueError(f"{self.dataset_id}: {len(absent)} judged documents missing from the corpus, e.g. {absent[:3]}")
