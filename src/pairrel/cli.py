@@ -109,26 +109,54 @@ def checkpoint_step(path: Path) -> int:
     return int(name[len(CHECKPOINT_PREFIX):])
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from pairrel import __version__
-    from pairrel import export as export_cli
-    from pairrel import gpu_slots
-    from pairrel import plan as plan_cli
-    from pairrel import recipe as recipe_cli
-    from pairrel.data import cli as data_cli
-    from pairrel.data import inspect as batches_cli
-    from pairrel.report import cli as report_cli
+# Subcommands whose parsers live in their own modules: name -> (module with a `register`, the
+# one-line help `pairrel --help` lists). Only the module of the command being run is imported
+# (some import torch, scipy or matplotlib, seconds of start-up); tests/test_cli_startup.py
+# checks each line here against the help the module registers.
+LAZY_COMMANDS: dict[str, tuple[str, str]] = {
+    "data": ("pairrel.data.cli", "datasets: quickstart corpus, preparation, summaries, caches"),
+    "batches": ("pairrel.data.inspect", "print what a run trains on: one JSON object per step"),
+    "recipe": ("pairrel.recipe", "compare configured runs with LLM2Vec's supervised recipe"),
+    "export": ("pairrel.export", "write a checkpoint as a portable adapter (and merged model with --merge)"),
+    "gpu-run": ("pairrel.gpu_slots", "run a command on N free GPUs of this machine (sets CUDA_VISIBLE_DEVICES)"),
+    "plan": ("pairrel.plan", "jobs, tokens and estimated GPU-hours per rule, before running"),
+    "bench": ("pairrel.plan", "measure encode/train tokens per second of the config's models on this GPU"),
+    "report": ("pairrel.report.cli", "tables and figures from cached MTEB results"),
+}
 
+
+def _command_of(argv: list[str]) -> str | None:
+    """The subcommand named on the command line (the first word that is not an option)."""
+    return next((word for word in argv if not word.startswith("-")), None)
+
+
+def _add_lazy(commands, names, wanted) -> None:
+    """Register each command of ``names``: fully (its module imported) when a command of
+    ``wanted`` lives in its module, else as a bare entry that only lists its help."""
+    import importlib
+
+    modules = {LAZY_COMMANDS[name][0] for name in wanted if name in LAZY_COMMANDS}
+    for name in names:
+        if name in commands.choices:
+            continue  # registered along with another command of its module (plan, bench)
+        module, help_text = LAZY_COMMANDS[name]
+        if module in modules:
+            importlib.import_module(module).register(commands)
+        else:
+            commands.add_parser(name, help=help_text, add_help=False)
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The ``pairrel`` parser. With ``argv``, only the subcommand it names is registered in full
+    (the others only list their help); without, every subcommand is."""
+    from pairrel import __version__
+
+    wanted = set(LAZY_COMMANDS) if argv is None else {_command_of(argv)}
     parser = argparse.ArgumentParser(prog="pairrel", description=__doc__.split("\n")[0], epilog=EPILOG)
     parser.add_argument("--version", action="version", version=f"pairrel {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    data_cli.register(commands)
-    batches_cli.register(commands)
-    recipe_cli.register(commands)
-    export_cli.register(commands)
-    gpu_slots.register(commands)
-    plan_cli.register(commands)
+    _add_lazy(commands, [name for name in LAZY_COMMANDS if name != "report"], wanted)
 
     p = commands.add_parser("config", help="validate a config, list its runs, or print it merged with defaults",
                             epilog=EPILOG)
@@ -161,22 +189,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--marker", type=Path, help="write a JSON record of the job here (the workflow's output)")
     p.set_defaults(func=cmd_evaluate)
 
-    report_cli.register(commands)
+    _add_lazy(commands, ["report"], wanted)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    from pairrel.data.prefetch import DataUnavailableError
-    from pairrel.data.registry import UnknownDatasetError
-    from pairrel.data.sources import SourceError
-    from pairrel.report.scores import ResultFileError
+# Bad-input errors of modules a command may import: (module, class). A module that was never
+# imported raised none, so the classes are looked up only in the modules loaded by then.
+_BAD_INPUT_ERRORS = (("pairrel.data.prefetch", "DataUnavailableError"), ("pairrel.data.registry", "UnknownDatasetError"),
+                     ("pairrel.data.sources", "SourceError"), ("pairrel.report.scores", "ResultFileError"))
 
-    parser = build_parser()
+
+def _is_bad_input(err: BaseException) -> bool:
+    loaded = tuple(getattr(sys.modules[module], name) for module, name in _BAD_INPUT_ERRORS if module in sys.modules)
+    return isinstance(err, (ConfigError, FileNotFoundError, ValueError) + loaded)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, SourceError, DataUnavailableError, UnknownDatasetError, ResultFileError,
-            FileNotFoundError, ValueError) as err:
+    except Exception as err:
+        if not _is_bad_input(err):
+            raise
         print(f"pairrel {args.command}: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
 

@@ -221,20 +221,39 @@ def _check_references(cfg: dict[str, Any]) -> None:
             parse_label_granularity(name)
         except ValueError as err:
             raise ConfigError(f"config key 'grid.labels.{i}': {err}") from None
-    axes = ("model", "data", "loss", "labels", "fold", "seed")
-    values = {"model": grid["models"], "data": grid["data"], "loss": grid["losses"], "labels": grid["labels"],
-              "seed": grid["seeds"]}
-    for i, rule in enumerate(grid["exclude"]):
-        for key, value in rule.items():
-            if key not in axes:
-                raise ConfigError(f"config key 'grid.exclude.{i}.{key}': not a grid axis ({', '.join(axes)})")
-            if key in values and str(value) not in {str(v) for v in values[key]}:
-                raise ConfigError(f"config key 'grid.exclude.{i}.{key}': '{value}' is not on the grid "
-                                  f"({', '.join(map(str, values[key]))}), so the rule excludes nothing")
+    _check_exclusions(cfg)
     for name, mix in cfg["data"].items():
         for source, spec in mix["sources"].items():
             if spec.get("folds") and "jsonl" in spec:
                 raise ConfigError(f"config key 'data.{name}.sources.{source}.folds': a K-fold split needs graded qrels, not a JSONL file")
+
+
+def _check_exclusions(cfg: dict[str, Any]) -> None:
+    """Each ``grid.exclude`` value must name something the config defines: a model, data mix or
+    loss of its sections, a valid label granularity, a seed of the grid. A defined value that
+    is off the grid (a preset narrowed ``grid.data`` below the paper's exclusions) is fine: its
+    rule excludes nothing. A value defined nowhere is a typo, and an error naming its key."""
+    from pairrel.labels import parse_label_granularity
+
+    grid = cfg["grid"]
+    axes = ("model", "data", "loss", "labels", "fold", "seed")
+    sections = {"model": "models", "data": "data", "loss": "losses"}
+    for i, rule in enumerate(grid["exclude"]):
+        for key, value in rule.items():
+            where = f"config key 'grid.exclude.{i}.{key}'"
+            if key not in axes:
+                raise ConfigError(f"{where}: not a grid axis ({', '.join(axes)})")
+            if key in sections and str(value) not in {str(name) for name in cfg[sections[key]]}:
+                known = ", ".join(sorted(map(str, cfg[sections[key]])))
+                raise ConfigError(f"{where}: '{value}' is not defined under '{sections[key]}' ({known})")
+            if key == "labels":
+                try:
+                    parse_label_granularity(str(value))
+                except ValueError as err:
+                    raise ConfigError(f"{where}: {err}") from None
+            if key == "seed" and str(value) not in {str(v) for v in grid["seeds"]}:
+                # seeds are defined only by the grid: one off it is a typo of a seed on it
+                raise ConfigError(f"{where}: seed {value} is not on the grid ({', '.join(map(str, grid['seeds']))})")
 
 
 def put_interpreter_on_path() -> None:

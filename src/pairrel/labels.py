@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-import torch
+if TYPE_CHECKING:  # torch is imported where targets are computed: config checks need names only
+    import torch
 
 # The JSON schema of the config uses this pattern for grid.labels.
 LABEL_NAME_PATTERN = r"^(binary@[1-9][0-9]*|graded-linear|graded-exp)$"
@@ -78,6 +79,8 @@ def grades_to_targets(grades: torch.Tensor, name: str | LabelMap, max_grade: int
         if low < UNJUDGED or high > max_grade:
             bad = low if low < UNJUDGED else high
             raise ValueError(f"grade {bad} outside [-1 (unjudged), {max_grade} (max_grade)]")
+    import torch
+
     judged = grades >= 0
     targets = label_map.fn(grades.clamp(min=0), max_grade)
     return torch.where(judged, targets, torch.zeros_like(targets))

@@ -392,21 +392,20 @@ class Study:
 
     @cached_property
     def _benchmark_types(self) -> dict[str, str]:
-        """Task name -> type of every task of the benchmark (mteb enumerates them offline), and of
-        the user's own tasks (``evaluation.local_tasks``)."""
+        """Task name -> type of every task of the benchmark (from the generated table of
+        :mod:`pairrel.evaluate.benchmark_table`: planning never imports mteb), and of the user's
+        own tasks (``evaluation.local_tasks``)."""
         own = {entry["name"]: entry["type"] for entry in self.evaluation["local_tasks"]}
         if self.is_local_benchmark:
             from pairrel.evaluate.task_specs import QUICKSTART_TASK_SPECS
 
             return {name: spec["type"] for name, spec in QUICKSTART_TASK_SPECS.items()} | own
-        import mteb
+        from pairrel.evaluate.benchmark_table import UnknownBenchmarkError, benchmark_task_types
 
         try:
-            benchmark = mteb.get_benchmark(self.evaluation["benchmark"])
-        except (KeyError, ValueError) as err:
-            raise ConfigError(f"config key 'evaluation.benchmark': unknown MTEB benchmark "
-                              f"'{self.evaluation['benchmark']}' ({err})") from None
-        return {task.metadata.name: task.metadata.type for task in benchmark.tasks} | own
+            return benchmark_task_types(self.evaluation["benchmark"]) | own
+        except UnknownBenchmarkError as err:
+            raise ConfigError(f"config key 'evaluation.benchmark': {err}") from None
 
     def _task_list(self, key: str) -> list[str]:
         names = self.evaluation[key]

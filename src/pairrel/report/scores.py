@@ -373,28 +373,10 @@ def read_result_file(path: Path) -> ResultFile:
     return parse_result(data, Path(path))
 
 
-def leaderboard_split(eval_splits: list[str]) -> str:
-    """The split published tables use: ``test`` when evaluated, else the first (MSMARCO: dev)."""
-    return "test" if "test" in eval_splits else eval_splits[0]
-
-
-def _spec_from_mteb_task(task) -> TaskSpec:
-    meta = task.metadata
-    components: tuple[TaskSpec, ...] = ()
-    if getattr(task, "is_aggregate", False):
-        components = tuple(_spec_from_mteb_task(sub) for sub in meta.tasks)
-    subsets = list(getattr(task, "hf_subsets", None) or ["default"])
-    # A benchmark restricts multilingual tasks to its languages (STS17 -> en-en, STS22 -> en,
-    # AmazonCounterfactual -> en); "en-ext" and the like are other subsets, never averaged in.
-    subset = subsets[0] if len(subsets) == 1 else ("en" if "en" in subsets else subsets[0])
-    return TaskSpec(
-        name=meta.name,
-        type=meta.type,
-        main_score=meta.main_score,
-        split=leaderboard_split(list(meta.eval_splits)),
-        subset=subset,
-        components=components,
-    )
+def _spec(entry: dict) -> TaskSpec:
+    return TaskSpec(name=entry["name"], type=entry["type"], main_score=entry["main_score"],
+                    split=entry["split"], subset=entry["subset"],
+                    components=tuple(_spec(sub) for sub in entry["components"]))
 
 
 @lru_cache(maxsize=8)
@@ -402,7 +384,8 @@ def benchmark_specs(benchmark: str) -> tuple[str, dict[str, TaskSpec]]:
     """``(canonical benchmark name, {task name: TaskSpec})`` for a benchmark.
 
     ``pairrel-quickstart`` reads ``pairrel.evaluate.task_specs.QUICKSTART_TASK_SPECS``; any
-    other name goes to ``mteb.get_benchmark`` (offline; task metadata only).
+    other name is read from the generated table of MTEB benchmarks
+    (:mod:`pairrel.evaluate.benchmark_table`; a benchmark outside it from mteb, offline).
     """
     from pairrel.evaluate.task_specs import QUICKSTART_BENCHMARK, QUICKSTART_TASK_SPECS
 
@@ -410,14 +393,11 @@ def benchmark_specs(benchmark: str) -> tuple[str, dict[str, TaskSpec]]:
         return benchmark, {
             name: TaskSpec(name=name, **spec) for name, spec in QUICKSTART_TASK_SPECS.items()
         }
-    import mteb  # slow import (~2.5 s): only when an MTEB benchmark is asked for
+    from pairrel.evaluate.benchmark_table import UnknownBenchmarkError, benchmark as table_benchmark
 
     try:
-        bench = mteb.get_benchmark(benchmark)
-    except Exception as err:  # mteb raises KeyError/ValueError depending on version
-        raise ValueError(
-            f"unknown benchmark {benchmark!r}: neither {QUICKSTART_BENCHMARK!r} nor an MTEB "
-            f"benchmark ({err})"
-        ) from err
-    specs = {task.metadata.name: _spec_from_mteb_task(task) for task in bench.tasks}
-    return bench.name, specs
+        bench = table_benchmark(benchmark)
+    except UnknownBenchmarkError as err:
+        raise ValueError(f"unknown benchmark {benchmark!r}: neither {QUICKSTART_BENCHMARK!r} nor an MTEB "
+                         f"benchmark ({err})") from None
+    return bench["name"], {entry["name"]: _spec(entry) for entry in bench["tasks"]}
