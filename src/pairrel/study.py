@@ -194,7 +194,7 @@ class Run:
         """``run.yaml``: the resolved config of the run's last training job (for readers)."""
         return self.dir / "run.yaml"
 
-    @property
+    @cached_property  # the DAG asks it of every job; the config of a Study never changes
     def resolved_file(self) -> Path:
         """The resolved config, named by its content: a changed setting is another input file of
         the training job, so Snakemake retrains the run (and keeps the history of settings)."""

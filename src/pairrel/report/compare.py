@@ -32,7 +32,6 @@ import math
 
 import numpy as np
 import pandas as pd
-from scipy.stats import binomtest
 
 from pairrel.report.collect import grid_column
 
@@ -63,6 +62,8 @@ def sign_test(diffs, tie_tolerance: float = TIE_TOLERANCE) -> tuple[int, int, in
     wins = int((d > tie_tolerance).sum())
     losses = int((d < -tie_tolerance).sum())
     ties = int(d.size - wins - losses)
+    from scipy.stats import binomtest  # ~0.8 s to import: only when a comparison is made
+
     p = binomtest(wins, wins + losses, 0.5).pvalue if wins + losses else 1.0
     return wins, losses, ties, float(p)
 
