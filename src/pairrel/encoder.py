@@ -288,7 +288,7 @@ def build_encoder(config: EncoderConfig, adapter: str | Path | None = None, trai
         )
     if trainable and config.gradient_checkpointing:
         # Non-reentrant checkpointing gives LoRA weights gradients even when the frozen
-        # embeddings' outputs do not require grad (REFERENCE §5).
+        # embeddings' outputs do not require grad (reentrant checkpointing leaves them None).
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if trainable:
         # from_pretrained returns eval mode; training needs train mode for dropout and for

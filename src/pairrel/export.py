@@ -29,6 +29,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from pairrel.io import apply_umask
+
 EXPORT_META = "pairrel_export.json"
 ADAPTER_DIR = "adapter"
 ST_MODULE_FILE = "pairrel_text_pooling.py"  # the copy of pairrel.st_module inside an export
@@ -260,6 +262,7 @@ def export_checkpoint(model_cfg: dict, checkpoint_dir, out_dir, merge: bool, car
             _write_merged(model_cfg, checkpoint_dir, tmp, prompts)
         (tmp / EXPORT_META).write_text(json.dumps(meta, indent=2) + "\n")
         (tmp / "README.md").write_text(model_card(meta, {**card_info, "step": step}, bool(merge)))
+        apply_umask(tmp)  # safetensors writes 0600 and copy2 copies an older checkpoint's 0600
         if out_dir.exists():
             out_dir.rmdir()  # empty (checked above)
         tmp.rename(out_dir)

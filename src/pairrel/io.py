@@ -5,7 +5,9 @@ renamed over the target with ``os.replace``, which POSIX makes atomic: a reader,
 stage after a crash, sees the old file or the new one, never a part. The file is flushed and
 fsync'ed before the rename so a power loss cannot leave the new name over empty blocks.
 Files get the mode an ordinary ``open(path, "w")`` would give, ``0o666 & ~umask`` (0644 under
-the common umask 022), not ``mkstemp``'s 0600, so results shared in a group stay readable.
+the common umask 022), not ``mkstemp``'s 0600, so results shared in a group stay readable;
+:func:`atomic_dir` applies the same modes to what libraries wrote into the folder (a
+checkpoint's safetensors files).
 
 Readers: :func:`read_json` and :func:`read_jsonl` raise :class:`FileFormatError` (a
 ``ValueError``) that names the file and, where there is one, the line — never a bare decoder
@@ -48,21 +50,41 @@ def _temp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` whole or not at all (temporary file, fsync, rename)."""
+@contextlib.contextmanager
+def atomic_open(path: str | Path) -> Iterator:
+    """A binary handle whose content replaces ``path`` whole when the block ends without an
+    exception (temporary file with the umask's mode, fsync, rename); else ``path`` is untouched."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temp_name(path)
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)  # the umask applies
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` whole or not at all (temporary file, fsync, rename)."""
+    with atomic_open(path) as handle:
+        handle.write(data)
+
+
+def apply_umask(folder: Path) -> None:
+    """Give everything under ``folder`` the mode a plain ``open``/``mkdir`` would (``0o666`` or,
+    for executables and folders, ``0o777``, less the umask). Libraries that write through
+    ``mkstemp`` (safetensors' ``save_file``, so every adapter and trainer state) leave 0600."""
+    umask = current_umask()
+    for child in folder.rglob("*"):
+        if child.is_symlink():
+            continue
+        executable = child.is_dir() or child.stat().st_mode & 0o111
+        os.chmod(child, (0o777 if executable else 0o666) & ~umask)
 
 
 def atomic_write_text(path: str | Path, text: str, encoding: str = "utf-8") -> None:
@@ -84,6 +106,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     removed after the new folder is in place, so at every moment ``path`` is absent, the old
     folder or the new one (a directory cannot be renamed over a non-empty one in one step).
     The temporary names start with a dot, so globs for the final names never see them.
+    Everything in the folder gets the umask's modes (see :func:`apply_umask`).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -92,6 +115,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     tmp.mkdir()  # 0o777 & ~umask, unlike mkdtemp's 0700
     try:
         yield tmp
+        apply_umask(tmp)
         for child in tmp.rglob("*"):  # contents reach the disk before the name does
             if child.is_file():
                 with open(child, "rb") as handle:

@@ -25,12 +25,11 @@ registered here: the caller registers the two directories (pairrel.data.registry
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from pairrel.io import atomic_dir
 
 TOPICS: dict[str, tuple[str, ...]] = {
     "astronomy": ("telescope", "planet", "galaxy", "comet", "orbit", "star"),
@@ -211,9 +210,7 @@ def generate(
               "test_fraction": test_fraction, "negatives_per_query": negatives_per_query}
 
     out_root = Path(out_root)
-    out_root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_root.name}.tmp-", dir=out_root.parent))
-    try:
+    with atomic_dir(out_root) as tmp:  # whole or absent; the umask's modes (not mkdtemp's 0700)
         for split, wanted in (("train", False), ("test", True)):
             picked = [j for j in range(n_queries) if (j in test_ids) == wanted]
             meta = {"qrels_defs": QRELS_DEFS, "max_grade": 3, "instruction": INSTRUCTION, "split": split,
@@ -221,19 +218,5 @@ def generate(
                     "generator": params}
             _write_split(tmp / split, docs_tsv, [queries[j] for j in picked],
                          [row for j in picked for row in qrels_by_query[j]], meta)
-        _replace_dir(tmp, out_root)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return {"train": out_root / "train", "test": out_root / "test"}
 
-
-def _replace_dir(new: Path, target: Path) -> None:
-    """Move ``new`` to ``target``; an existing ``target`` is moved aside first, then deleted."""
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        os.rename(target, old)
-        os.rename(new, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.rename(new, target)

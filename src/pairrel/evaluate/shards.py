@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -224,16 +222,10 @@ class ShardStore:
 
 def _atomic_savez(path: Path, **arrays: np.ndarray) -> None:
     """``np.savez`` to a temporary file in the same folder, fsync, then rename into place."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=_SHARD_SUFFIX)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **arrays)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from pairrel.io import atomic_open
+
+    with atomic_open(path) as handle:
+        np.savez(handle, **arrays)
 
 
 def _read_keys(path: Path) -> np.ndarray | None:
