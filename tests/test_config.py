@@ -47,13 +47,14 @@ def test_defaults_come_from_the_schema():
     cfg = validate_config(minimal)
     assert "weight_decay" not in minimal["training"]  # the input is left alone
     assert cfg["losses"]["b"] == {"type": "bce", "temperature_init": 10.0, "bias_init": -10.0,
-                                  "learn_temperature": True, "learn_bias": True}
+                                  "learn_temperature": True, "learn_bias": True, "learning_rate": None}
     assert cfg["losses"]["s"] == {"type": "softmax", "temperature": 0.02}
     assert cfg["training"]["n_negatives"] == 1 and cfg["training"]["checkpoint_every"] is None
     assert cfg["models"]["m"]["lora"] == {"r": 16, "alpha": 32, "dropout": 0.05, "target_modules": [
         "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]}
     assert cfg["data"]["d"]["sources"]["s"]["weight"] == 1.0
     assert cfg["grid"]["folds"] == "all" and cfg["grid"]["exclude"] == []
+    assert cfg["evaluation"]["protocol"] == {"encoder": "mteb", "decoder": "llm2vec"}
     assert cfg["evaluation"]["task_groups"] == ["all"] and cfg["report"] == {
         "reference": None, "compare": None, "reference_row": None, "display": {}}
     assert fill_defaults(cfg) == cfg  # idempotent
@@ -62,7 +63,8 @@ def test_defaults_come_from_the_schema():
 def test_per_mix_training_blocks_get_no_defaults(paper):
     # Filling defaults there would override the global values (e.g. warm-up 300 -> 0).
     assert set(paper["data"]["trec-dl-2023"]["training"]) == {"batch_size", "docs_per_query", "steps",
-                                                              "warmup_steps", "checkpoint_every"}
+                                                              "warmup_steps", "checkpoint_every",
+                                                              "loss_learning_rate"}
 
 
 @pytest.mark.parametrize(

@@ -518,7 +518,7 @@ def test_cli_with_the_study_config_names_rows_from_it(tmp_path, monkeypatch, cap
     study = Study(load_config(tmp_path / "config.yaml"))
     cache = tmp_path / "cache"
     write_run(cache, None, BASE, name="pairrel/minilm",
-              revision=base_revision(study.cfg["models"]["minilm"]))
+              revision=base_revision(study.evaluated_model("minilm")))
     for run in study.runs:
         loss, seed = run.grid["loss"], int(run.grid["seed"])
         for step in run.steps:  # earlier checkpoints 10 points lower

@@ -5,9 +5,20 @@ get bidirectional attention as in LLM2Vec: ``config.is_causal = False`` is saved
 so transformers 5.x builds a full (padding-only) mask; setting ``is_causal`` on the attention
 modules alone would not be enough.
 
-Pooling is the mean over the tokens of the text itself. A query's instruction is prepended as
-``"{instruction}; {text}"`` (LLM2Vec's format), and its tokens — together with the chat template
-prefix of decoder models — are left out of the mean, as in LLM2Vec's ``embed_mask``. The
+Pooling is the mean over the tokens of the text itself. A query's instruction is joined to its
+text by ``instruction_format`` (training: ``"{instruction}; {text}"``, LLM2Vec's E5 format; an
+evaluation protocol may set LLM2Vec's ``"{instruction}: {text}"``, see
+:mod:`pairrel.evaluate.protocol`). Which tokens are pooled depends on the model kind:
+
+- encoder (BERT-like): every attended token except those of the instruction, so [CLS] and [SEP]
+  stay in the mean as in sentence-transformers' mean pooling.
+- decoder: LLM2Vec's ``embed_mask`` (llm2vec/llm2vec.py, ``LLM2Vec.tokenize``): the last n
+  tokens of the sequence, n = the token count of the text and the template's trailing part
+  tokenised alone without special tokens. That is the text's own tokens plus the template tokens
+  after it (Llama-3: ``<|eot_id|>``), never the leading BOS, the template prefix or the instruction.
+
+With ``doc_max_length`` set, a text is first cut by words as LLM2Vec's ``_convert_to_str`` does
+(before the instruction is added; the full input is still cut at ``max_length``). The
 ``instruction`` argument is one string for all texts or a list with one per text (a pooled
 training source mixes instructions within a batch); "" means none.
 """
@@ -47,6 +58,10 @@ class EncoderConfig:
     dtype: str = "float32"
     gradient_checkpointing: bool = False
     lora: dict[str, Any] = field(default_factory=dict)  # r, alpha, dropout, target_modules
+    # How an instruction joins its text; "{text}" must end it. Set by an evaluation protocol.
+    instruction_format: str = "{instruction}; {text}"
+    # Cut each text to this many tokens by words before the instruction (LLM2Vec evaluates with 400).
+    doc_max_length: int | None = None
 
     @classmethod
     def from_dict(cls, cfg: dict[str, Any]) -> "EncoderConfig":
@@ -76,17 +91,55 @@ class Encoder(nn.Module):
         return next(self.model.parameters()).device
 
     def _leads(self, texts: Sequence[str], instruction: str | Sequence[str]) -> list[str]:
-        """What goes before each text: the template prefix, then ``"{instruction}; "`` if any."""
+        """What goes before each text: the template prefix, then the instruction as
+        ``instruction_format`` puts it (e.g. ``"{instruction}; "``) if there is one."""
         prefix = self._template[0]
+        head, _, tail = self.config.instruction_format.partition("{text}")
+        if tail or "{instruction}" not in head:
+            raise ValueError(f"instruction_format {self.config.instruction_format!r}: needs '{{instruction}}' "
+                             "and must end in '{text}'")
+
+        def lead(one: str) -> str:
+            return prefix + (head.replace("{instruction}", one) if one else "")
+
         if isinstance(instruction, str):
-            return [prefix + (f"{instruction}; " if instruction else "")] * len(texts)
+            return [lead(instruction)] * len(texts)
         if len(instruction) != len(texts):
             raise ValueError(f"{len(instruction)} instructions for {len(texts)} texts: give one string or one per text")
-        return [prefix + (f"{one}; " if one else "") for one in instruction]
+        return [lead(one) for one in instruction]
+
+    def _token_counts(self, texts: Sequence[str]) -> list[int]:
+        """Tokens of each text alone, without special tokens, capped at ``max_length``."""
+        encoded = self.tokenizer(list(texts), add_special_tokens=False, truncation=True, max_length=self.config.max_length,
+                                 return_attention_mask=False, return_token_type_ids=False)
+        return [len(ids) for ids in encoded["input_ids"]]
+
+    def truncate_words(self, texts: Sequence[str]) -> list[str]:
+        """LLM2Vec's ``_convert_to_str`` cut: while a text has more than ``doc_max_length`` tokens
+        (n, without special tokens), keep its first int(words x doc_max_length / n) words
+        (split on whitespace, joined by one space). Unchanged without ``doc_max_length``."""
+        limit = self.config.doc_max_length
+        if not limit:
+            return list(texts)
+        out = list(texts)
+        for i, count in enumerate(self._token_counts(out)):
+            text = out[i]
+            while count > limit:  # each pass keeps fewer words, so it ends
+                words = text.split()
+                text = " ".join(words[: int(len(words) * limit / count)])
+                count = self._token_counts([text])[0]
+            out[i] = text
+        return out
+
+    def _decoder_pool_counts(self, texts: Sequence[str]) -> list[int]:
+        """n of LLM2Vec's ``embed_mask`` per text: tokens of text + template suffix, tokenised alone."""
+        suffix = self._template[1]
+        return self._token_counts([text + suffix for text in texts])
 
     def tokenize(self, texts: list[str], instruction: str | Sequence[str] = "") -> dict[str, torch.Tensor]:
         """Token ids, attention mask and ``pool_mask`` (1 on the tokens that are pooled)."""
         suffix = self._template[1]
+        texts = self.truncate_words(texts)
         leads = self._leads(texts, instruction)
         full = [lead + text + suffix for lead, text in zip(leads, texts)]
         batch = self.tokenizer(
@@ -102,6 +155,15 @@ class Encoder(nn.Module):
         # to but not pooled. Special tokens the tokenizer adds ([CLS], BOS) have empty spans and
         # stay pooled, as in sentence-transformers' mean pooling.
         offsets = batch.pop("offset_mapping")
+        if self.config.kind == "decoder":
+            # LLM2Vec's embed_mask: the last n attended positions (either padding side).
+            pool = torch.zeros_like(batch["attention_mask"])
+            for row, count in enumerate(self._decoder_pool_counts(texts)):
+                attended = batch["attention_mask"][row].nonzero().squeeze(-1)
+                if count > 0:
+                    pool[row, attended[-count:]] = 1
+            batch["pool_mask"] = pool
+            return batch
         lead_chars = torch.tensor([len(lead) for lead in leads]).unsqueeze(-1)
         inside_lead = (offsets[..., 1] > 0) & (offsets[..., 1] <= lead_chars)
         batch["pool_mask"] = batch["attention_mask"] * (~inside_lead).long()
@@ -191,8 +253,9 @@ class Encoder(nn.Module):
     def _tokenize_unpadded(self, texts: list[str], instruction: str | Sequence[str]) -> tuple[list[list[int]], list[list[int]]]:
         """Token ids and pool masks per text, unpadded; the same tokens and mask as :meth:`tokenize`."""
         suffix = self._template[1]
+        texts = self.truncate_words(texts)
         leads = self._leads(texts, instruction)
-        any_lead = any(leads)
+        any_lead = any(leads) and self.config.kind != "decoder"
         encoded = self.tokenizer(
             [lead + text + suffix for lead, text in zip(leads, texts)],
             add_special_tokens=True,
@@ -203,6 +266,9 @@ class Encoder(nn.Module):
             return_offsets_mapping=any_lead,
         )
         ids = encoded["input_ids"]
+        if self.config.kind == "decoder":  # LLM2Vec's embed_mask, as in tokenize()
+            counts = self._decoder_pool_counts(texts)
+            return ids, [[0] * max(len(seq) - n, 0) + [1] * min(n, len(seq)) for seq, n in zip(ids, counts)]
         if not any_lead:
             return ids, [[1] * len(seq) for seq in ids]
         # As in tokenize(): a token ending inside the lead is attended to but not pooled.

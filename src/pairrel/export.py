@@ -126,7 +126,7 @@ def _write_merged(model_cfg: dict, checkpoint_dir: Path, out: Path, prompts: dic
 
     transformer = st_module.TextTokenTransformer(
         str(out), max_seq_length=config.max_length, text_template=config.template,
-        model_kwargs={"dtype": getattr(torch, config.dtype)},
+        decoder_pooling=config.kind == "decoder", model_kwargs={"dtype": getattr(torch, config.dtype)},
     )
     st = SentenceTransformer(
         modules=[transformer, Pooling(dim, pooling_mode="mean"), Normalize()],

@@ -505,17 +505,26 @@ class Study:
             return None, mteb_name[len("pairrel/"):], None
         return None, None, None
 
+    def evaluated_model(self, model: str) -> dict:
+        """A model's config as its evaluations see it: plus the evaluation protocol of its kind
+        (so the revision of a result, :func:`base_revision` / :func:`checkpoint_revision`,
+        changes with the protocol and a cached result of another protocol is never reused)."""
+        from pairrel.evaluate.protocol import protocol_for
+
+        model_cfg = self.cfg["models"][model]
+        return model_cfg | {"evaluation_protocol": protocol_for(self.evaluation, model_cfg["kind"]).identity()}
+
     def current_revision(self, run: Run | None, model: str, step: int | None = None) -> str | None:
         """The revision whose scores are current: the base model's config fingerprint, or the
         fingerprint of the checkpoint's weights on disk; without the checkpoint (results copied
         without checkpoints), the revision its evaluations recorded after the run's ``done``.
         ``STALE`` when nothing can be current (a run being retrained); None when unknown."""
         if run is None:
-            return base_revision(self.cfg["models"][model])
+            return base_revision(self.evaluated_model(model))
         checkpoint = run.checkpoint(step)
         if (checkpoint / "adapter_model.safetensors").is_file():
             # The weights on disk decide: markers of an older training may still lie in eval/.
-            return checkpoint_revision(checkpoint, self.cfg["models"][model])
+            return checkpoint_revision(checkpoint, self.evaluated_model(model))
         if run.dir.is_dir() and not run.done_file.is_file():
             return STALE  # retraining, or failed: no checkpoint's scores are current
         done_at = run.done_file.stat().st_mtime if run.done_file.is_file() else 0.0

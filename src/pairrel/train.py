@@ -145,9 +145,10 @@ class Trainer:
         # LoRA weights train in float32; the frozen base may be bf16.
         self.encoder = build_encoder(model_cfg, trainable=True)
         loss_cfg = {k: v for k, v in run_cfg["loss"].items() if k != "display"}
+        own_lr = loss_cfg.pop("learning_rate", None)  # a loss variant's own rate (ablation) wins
         self.loss_fn = build_loss(loss_cfg.pop("type"), **loss_cfg)
         lr = float(self.train_cfg["learning_rate"])
-        loss_lr = self.train_cfg["loss_learning_rate"]
+        loss_lr = own_lr or self.train_cfg["loss_learning_rate"]
         groups = [
             {"params": [p for p in self.encoder.parameters() if p.requires_grad]},
             # The loss's own scalars (BCE's t' and b) may move faster than the LoRA weights.

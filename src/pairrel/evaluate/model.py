@@ -1,9 +1,11 @@
 """The mteb model wrapper: a pairrel :class:`~pairrel.encoder.Encoder` as an mteb ``AbsEncoder``.
 
 Every text goes through :meth:`Encoder.embed` (sorted by length, batched by count or token
-budget, input order restored). Instructions follow LLM2Vec: the task's instruction goes on the
-query side of asymmetric tasks (retrieval, reranking) and on both sides of symmetric ones;
-documents never get one, and mteb's generic fallback prompts are never used.
+budget, input order restored). Which instruction a text gets, how it is joined and whether it is
+cut by words first is the evaluation protocol's (:mod:`pairrel.evaluate.protocol`: LLM2Vec's
+instruction table, or mteb's task prompts): the instruction goes on the query side of asymmetric
+tasks (retrieval, reranking) and on both sides of symmetric ones; documents never get one, and
+mteb's generic fallback prompts are never used.
 
 Embeddings already computed are reused, from one of two stores with the same interface
 (``lookup(instruction, texts) -> (found mask, embeddings)``, ``add(instruction, texts,
@@ -18,7 +20,7 @@ embeddings)``, ``piece_size``):
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -26,25 +28,8 @@ from mteb.models.abs_encoder import AbsEncoder
 from mteb.models.model_meta import ModelMeta, ScoringFunction
 
 from pairrel.encoder import Encoder
+from pairrel.evaluate.protocol import Protocol, load_protocol
 from pairrel.evaluate.shards import ShardStore
-
-# Task types where both texts of a pair play the query role.
-_SYMMETRIC_TYPES = {"STS", "Classification", "Clustering", "PairClassification", "Summarization", "BitextMining"}
-
-
-def _instruction(task_metadata, prompt_type) -> str:
-    """The task's own instruction for this side, or "" (never mteb's generic fallback)."""
-    prompt = task_metadata.prompt
-    side = prompt_type.value if prompt_type is not None else None
-    if isinstance(prompt, dict):
-        if side == "document":
-            return ""
-        return prompt.get(side or "query", "") or ""
-    if side == "document":
-        return ""
-    if side == "query" or task_metadata.type in _SYMMETRIC_TYPES:
-        return prompt or ""
-    return ""
 
 
 class EmbeddingCache:
@@ -115,7 +100,9 @@ class PairrelModel(AbsEncoder):
     """A pairrel encoder as an mteb model with the given name, revision and experiment kwargs.
 
     ``batch_size`` / ``max_batch_tokens`` are passed to :meth:`Encoder.embed`; ``shards`` (a
-    :class:`ShardStore`) keeps embeddings on disk instead of in memory.
+    :class:`ShardStore`) keeps embeddings on disk instead of in memory. ``protocol`` (default:
+    mteb's prompts) picks each text's instruction and sets the encoder's join format and word
+    truncation (the encoder's config is replaced accordingly, so its identity records them).
     """
 
     def __init__(
@@ -128,7 +115,10 @@ class PairrelModel(AbsEncoder):
         batch_size: int | None = 64,
         max_batch_tokens: int | None = None,
         shards: ShardStore | None = None,
+        protocol: Protocol | None = None,
     ) -> None:
+        self.protocol = protocol or load_protocol("mteb")
+        encoder.config = replace(encoder.config, **self.protocol.encoder_settings())
         self.model = encoder
         self.mteb_model_meta = model_meta(encoder, name, revision, experiment_kwargs)
         self.batch_size = batch_size
@@ -136,7 +126,7 @@ class PairrelModel(AbsEncoder):
         self.cache: EmbeddingCache | ShardStore = shards if shards is not None else EmbeddingCache()
 
     def encode(self, inputs, *, task_metadata, hf_split, hf_subset, prompt_type=None, **kwargs) -> np.ndarray:
-        instruction = _instruction(task_metadata, prompt_type)
+        instruction = self.protocol.instruction(task_metadata, prompt_type)
         texts = [text for batch in inputs for text in batch["text"]]
         if not texts:
             return np.zeros((0, self.model.embedding_dim), dtype=np.float32)
@@ -170,11 +160,12 @@ def mteb_model(
     batch_size: int | None = 64,
     max_batch_tokens: int | None = None,
     shards: ShardStore | None = None,
+    protocol: Protocol | None = None,
 ) -> PairrelModel:
     """Wrap ``encoder`` as an mteb model (a :class:`PairrelModel`)."""
     return PairrelModel(
         encoder, name, revision, experiment_kwargs,
-        batch_size=batch_size, max_batch_tokens=max_batch_tokens, shards=shards,
+        batch_size=batch_size, max_batch_tokens=max_batch_tokens, shards=shards, protocol=protocol,
     )
 
 

@@ -7,8 +7,10 @@ is evaluated afresh, and ``overwrite_strategy="only-missing"`` never recomputes 
 same weights. A task built from the user's own files carries a fingerprint of those files as its
 dataset revision; a cached result of other data is deleted before evaluation, never reused.
 
-Instructions follow LLM2Vec: the task's instruction goes on the query side of asymmetric tasks
-(retrieval, reranking) and on both sides of symmetric ones; documents never get one.
+Instructions, their format and word truncation follow the evaluation protocol of the model's kind
+(``evaluation.protocol``; :mod:`pairrel.evaluate.protocol`): the task's instruction goes on the
+query side of asymmetric tasks (retrieval, reranking) and on both sides of symmetric ones;
+documents never get one. The protocol is part of each result's revision.
 """
 
 from __future__ import annotations
@@ -23,11 +25,13 @@ import torch
 from pairrel.config import ConfigError, atomic_write_text
 from pairrel.encoder import Encoder
 from pairrel.evaluate.model import mteb_model
+from pairrel.evaluate.protocol import Protocol, protocol_for
 from pairrel.study import (
     HELDOUT_GROUP,
     Run,
     Study,
     base_revision,
+    canonical_json,
     checkpoint_revision,
     file_sha256,
     sha256_text,
@@ -170,13 +174,13 @@ def evaluate_study_model(study: Study, group: str, *, run: Run | None = None, st
             raise ConfigError(f"--step {step}: {run.id} writes checkpoints at steps {run.steps}")
         model = run.model
         checkpoint = run.checkpoint(step)
-        name, revision = run.mteb_name(step), checkpoint_revision(checkpoint, study.cfg["models"][model])
+        name, revision = run.mteb_name(step), checkpoint_revision(checkpoint, study.evaluated_model(model))
         final = step == run.final_step
     else:
         if model not in study.cfg["models"]:
             raise ConfigError(f"--base '{model}' is not defined under 'models' ({', '.join(study.cfg['models'])})")
         checkpoint, final = None, True
-        name, revision = f"pairrel/{model}", base_revision(study.cfg["models"][model])
+        name, revision = f"pairrel/{model}", base_revision(study.evaluated_model(model))
     task_objects = _select(study, run, group, tasks, final)
     threads = study.cfg["training"]["num_threads"]
     if threads:
@@ -188,7 +192,7 @@ def evaluate_study_model(study: Study, group: str, *, run: Run | None = None, st
     drop_stale_results(task_objects, cache, name, revision)
     ev = study.evaluation
     scores = evaluate(encoder, task_objects, cache, name, revision, None, ev["batch_size"], ev["max_batch_tokens"],
-                      study.embeddings_dir, ev["keep_shards"])
+                      study.embeddings_dir, ev["keep_shards"], protocol_for(ev, encoder.config.kind))
     if marker is not None:
         record = {"model": name, "revision": revision, "run": run.id if run else None, "step": step,
                   "group": group, "tasks": sorted(scores), "scores": scores}
@@ -217,15 +221,18 @@ def evaluate_any_model(study: Study, path_or_id: str, group: str, tasks: list[st
         weights = sorted(p for p in folder.glob("*.safetensors")) + [folder / "pairrel_export.json"]
         revision = sha256_text("".join(file_sha256(p) for p in weights if p.is_file()))[:12]
         name = f"pairrel-export/{folder.resolve().name}"
+        protocol = protocol_for(study.evaluation, model.config.kind)
+        revision = sha256_text(revision + canonical_json(protocol.identity()))[:12]
         drop_stale_results(task_objects, cache, name, revision)
-        return evaluate(model, task_objects, cache, name, revision, None, study.evaluation["batch_size"])
+        return evaluate(model, task_objects, cache, name, revision, None, study.evaluation["batch_size"],
+                        protocol=protocol)
     results = mteb.evaluate(model, task_objects, cache=mteb.ResultCache(str(cache)), overwrite_strategy="only-missing")
     return {r.task_name: float(r.get_score()) for r in results.task_results}
 
 
 def evaluate(encoder: Encoder, tasks: list, cache_dir, name: str, revision: str, experiment_kwargs: dict | None,
              batch_size: int | None = 64, max_batch_tokens: int | None = None, shards_root: Path | None = None,
-             keep_shards: bool = False) -> dict[str, float]:
+             keep_shards: bool = False, protocol: Protocol | None = None) -> dict[str, float]:
     """Run ``mteb.evaluate`` and return ``{task: main score}`` (on mteb's 0–1 scale).
 
     With ``shards_root``, embeddings are written to disk in shards as they are computed
@@ -236,5 +243,5 @@ def evaluate(encoder: Encoder, tasks: list, cache_dir, name: str, revision: str,
     from pairrel.evaluate.shards import ShardStore
 
     shards = ShardStore(shards_root, f"{name}@{revision}", keep=keep_shards) if shards_root is not None else None
-    model = mteb_model(encoder, name, revision, experiment_kwargs, batch_size, max_batch_tokens, shards)
+    model = mteb_model(encoder, name, revision, experiment_kwargs, batch_size, max_batch_tokens, shards, protocol)
     return evaluate_model(model, tasks, cache_dir)

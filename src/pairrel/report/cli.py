@@ -261,8 +261,14 @@ def _run(args: argparse.Namespace) -> int:
     table_notes += [f"(published): {c}" for c in citations]
     table_notes.append(f"Benchmark {coll.benchmark}: scores 0-100; Average = mean over all "
                        f"{n_total} tasks.")
+    learned = None
+    if args.runs is not None:  # BCE's final t and b per run, and any that barely moved
+        from pairrel.report import loss_params
+
+        learned = loss_params.final_loss_parameters(figures.load_runs(args.runs, skip_bad=args.skip_bad))
+        notes_general += loss_params.stuck_notes(learned)
     paper = final.final_table(paper_main, paper_grid, type_names, display, reference_row,
-                              model_names)
+                              model_names, learned)
     markdown = _write_paper_table(out, "main_table", paper, table_notes)
     atomic_write_text(out / "all_checkpoints.csv", render.to_csv(main))
     steps = final.per_step_table(paper_main, paper_grid, [*type_names, "Average"], display)

@@ -314,12 +314,15 @@ def latex_layout(frame: pd.DataFrame, display: dict, identity: list[str]
 
 def final_table(main: pd.DataFrame, grid_columns: list[str], type_columns: list[str],
                 display: dict | None = None, reference_row: str | None = None,
-                model_names: dict[str, str] | None = None) -> PaperTable:
+                model_names: dict[str, str] | None = None,
+                loss_params: pd.DataFrame | None = None) -> PaperTable:
     """The main table: final checkpoints, one row per variant, base and published rows.
 
     Shown columns: Model, each grid axis that varies between variants (constant ones are named
     in a note), the task types, Average, Δ (with ``reference_row``), n (when some row averages
     several runs). ``model_names`` maps a row's label to its model's name (base rows).
+    ``loss_params`` (:func:`pairrel.report.loss_params.final_loss_parameters`) adds each BCE
+    variant's final t and b (mean over its runs).
     """
     display = display or {}
     values = [*type_columns, "Average"]
@@ -360,6 +363,13 @@ def final_table(main: pd.DataFrame, grid_columns: list[str], type_columns: list[
             signed.append(DELTA)
     if (frame["n"] > 1).any():
         shown[N_RUNS] = frame["n"].astype(int)
+    if loss_params is not None and len(loss_params):
+        from pairrel.report import loss_params as lp
+
+        learned = lp.cells(frame, agg.identity, loss_params)
+        if any(cell != "–" for cell in learned):
+            shown[lp.COLUMN] = learned
+            csv["loss_params_final"] = learned
     note = replicate_note(agg)
     if note:
         notes.append(note)
