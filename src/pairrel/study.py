@@ -49,6 +49,9 @@ NEUTRAL_TRAINING_KEYS = ("num_threads", "log_every", "skip_nonfinite_batches", "
 STALE = "<stale>"
 # Settings that only name things in tables and figures.
 DISPLAY_KEYS = ("display",)
+# Model settings that change speed, not the vectors (pairrel.packing, pairrel.kernels): no
+# checkpoint revision or training fingerprint includes them.
+SPEED_KEYS = ("packing", "kernels", "compile")
 # Evaluation groups besides MTEB task types.
 ALL_GROUP, LOCAL_GROUP, HELDOUT_GROUP = "all", "local", "heldout"
 GROUP_JOIN = "+"  # task types evaluated by one job: "Classification+Clustering+STS"
@@ -71,8 +74,8 @@ def _without(tree: dict, keys: tuple[str, ...]) -> dict:
 
 
 def encoder_settings(model_cfg: dict) -> dict:
-    """The parts of a model config that change its embeddings (display names do not)."""
-    return _without(model_cfg, DISPLAY_KEYS)
+    """The parts of a model config that change its embeddings (display names and speed settings do not)."""
+    return _without(model_cfg, DISPLAY_KEYS + SPEED_KEYS)
 
 
 def training_fingerprint(run_cfg: dict) -> str:
