@@ -55,23 +55,30 @@ def llama(tmp_path_factory):
 
 
 def _padded_and_packed(encoder, mode):
-    """(padded encode, packed encode, packed embed in length-sorted batches of 4)."""
+    """(padded encode, packed encode, packed embed in length-sorted batches of 4); the padded
+    vectors come from the model as it was built (SDPA), then the model is switched to ``mode``."""
+    from pairrel.packing import prepare_backbone
+
+    backend = encoder.model.config._attn_implementation
     try:
         encoder.config.packing = "none"
         with torch.no_grad():
             padded = encoder.encode(TEXTS, INSTRUCTIONS)
+        prepare_backbone(encoder.model, mode)
         encoder.config.packing = mode
         with torch.no_grad():
             packed = encoder.encode(TEXTS, INSTRUCTIONS)
         embedded = encoder.embed(TEXTS, INSTRUCTIONS, batch_size=4)
     finally:
         encoder.config.packing = "none"
+        encoder.model.set_attn_implementation(backend)
     return padded, packed, embedded
 
 
 @pytest.mark.parametrize("name", ["minilm", "llama"])
-def test_packed_equals_padded(request, name):
-    padded, packed, embedded = _padded_and_packed(request.getfixturevalue(name), "mask")
+@pytest.mark.parametrize("mode", ["varlen", "mask"])
+def test_packed_equals_padded(request, name, mode):
+    padded, packed, embedded = _padded_and_packed(request.getfixturevalue(name), mode)
     assert _cosines(packed, padded).min().item() >= 0.9999
     assert _cosines(embedded, padded).min().item() >= 0.9999
     # the texts' vectors differ from one another: the comparison is not between constants
@@ -82,15 +89,10 @@ def test_packed_equals_padded(request, name):
 @pytest.mark.parametrize("name", ["minilm", "llama"])
 def test_flex_packed_equals_padded_on_cuda(request, name):
     encoder = request.getfixturevalue(name)
-    backend = encoder.model.config._attn_implementation
-    from pairrel.packing import prepare_backbone
-
     encoder.to("cuda")
     try:
-        prepare_backbone(encoder.model, "flex")
         padded, packed, embedded = _padded_and_packed(encoder, "flex")
     finally:
-        encoder.model.set_attn_implementation(backend)
         encoder.to("cpu")
     assert _cosines(packed, padded).min().item() >= 0.9999
     assert _cosines(embedded.to(padded.device), padded).min().item() >= 0.9999
@@ -111,17 +113,23 @@ def test_left_padded_llama_packs_to_the_same_vectors(llama):
 
 
 @pytest.mark.parametrize("name", ["minilm", "llama"])
-def test_no_text_attends_to_another(request, name):
+@pytest.mark.parametrize("mode", ["varlen", "mask"])
+def test_no_text_attends_to_another(request, name, mode):
+    from pairrel.packing import prepare_backbone
+
     encoder = request.getfixturevalue(name)
+    backend = encoder.model.config._attn_implementation
     changed = list(TEXTS)
     changed[1] = "Completely different words about volcanoes, glaciers and the deep ocean floor."
-    encoder.config.packing = "mask"
+    prepare_backbone(encoder.model, mode)
+    encoder.config.packing = mode
     try:
         with torch.no_grad():
             before = encoder.encode(TEXTS, INSTRUCTIONS)
             after = encoder.encode(changed, INSTRUCTIONS)
     finally:
         encoder.config.packing = "none"
+        encoder.model.set_attn_implementation(backend)
     others = [i for i in range(len(TEXTS)) if i != 1]
     assert (before[others] - after[others]).abs().max().item() <= 1e-6
     assert (before[1] - after[1]).abs().max().item() > 1e-2
@@ -130,8 +138,8 @@ def test_no_text_attends_to_another(request, name):
 def test_bad_packing_mode_is_named():
     from pairrel.packing import prepare_backbone
 
-    with pytest.raises(ValueError, match="packing mode 'varlen'"):
-        prepare_backbone(torch.nn.Linear(1, 1), "varlen")
+    with pytest.raises(ValueError, match="'models.\\*.packing': packing mode 'ragged'"):
+        prepare_backbone(torch.nn.Linear(1, 1), "ragged")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU refusal")

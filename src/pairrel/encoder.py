@@ -49,7 +49,7 @@ class EncoderConfig:
     lora: dict[str, Any] = field(default_factory=dict)  # r, alpha, dropout, target_modules
     # Speed only (the same vectors): padding-free batches (pairrel.packing), fused kernels and
     # torch.compile (pairrel.kernels).
-    packing: str = "none"  # "none" (padded), "mask" (4D block-diagonal mask) or "flex" (FlexAttention)
+    packing: str = "none"  # "none" (padded), "varlen" (per-text SDPA), "mask" (4D mask), "flex" (FlexAttention)
     kernels: str = "none"  # "none" or "liger" (Liger-Kernel on CUDA)
     compile: bool = False
 

@@ -17,8 +17,15 @@ one runs only the T = sum of the texts' lengths. The texts are laid end to end a
 The pool mask is the one the tokeniser produced (instruction, template and special-token rules
 live in :mod:`pairrel.encoder`); packing never recomputes it, it only drops the padding columns.
 
-Two ways to hand the block-diagonal mask to the model (``models.X.packing``):
+Three ways to give the model the block-diagonal attention (``models.X.packing``):
 
+``varlen``
+    per-text attention: the backbone's attention becomes :func:`varlen_attention` (registered
+    with transformers' ``AttentionInterface`` as ``pairrel_varlen``), which runs PyTorch's SDPA
+    on each text's slice of the packed queries, keys and values -- attention costs the sum of
+    the texts' L^2 and no mask is built; everything else (projections, MLP, norms) runs on the
+    T real tokens only. Runs on every device (on a GPU each text is one small kernel launch
+    per layer). Padded calls of such a model (no text bounds) get transformers' own SDPA path.
 ``mask``
     a 4D additive float mask ``[1, 1, T, T]`` (0 inside a text's block, the dtype's minimum
     elsewhere). transformers 5.x passes a 4D mask through unchanged (``masking_utils``:
@@ -43,7 +50,9 @@ import torch
 
 from pairrel.config import ConfigError
 
-PACKING_MODES = ("none", "mask", "flex")
+PACKING_MODES = ("none", "varlen", "mask", "flex")
+VARLEN_ATTENTION = "pairrel_varlen"  # the attention implementation name of the varlen mode
+BOUNDS_KWARG = "pairrel_text_bounds"  # forward kwarg: ((start, end) of each text in the packed row)
 
 
 @dataclass
@@ -104,6 +113,11 @@ def packed_forward(model: torch.nn.Module, mode: str, input_ids: torch.Tensor, a
                    pool_mask: torch.Tensor) -> torch.Tensor:
     """Embeddings ``[B, d]`` of a padded batch, computed packed (``mode``: ``mask`` or ``flex``)."""
     packed = pack(input_ids, attention_mask, pool_mask)
+    if mode == "varlen":
+        ends = torch.cumsum(torch.bincount(packed.segments.cpu(), minlength=packed.n_texts), 0).tolist()
+        bounds = tuple((start, end) for start, end in zip([0, *ends[:-1]], ends) if end > start)
+        hidden = model(input_ids=packed.input_ids, position_ids=packed.position_ids, **{BOUNDS_KWARG: bounds}).last_hidden_state
+        return pool_per_text(hidden[0], packed)
     if mode == "flex":
         mask = flex_block_mask(packed.segments)
     elif mode == "mask":
@@ -112,6 +126,40 @@ def packed_forward(model: torch.nn.Module, mode: str, input_ids: torch.Tensor, a
         raise ValueError(f"packing mode {mode!r}: expected one of {', '.join(PACKING_MODES)}")
     hidden = model(input_ids=packed.input_ids, attention_mask=mask, position_ids=packed.position_ids).last_hidden_state
     return pool_per_text(hidden[0], packed)
+
+
+def varlen_attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None, **kwargs):
+    """Bidirectional attention of each text with itself, for transformers' attention layers.
+
+    ``query`` ``[1, H, T, D]``, ``key``/``value`` ``[1, H_kv, T, D]`` (grouped-query heads are
+    shared by ``enable_gqa``); ``kwargs[BOUNDS_KWARG]`` holds each text's ``(start, end)``. Returns
+    ``([1, T, H, D], None)`` as transformers' attention functions do. Without bounds (a padded
+    call) it is transformers' SDPA attention, bidirectional (pairrel's encoders all are).
+    """
+    import torch.nn.functional as F
+
+    bounds = kwargs.pop(BOUNDS_KWARG, None)
+    if bounds is None:
+        from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+        kwargs.pop("is_causal", None)
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                      is_causal=False, **kwargs)
+    gqa = query.shape[1] != key.shape[1]
+    parts = [F.scaled_dot_product_attention(query[:, :, start:end], key[:, :, start:end], value[:, :, start:end],
+                                            dropout_p=dropout, scale=scaling, enable_gqa=gqa)
+             for start, end in bounds]
+    return torch.cat(parts, dim=2).transpose(1, 2).contiguous(), None
+
+
+def _register_varlen() -> None:
+    """Make ``pairrel_varlen`` an attention implementation transformers accepts; its padded-call
+    masks are SDPA's."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    AttentionInterface.register(VARLEN_ATTENTION, varlen_attention)
+    AttentionMaskInterface.register(VARLEN_ATTENTION, sdpa_mask)
 
 
 def _compute_dtype(model: torch.nn.Module) -> torch.dtype:
@@ -123,13 +171,17 @@ def _compute_dtype(model: torch.nn.Module) -> torch.dtype:
 
 
 def prepare_backbone(model: torch.nn.Module, mode: str) -> None:
-    """Switch the backbone's attention to FlexAttention for ``flex`` (the other modes need nothing).
+    """Switch the backbone's attention for ``varlen`` (per-text SDPA) or ``flex`` (FlexAttention);
+    ``none`` and ``mask`` need nothing.
 
     Called before LoRA wraps the model; raises :class:`ConfigError` for an unknown mode, for
     ``flex`` without CUDA, or a model whose transformers class has no FlexAttention support.
     """
     if mode not in PACKING_MODES:
         raise ConfigError(f"config key 'models.*.packing': packing mode {mode!r}: expected one of {', '.join(PACKING_MODES)}")
+    if mode == "varlen":
+        _register_varlen()
+        model.set_attn_implementation(VARLEN_ATTENTION)
     if mode == "flex":
         if not torch.cuda.is_available():
             # transformers compiles flex_attention; on a CPU, torch 2.13's inductor emits C++
