@@ -163,13 +163,14 @@ def make_source(folder: Path, settings: dict, seed: int = 0) -> dict:
     return {"src": {"parquet": str(parquet), "meta": str(meta)}}
 
 
-def run_config(batch: int, settings: dict, prepared: dict, chunk=None, tokens=None, checkpointing=True, dropout=None) -> dict:
+def run_config(batch: int, settings: dict, prepared: dict, chunk=None, tokens=None, checkpointing=True, dropout=None,
+               model_extra=None) -> dict:
     dtype = "bfloat16" if DEVICE == "cuda" else "float32"
     lora = LORA if dropout is None else {**LORA, "dropout": dropout}
     return {
         "experiment": "bench", "run_id": "bench", "grid": {}, "labels": "binary@1", "seed": 42,
         "model": {"name_or_path": "random", "kind": "decoder", "max_length": settings["max_length"], "template": "{text}",
-                  "dtype": dtype, "gradient_checkpointing": checkpointing, "lora": lora},
+                  "dtype": dtype, "gradient_checkpointing": checkpointing, "lora": lora, **(model_extra or {})},
         "data": {}, "loss": {"type": "softmax", "temperature": 0.02}, "prepared": prepared,
         "training": {"steps": 1000, "batch_size": batch, "gradcache_chunk": chunk, "gradcache_tokens": tokens, "n_negatives": 1,
                      "learning_rate": 2e-4, "loss_learning_rate": None, "warmup_steps": 300, "weight_decay": 0.0,

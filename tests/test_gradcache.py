@@ -238,3 +238,31 @@ def test_chunks_from_config():
     assert chunks_from_config({"gradcache_tokens": 4, "gradcache_chunk": None}, [1, 3, 2], [2, 2, 2]) == ([[1], [2, 0]], [[0, 1], [2]])
     with pytest.raises(ValueError, match="training.gradcache_tokens .* training.gradcache_chunk"):
         chunks_from_config({"gradcache_tokens": 4, "gradcache_chunk": 32}, [1], [1])
+
+
+@pytest.mark.parametrize("mode", ["varlen", "mask"])
+@pytest.mark.parametrize("make_loss", [lambda: SoftmaxLoss(0.05), lambda: PairRelevanceBCELoss(10.0, -10.0)], ids=["softmax", "bce"])
+def test_packed_gradcache_equals_padded_full_batch(encoder, make_loss, mode):
+    # packing on (models.X.packing): token-budget chunks of packed texts give the padded full
+    # batch's loss and gradient
+    from pairrel.packing import prepare_backbone
+
+    encoder.eval()
+    loss_fn = make_loss()
+    full_loss, full = run_step(encoder, loss_fn, chunk_size=None)
+    q_lengths, _, d_lengths, _ = tokenized(encoder)
+    chunks = token_chunks(q_lengths, 40), token_chunks(d_lengths, 40)
+    assert len(chunks[0]) > 1 and len(chunks[1]) > 1
+    backend = encoder.model.config._attn_implementation
+    prepare_backbone(encoder.model, mode)
+    encoder.config.packing = mode
+    try:
+        loss, packed = run_rows_step(encoder, loss_fn, chunks)
+        packed_full_loss, packed_full = run_step(encoder, loss_fn, chunk_size=None)
+    finally:
+        encoder.config.packing = "none"
+        encoder.model.set_attn_implementation(backend)
+    assert loss.item() == pytest.approx(full_loss.item(), abs=1e-5)
+    assert max_abs_diff(packed, full) <= 1e-5
+    assert packed_full_loss.item() == pytest.approx(full_loss.item(), abs=1e-5)
+    assert max_abs_diff(packed_full, full) <= 1e-5

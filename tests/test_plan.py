@@ -13,6 +13,7 @@ from pairrel.plan import (
     Job,
     estimate_job,
     jobs_from_config,
+    format_plan,
     load_throughput,
     main,
     plan_jobs,
@@ -126,3 +127,24 @@ def test_plan_json_has_a_numeric_total(capsys):
     assert isinstance(out["total_gpu_hours"], float) and out["total_gpu_hours"] > 0
     assert out["rules"]["evaluate_checkpoint"]["jobs"] == 520
     assert out["total_gpu_hours"] == pytest.approx(sum(r["gpu_hours"] for r in out["rules"].values()))
+
+
+def test_paper_plan_fits_the_budget_and_is_priced_per_table(capsys):
+    """config.yaml: at most 50 billion tokens and 500 GPU-hours (the full benchmark on the first
+    TREC-DL fold only); 'all' (everything on everything) costs about three times as much."""
+    assert main(["plan", "--config", str(REPO_ROOT / "config.yaml"), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["total_tokens"] <= 50e9 and out["total_gpu_hours"] <= 500
+    tables = out["tables"]
+    assert set(tables) == {"main_table", "heldout", "per_step", "training"}
+    assert sum(t["gpu_hours"] for t in tables.values()) == pytest.approx(out["total_gpu_hours"])
+    # main table: 2 base models x 2 groups, 4 open-mix + 8 first-fold runs x 2 groups
+    assert tables["main_table"]["jobs"] == 2 * 2 + (4 + 8) * 2
+    # held-out table: 2 base + 40 runs x 4 checkpoints held-out jobs, and 32 other folds' finals x 2
+    assert tables["heldout"]["jobs"] == 2 + 40 * 4 + 32 * 2
+    assert tables["per_step"]["jobs"] == 4 * 4 * 2 + 40 * 3 * 2  # held-out jobs of earlier steps: heldout
+    assert tables["training"]["jobs"] == 44
+    cfg = load_config(REPO_ROOT / "config.yaml")
+    everything = plan_jobs(jobs_from_config(deep_merge(cfg, {"evaluation": {"full_benchmark": "all"}})))
+    assert everything.total_gpu_hours > 2.5 * out["total_gpu_hours"]
+    assert "main_table + per_task" in format_plan(plan_jobs(jobs_from_config(cfg)), "H200")

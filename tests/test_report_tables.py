@@ -274,6 +274,35 @@ def test_incomplete_run_has_no_average(tmp_path):
     assert (row["n_tasks"], row["missing"]) == (2, "PairrelQuickstartSTS")
 
 
+def test_a_cell_never_averages_a_subset_run_with_a_full_benchmark_run(tmp_path):
+    # evaluation.full_benchmark: first-fold -- fold 0 on every task, folds 1 and 2 on a subset
+    # (Retrieval and STS; no PairClassification): the final tables show fold 0 alone.
+    values = {0: (0.40, 0.80, 0.70), 1: (0.20, 0.60, 0.50), 2: (0.30, 0.50, 0.50)}
+    for fold, v in values.items():
+        write_run(tmp_path, {"model": "minilm", "loss": "bce", "fold": fold, "seed": 1, "step": 60}, v,
+                  tasks=tuple(TASK_KEYS) if fold == 0 else ("PairrelQuickstartRetrieval", "PairrelQuickstartSTS"))
+    for fold in (0, 1):  # a variant with every fold complete averages both
+        write_run(tmp_path, {"model": "minilm", "loss": "softmax", "fold": fold, "seed": 1, "step": 60},
+                  (0.30 + fold / 10, 0.70, 0.60))
+    coll = collect([tmp_path], benchmark=QS)
+    main = main_table(coll)
+    paper = final_table(main, coll.grid_columns, type_columns(coll)).shown.set_index("loss")
+    assert paper.loc["bce", "Retrieval"] == pytest.approx(40.0)  # not (40 + 20 + 30) / 3
+    assert paper.loc["bce", "STS"] == pytest.approx(80.0)
+    assert paper.loc["bce", "Average"] == pytest.approx((40 + 80 + 70) / 3)
+    assert paper.loc["bce", "n"] == 1 and paper.loc["softmax", "n"] == 2
+    assert paper.loc["softmax", "Retrieval"] == pytest.approx(35.0)
+    notes = final_table(main, coll.grid_columns, type_columns(coll)).notes
+    assert any("model=minilm, loss=bce: fold 0 (every task); fold 1, fold 2 on a task subset left out" in n
+               for n in notes)
+    from pairrel.report.final import per_task_tables
+
+    specs = {name: spec.type for name, spec in coll.specs.items()}
+    _, parts = per_task_tables(coll.scores, main, coll.grid_columns, specs)
+    retrieval = dict(parts)["Retrieval"].shown
+    assert list(retrieval["PairrelQuickstartRetrieval"]) == pytest.approx([40.0, 35.0])
+
+
 def test_latex_bold_marks_best_per_column():
     table = pd.DataFrame({"model": ["a_1", "b"], "STS": [70.004, 69.0], "Average": [1.0, 2.0],
                           "n_tasks": [3, 3]})

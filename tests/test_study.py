@@ -90,6 +90,30 @@ def test_tiered_evaluation(paper):
     assert len(paper.heldout_parts(None)) == 5   # base models: every fold
 
 
+def test_full_benchmark_on_the_first_fold_only(paper):
+    small = "Classification+Clustering+PairClassification+Reranking+STS+Summarization"
+    variant = "model~sheared-llama/data~trec-dl-2023/loss~softmax/labels~graded-linear"
+    first, other = paper.run(f"{variant}/fold~0/seed~42"), paper.run(f"{variant}/fold~3/seed~42")
+    assert paper.evaluation["full_benchmark"] == "first-fold"
+    assert first.full_benchmark(100) and not first.full_benchmark(75)
+    assert not other.full_benchmark(100)
+    open_mix = paper.run("model~llama3-8b/data~open-mix/loss~bce/labels~binary@1/seed~42")
+    assert open_mix.full_benchmark(1000) and paper.gets_full_benchmark(None)
+    # fold 3's final checkpoint: the 15-task subset (3 Retrieval + 12 others) and its held-out fold
+    markers = {m for m in paper.checkpoint_markers() if f"{variant}/fold~3/" in str(m)}
+    assert {str(m).split("/step~")[1] for m in markers} == {
+        f"{s}/{g}.done" for s in (25, 50, 75, 100) for g in ("Retrieval", small, "heldout")}
+    # 8 variants x 1 fold on all 56 tasks; their 32 other folds on the 15-task subset
+    finals = [r for r in paper.runs if r.fold is not None and r.full_benchmark(r.final_step)]
+    assert len(finals) == 8 and {r.fold for r in finals} == {0}
+    # a grid without fold 0: its first fold on the grid is the full one
+    later = Study.from_files(PAPER, overrides={"grid": {"folds": [2, 4]}})
+    assert {r.fold for r in later.runs if r.fold is not None and r.full_benchmark(r.final_step)} == {2}
+    # one line away: everything on everything
+    every = Study.from_files(PAPER, overrides={"evaluation": {"full_benchmark": "all"}})
+    assert every.run(f"{variant}/fold~3/seed~42").full_benchmark(100)
+
+
 @pytest.mark.parametrize(
     "override, key",
     [

@@ -62,6 +62,11 @@ class EncoderConfig:
     instruction_format: str = "{instruction}; {text}"
     # Cut each text to this many tokens by words before the instruction (LLM2Vec evaluates with 400).
     doc_max_length: int | None = None
+    # Speed only (the same vectors): padding-free batches (pairrel.packing), fused kernels and
+    # torch.compile (pairrel.kernels).
+    packing: str = "none"  # "none" (padded), "varlen" (per-text SDPA), "mask" (4D mask), "flex" (FlexAttention)
+    kernels: str = "none"  # "none" or "liger" (Liger-Kernel on CUDA)
+    compile: bool = False
 
     @classmethod
     def from_dict(cls, cfg: dict[str, Any]) -> "EncoderConfig":
@@ -170,6 +175,10 @@ class Encoder(nn.Module):
         return batch
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, pool_mask: torch.Tensor) -> torch.Tensor:
+        if self.config.packing != "none":  # the padded batch's real tokens as one sequence
+            from pairrel.packing import packed_forward
+
+            return packed_forward(self.model, self.config.packing, input_ids, attention_mask, pool_mask)
         hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         weights = pool_mask.unsqueeze(-1).to(hidden.dtype)
         # clamp: a text truncated entirely away falls back to a zero vector, not NaN.
@@ -337,7 +346,11 @@ def build_encoder(config: EncoderConfig, adapter: str | Path | None = None, trai
     """Load the base model; add a fresh LoRA (``trainable``) or load a trained one (``adapter``)."""
     from peft import LoraConfig, PeftModel, get_peft_model
 
+    from pairrel import kernels, packing
+
     model, tokenizer = _load_backbone(config)
+    packing.prepare_backbone(model, config.packing)
+    kernels.fuse(model, config.kernels)  # before LoRA wraps the projections
     if adapter is not None:
         model = PeftModel.from_pretrained(model, str(adapter), is_trainable=trainable)
     elif trainable and config.lora:
@@ -364,4 +377,5 @@ def build_encoder(config: EncoderConfig, adapter: str | Path | None = None, trai
         model.eval()
         for param in model.parameters():
             param.requires_grad_(False)
+    kernels.compile_backbone(model, config.compile)
     return Encoder(model, tokenizer, config)

@@ -337,7 +337,7 @@ def encoder_from_path(path_or_id: str):
 def run_scores(run, step: int) -> dict[str, float]:
     """Main scores of a checkpoint from its evaluation markers (``{task: score}``, 0–1 scale)."""
     scores: dict[str, float] = {}
-    for group in run.study.groups_for(run, final=step == run.final_step):
+    for group in run.study.groups_for(run, final=run.full_benchmark(step)):
         marker = run.eval_marker(step, group)
         if marker.is_file():
             try:

@@ -66,6 +66,14 @@ DEFAULT_THROUGHPUT: dict[str, Any] = {
     },
 }
 
+# The report tables a GPU job feeds (pairrel.report.cli's outputs): the main table (and
+# per_task) from full-benchmark checkpoints and base models; the held-out table from every
+# K-fold run's held-out fold and its subset score at the final step; the curves (per_step)
+# from earlier checkpoints; training feeds every table.
+MAIN_TABLE, HELDOUT_TABLE, CURVES, TRAINING = "main_table", "heldout", "per_step", "training"
+REPORT_TABLES = {MAIN_TABLE: "main_table + per_task", HELDOUT_TABLE: "heldout (TREC-DL)",
+                 CURVES: "per_step (curves)", TRAINING: "training (every table)"}
+
 # Rules that run on a GPU (``resources: gpu=1``); the others cost no GPU-hours.
 EVAL_RULES = ("evaluate_checkpoint", "evaluate_base")
 TRAIN_RULE = "train_run"
@@ -82,6 +90,7 @@ class Job:
     tasks: tuple[str, ...] = ()  # MTEB task names (evaluation)
     benchmark: str | None = None  # where the task names come from
     train_tokens: int = 0
+    table: str = ""  # the report table it feeds (REPORT_TABLES); "" for jobs without a cost
 
 
 @dataclass
@@ -94,6 +103,7 @@ class RulePlan:
 @dataclass
 class Plan:
     rules: dict[str, RulePlan] = field(default_factory=dict)
+    tables: dict[str, RulePlan] = field(default_factory=dict)  # REPORT_TABLES that cost something
     per_job: list[tuple[Job, float, float]] = field(default_factory=list)  # (job, tokens, gpu_hours)
     tasks_without_stats: set[str] = field(default_factory=set)
 
@@ -108,6 +118,7 @@ class Plan:
     def as_dict(self) -> dict[str, Any]:
         return {
             "rules": {name: vars(r) for name, r in self.rules.items()},
+            "tables": {name: vars(r) for name, r in self.tables.items()},
             "total_jobs": self.total_jobs,
             "total_tokens": sum(r.tokens for r in self.rules.values()),
             "total_gpu_hours": self.total_gpu_hours,
@@ -215,8 +226,9 @@ def training_tokens(training: dict, model: dict, assumptions: dict) -> int:
 
 def jobs_from_config(cfg: dict[str, Any], assumptions: dict | None = None) -> list[Job]:
     """Every job the workflow runs for ``cfg`` (validated, defaults filled), as
-    :class:`pairrel.study.Study` lays them out: the final checkpoint and the base models run
-    ``evaluation.tasks``, earlier checkpoints ``evaluation.intermediate_tasks``."""
+    :class:`pairrel.study.Study` lays them out: full-benchmark checkpoints (the final ones
+    that ``evaluation.full_benchmark`` selects) and the base models run ``evaluation.tasks``,
+    the other checkpoints ``evaluation.intermediate_tasks``."""
     from pairrel.evaluate.task_specs import heldout_task_name
     from pairrel.study import HELDOUT_GROUP, Study
 
@@ -224,13 +236,15 @@ def jobs_from_config(cfg: dict[str, Any], assumptions: dict | None = None) -> li
     study = Study(cfg)
     benchmark = study.evaluation["benchmark"]
 
-    def evaluation_job(rule: str, label: str, model_key: str, run, group: str, final: bool) -> Job:
+    def evaluation_job(rule: str, label: str, model_key: str, run, group: str, final: bool, table: str) -> Job:
         model = cfg["models"][model_key]
         if group == HELDOUT_GROUP:
             tasks = [heldout_task_name(source, fold) for _, source, fold in study.heldout_parts(run)]
+            table = HELDOUT_TABLE
         else:
             tasks = study.tasks_for(group, final=final)
-        return Job(rule, label, model["name_or_path"], int(model.get("max_length", 512)), tuple(tasks), benchmark)
+        return Job(rule, label, model["name_or_path"], int(model.get("max_length", 512)), tuple(tasks), benchmark,
+                   table=table)
 
     jobs = [Job("study_config")]
     if study.corpus_outputs():
@@ -243,17 +257,21 @@ def jobs_from_config(cfg: dict[str, Any], assumptions: dict | None = None) -> li
         model = cfg["models"][run.model]
         jobs.append(Job("resolve_run", run.id))
         jobs.append(Job(TRAIN_RULE, run.id, model["name_or_path"], int(model.get("max_length", 512)),
-                        train_tokens=training_tokens(run.training, model, assumptions)))
+                        train_tokens=training_tokens(run.training, model, assumptions), table=TRAINING))
     for run in study.runs:
         for step in run.eval_steps:
-            final = step == run.final_step
+            final = run.full_benchmark(step)
+            # a final checkpoint on the subset: a fold's generalisation score in the held-out table
+            table = MAIN_TABLE if final else HELDOUT_TABLE if step == run.final_step else CURVES
             for group in study.groups_for(run, final=final):
-                jobs.append(evaluation_job("evaluate_checkpoint", f"{run.id}/step~{step}/{group}", run.model, run, group, final))
+                jobs.append(evaluation_job("evaluate_checkpoint", f"{run.id}/step~{step}/{group}", run.model, run,
+                                           group, final, table))
     if study.evaluation["include_base"]:
         for key in study.models_used:
             jobs.append(Job("resolve_model", key))
             for group in study.groups_for(None):
-                jobs.append(evaluation_job("evaluate_base", f"base/model~{key}/{group}", key, None, group, True))
+                jobs.append(evaluation_job("evaluate_base", f"base/model~{key}/{group}", key, None, group, True,
+                                           MAIN_TABLE))
     jobs += [Job("report"), Job("all")]
     return jobs
 
@@ -309,6 +327,11 @@ def plan_jobs(jobs: list[Job], throughput: dict | None = None, input_order: bool
         rule.jobs += 1
         rule.tokens += tokens
         rule.gpu_hours += hours
+        if job.table:
+            table = plan.tables.setdefault(job.table, RulePlan())
+            table.jobs += 1
+            table.tokens += tokens
+            table.gpu_hours += hours
         plan.per_job.append((job, tokens, hours))
     return plan
 
@@ -339,6 +362,12 @@ def format_plan(plan: Plan, device: str) -> str:
         lines.append(f"{name:<22} {rule.jobs:>6} {rule.tokens:>14,.0f} {rule.gpu_hours:>11.1f}")
     total_tokens = sum(r.tokens for r in plan.rules.values())
     lines.append(f"{'total':<22} {plan.total_jobs:>6} {total_tokens:>14,.0f} {plan.total_gpu_hours:>11.1f}")
+    if plan.tables:
+        lines += ["", f"{'report table':<22} {'jobs':>6} {'tokens':>14} {'GPU-hours':>11}"]
+        for name, shown in REPORT_TABLES.items():
+            if name in plan.tables:
+                t = plan.tables[name]
+                lines.append(f"{shown:<22} {t.jobs:>6} {t.tokens:>14,.0f} {t.gpu_hours:>11.1f}")
     lines.append(f"throughput: {device}")
     if plan.tasks_without_stats:
         lines.append("no mteb statistics (count 0 tokens): " + ", ".join(sorted(plan.tasks_without_stats)))

@@ -49,6 +49,9 @@ NEUTRAL_TRAINING_KEYS = ("num_threads", "log_every", "skip_nonfinite_batches", "
 STALE = "<stale>"
 # Settings that only name things in tables and figures.
 DISPLAY_KEYS = ("display",)
+# Model settings that change speed, not the vectors (pairrel.packing, pairrel.kernels): no
+# checkpoint revision or training fingerprint includes them.
+SPEED_KEYS = ("packing", "kernels", "compile")
 # Evaluation groups besides MTEB task types.
 ALL_GROUP, LOCAL_GROUP, HELDOUT_GROUP = "all", "local", "heldout"
 GROUP_JOIN = "+"  # task types evaluated by one job: "Classification+Clustering+STS"
@@ -71,8 +74,8 @@ def _without(tree: dict, keys: tuple[str, ...]) -> dict:
 
 
 def encoder_settings(model_cfg: dict) -> dict:
-    """The parts of a model config that change its embeddings (display names do not)."""
-    return _without(model_cfg, DISPLAY_KEYS)
+    """The parts of a model config that change its embeddings (display names and speed settings do not)."""
+    return _without(model_cfg, DISPLAY_KEYS + SPEED_KEYS)
 
 
 def training_fingerprint(run_cfg: dict) -> str:
@@ -223,6 +226,12 @@ class Run:
     @property
     def eval_steps(self) -> list[int]:
         return self.steps if self.study.evaluation["checkpoints"] == "all" else [self.final_step]
+
+    def full_benchmark(self, step: int) -> bool:
+        """Whether checkpoint ``step`` runs ``evaluation.tasks`` (the full benchmark) rather than
+        ``evaluation.intermediate_tasks``: the final step of a run that
+        ``evaluation.full_benchmark`` selects (:meth:`Study.gets_full_benchmark`)."""
+        return step == self.final_step and self.study.gets_full_benchmark(self)
 
     def eval_marker(self, step: int, group: str) -> Path:
         return self.study.results / "eval" / self.id / f"step~{step}" / f"{group}.done"
@@ -419,7 +428,8 @@ class Study:
         return list(names)
 
     def eval_tasks(self, final: bool) -> list[str]:
-        """Benchmark tasks of the final checkpoint and base models, or of intermediate checkpoints."""
+        """Benchmark tasks of full-benchmark checkpoints (``final``: :meth:`Run.full_benchmark`)
+        and base models, or of the others (intermediate checkpoints, folds past the first)."""
         if final or self.evaluation["intermediate_tasks"] is None:
             return self._task_list("tasks")
         return self._task_list("intermediate_tasks")
@@ -450,6 +460,20 @@ class Study:
                 raise ConfigError(f"config key 'evaluation.task_groups.{i}': group '{group}' selects no task "
                                   f"of {self.evaluation['benchmark']}")
 
+    def gets_full_benchmark(self, run: Run | None) -> bool:
+        """Whether the final checkpoint of ``run`` (None: a base model) runs the full benchmark.
+
+        ``evaluation.full_benchmark``: ``all`` -- every run; ``first-fold`` -- runs without folds,
+        and of a K-fold mix's runs the first fold on the grid per (model, data, loss, labels,
+        seed). The other folds are near-copies of it (same data but one fifth of the queries):
+        their final checkpoints run ``intermediate_tasks`` and their held-out fold, so the
+        K-fold experiment gets every fold's held-out score and a generalisation score on the
+        subset, and the main table one full-benchmark run per variant.
+        """
+        if run is None or run.fold is None or self.evaluation["full_benchmark"] == "all":
+            return True
+        return run.fold == self._fold_values(run.data)[0]
+
     def groups_for(self, run: Run | None, final: bool = True) -> list[str]:
         """Evaluation groups of a checkpoint (``run``; ``final``: its last step) or a base model."""
         tasks = self.eval_tasks(final)
@@ -468,7 +492,7 @@ class Study:
 
     def checkpoint_markers(self) -> list[Path]:
         return [run.eval_marker(step, group) for run in self.runs for step in run.eval_steps
-                for group in self.groups_for(run, final=step == run.final_step)]
+                for group in self.groups_for(run, final=run.full_benchmark(step))]
 
     def base_markers(self) -> list[Path]:
         if not self.evaluation["include_base"]:
@@ -529,7 +553,7 @@ class Study:
             return STALE  # retraining, or failed: no checkpoint's scores are current
         done_at = run.done_file.stat().st_mtime if run.done_file.is_file() else 0.0
         revisions = set()
-        for group in self.groups_for(run, final=step == run.final_step):
+        for group in self.groups_for(run, final=run.full_benchmark(step)):
             marker = run.eval_marker(step, group)
             try:
                 if marker.stat().st_mtime >= done_at:  # evaluated after this training finished

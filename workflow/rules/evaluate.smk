@@ -16,7 +16,7 @@ rule evaluate_checkpoint:
     output:
         f"{RESULTS}/eval/{{run}}/step~{{step}}/{{group}}.done",
     params:
-        tasks=lambda wc: ",".join(STUDY.tasks_for(wc.group, final=int(wc.step) == run_of(wc).final_step)),
+        tasks=lambda wc: ",".join(STUDY.tasks_for(wc.group, final=run_of(wc).full_benchmark(int(wc.step)))),
     log:
         f"{RESULTS}/logs/evaluate/{{run}}/step~{{step}}/{{group}}.log",
     benchmark:

@@ -175,7 +175,7 @@ def evaluate_study_model(study: Study, group: str, *, run: Run | None = None, st
         model = run.model
         checkpoint = run.checkpoint(step)
         name, revision = run.mteb_name(step), checkpoint_revision(checkpoint, study.evaluated_model(model))
-        final = step == run.final_step
+        final = run.full_benchmark(step)
     else:
         if model not in study.cfg["models"]:
             raise ConfigError(f"--base '{model}' is not defined under 'models' ({', '.join(study.cfg['models'])})")

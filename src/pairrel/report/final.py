@@ -11,6 +11,11 @@ model, or a published baseline): grid columns (``model``/``grid_model``, ``data`
   checkpoint is its largest evaluated step, or the rows flagged by a boolean ``final`` column
   when the frame has one (the study knows the configured last step; a run whose last
   checkpoint is not evaluated yet would otherwise show an earlier step as final).
+* **One task set per cell**: when some final checkpoints of a variant have every task of the
+  benchmark and others only a subset (``evaluation.full_benchmark: first-fold``: the first
+  fold on the full benchmark, the other folds on ``intermediate_tasks`` and their held-out
+  fold), the final tables average the complete runs only and a note names the others; a cell
+  never averages a run evaluated on the subset with one evaluated on the full benchmark.
 * **Replicates**: rows equal on every grid value except ``seed`` and ``fold`` are one
   *variant*; a variant's cell is the mean over its n runs, with the sample standard deviation
   (divisor n − 1) when n > 1. A replicate with a missing score leaves the variant's cell
@@ -76,7 +81,50 @@ def final_rows(frame: pd.DataFrame, grid_columns: list[str]) -> tuple[pd.DataFra
                         key=natural_key)
         notes.append("final checkpoints only: step " + ", ".join(map(str, finals))
                      + ("" if len(finals) == 1 else " (each run's last evaluated step)"))
-    return kept, notes
+    kept, subset_notes = complete_runs_only(kept, grid_columns)
+    return kept, notes + subset_notes
+
+
+def complete_runs_only(frame: pd.DataFrame, grid_columns: list[str]
+                       ) -> tuple[pd.DataFrame, list[str]]:
+    """``frame`` without the runs of a variant evaluated on fewer tasks than its other runs.
+
+    A variant (rows equal on :func:`identity_columns`) whose runs include some with every task
+    (empty ``missing``) keeps only those: its K-fold runs past the first fold, evaluated on a
+    subset, are left out of this table (the held-out table has them), with a note naming them.
+    A variant with no complete run keeps all its runs (its cells stay missing as before).
+    """
+    if "missing" not in frame.columns:
+        return frame, []
+    trained = trained_mask(frame, grid_columns)
+    complete = frame["missing"].map(lambda m: is_missing(m) or str(m) == "")
+    identity = identity_columns(grid_columns)
+    replicate = [grid_column(a) for a in REPLICATE_AXES if grid_column(a) in frame.columns]
+    drop = pd.Series(False, index=frame.index)
+    left_out: list[str] = []
+    runs = frame[trained]
+    keys = [runs[c].map(str) for c in identity] or [pd.Series("", index=runs.index)]
+    for _, group in runs.groupby(keys, sort=False, dropna=False) if len(runs) else ():
+        whole = complete[group.index]
+        if whole.any() and not whole.all():
+            partial = group[~whole]
+            drop[partial.index] = True
+            variant = ", ".join(f"{c.removeprefix('grid_')}={group.iloc[0][c]}" for c in identity)
+            axes = [c for c in replicate if group[c].map(str).nunique() > 1] or replicate
+
+            def runs_named(rows: pd.DataFrame) -> str:  # "fold 1, fold 2" (the axes that vary)
+                return ", ".join(" ".join(f"{c.removeprefix('grid_')} {r[c]}" for c in axes
+                                          if not is_missing(r[c])) for _, r in rows.iterrows())
+
+            kept, gone = runs_named(group[whole]), runs_named(partial)
+            left_out.append(f"{variant}: {kept or 'complete runs'} (every task); "
+                            f"{gone or 'the others'} on a task subset left out")
+    if not left_out:
+        return frame, []
+    note = ("final checkpoints with every task only (a cell never averages a run on a task subset "
+            "with one on the whole benchmark; the subset runs are in heldout and per_step): "
+            + "; ".join(left_out))
+    return frame[~drop], [note]
 
 
 @dataclass
