@@ -381,6 +381,9 @@ def test_without_a_benchmark_the_table_is_the_tasks_found(tmp_path):
     assert coll.benchmark == "tasks found" and len(coll.specs) == 57
     assert coll.specs["CQADupstackRetrieval"].components and coll.unknown_tasks == {}
     assert main_table(coll).iloc[0]["Average"] == pytest.approx((56 * AVERAGE_56 + 50.0) / 57)
+    # exactly the benchmark's tasks: the benchmark itself (so its published rows may sit beside)
+    (folder / "MyPrivateSTS.json").unlink()
+    assert collect([folder]).benchmark == BENCH
 
 
 def test_corrupt_file_raises_or_is_skipped_with_flag(tmp_path):

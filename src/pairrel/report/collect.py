@@ -21,7 +21,8 @@ The tidy table has one row per (model, revision, experiment, benchmark task): ``
 ``type``, ``score`` (0-100).
 
 Which tasks make the table (:func:`collect`): a named benchmark's (``--benchmark``, or the
-study's ``evaluation.benchmark``), or, with neither, *the tasks found* (:func:`found_specs`):
+study's ``evaluation.benchmark``), or, with neither, *the tasks found* (:func:`found_specs`;
+named MTEB(eng, v1) when they are exactly its tasks):
 every task some result file holds, scored as its benchmark or mteb task says, or as pairrel's
 own local tasks are, or by its file's metrics (:func:`pairrel.report.scores.infer_task_spec`).
 Tasks outside a named benchmark that can be scored (the study's ``evaluation.local_tasks``; any
@@ -357,7 +358,9 @@ def collect(
     warnings: list[str] = []
     sources = read_sources(paths, skip_bad=skip_bad, warnings=warnings, study=study)
     if benchmark is None:
-        name, specs = FOUND_BENCHMARK, found_specs(sources, local_tasks)
+        specs = found_specs(sources, local_tasks)
+        # every task of MTEB(eng, v1) and nothing else: that benchmark (its published rows fit)
+        name = FOUND_LOOKUP_BENCHMARK if specs == benchmark_specs(FOUND_LOOKUP_BENCHMARK)[1] else FOUND_BENCHMARK
     own_specs = _own_specs(sources, specs, local_tasks, infer=study is None)
     if tasks:
         unknown = sorted(set(tasks) - specs.keys() - own_specs.keys())
