@@ -175,7 +175,15 @@ def _write_parts(out: Path, stem: str, csv, parts: list, notes=()) -> None:
     atomic_write_text(out / f"{stem}.tex", "\n".join(latex) + "\n")
 
 
-def _write_comparison(out: Path, coll, pair: tuple[str, str]) -> None:
+def _side_name(selector: str, display: dict) -> str:
+    """A --compare side by its display names (``loss=softmax`` -> ``InfoNCE``)."""
+    parsed = compare_mod.parse_selector(selector)
+    if isinstance(parsed, str):
+        return selector
+    return ", ".join(display.get(k, {}).get(str(v)) or f"{k}={v}" for k, v in parsed.items())
+
+
+def _write_comparison(out: Path, coll, pair: tuple[str, str], display: dict | None = None) -> None:
     per_task, summary = compare_mod.compare(coll.scores, coll.grid_columns, *pair)
     atomic_write_text(out / "comparison.csv", render.to_csv(per_task))
     atomic_write_text(out / "comparison_summary.csv", render.to_csv(summary))
@@ -188,8 +196,14 @@ def _write_comparison(out: Path, coll, pair: tuple[str, str]) -> None:
     if (summary[["n_runs_a", "n_runs_b"]] > 1).any().any():
         replicates = (" Each side's per-task score is the mean over its runs (n_runs_a, "
                       "n_runs_b: seeds × folds).")
-    lines = [f"# {pair[0]} vs {pair[1]}", "", compare_mod.describe_tests("task") + replicates,
-             "", render.to_markdown(shown), "## Per task", "", render.to_markdown(per_task)]
+    names = [_side_name(side, display or {}) for side in pair]
+    title = f"# {names[0]} vs {names[1]}"
+    if names != list(pair):
+        title += f" ({pair[0]} vs {pair[1]})"
+    lines = [title, "", compare_mod.describe_tests("task") + replicates, "",
+             render.to_markdown(shown), "Columns:", "", compare_mod.describe_columns(shown.columns),
+             "", "## Per task", "", "`a`, `b`: each side's score (0-100); `diff` = a − b.", "",
+             render.to_markdown(per_task)]
     atomic_write_text(out / "comparison.md", "\n".join(lines))
 
 
@@ -302,7 +316,7 @@ def _run(args: argparse.Namespace) -> int:
 
     if pair:
         try:
-            _write_comparison(out, coll, pair)
+            _write_comparison(out, coll, pair, display)
         except ValueError as err:  # a side absent (a study with one loss): say so, go on
             notes_general.append(f"comparison {pair[0]} vs {pair[1]} skipped: {err}")
 
