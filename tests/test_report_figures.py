@@ -128,6 +128,21 @@ def test_heatmap_shows_final_checkpoints_mean_over_seeds_at_one_column():
     assert cells[0].tolist() == pytest.approx([60.0, 30.0, 70.0, 53.3])
     assert not any("30" in n for n in names)  # no checkpoint row
 
+    # one colour scale for every column, read back from the drawn image: the darker a cell,
+    # the higher its score, whichever column it is in; a colour bar spans the scores shown
+    assert ax.get_title() == "Score per task type (0-100)"
+    (image,) = ax.images
+    rgba = image.to_rgba(image.get_array())
+    luminance = (rgba[..., :3] @ [0.299, 0.587, 0.114]).ravel()
+    values = image.get_array().ravel()
+    order = np.argsort(values)
+    assert np.all(np.diff(luminance[order]) <= 1e-12)  # higher score, never lighter
+    assert luminance[np.argmax(values)] < luminance[np.argmin(values)]
+    (bar_ax,) = [a for a in fig.axes if a is not ax]
+    assert bar_ax.get_ylabel() == "score (0-100)"
+    assert bar_ax.get_ylim() == pytest.approx((30.0, values.max()))
+    assert fig.pairrel_data["scale"] == pytest.approx((30.0, values.max()))
+
 
 def test_heatmap_two_columns_for_mteb_types_and_dot_plot_beyond_twenty_rows():
     rng = np.random.default_rng(0)
@@ -170,6 +185,10 @@ def test_ablation_over_steps_plots_the_means_and_claims_no_seeds_with_one():
     series = next(c for c in average.containers if c.get_label() == "BCE, binary@2")
     line = series.lines[0]  # the data line of the error-bar container
     assert list(line.get_xdata()) == [30, 60]
+    for ax in fig.axes:  # a tick, labelled, at each checkpoint evaluated (not at 32, 36, ...)
+        if ax.get_visible():
+            assert list(ax.get_xticks()) == [30, 60]
+            assert [t.get_text() for t in ax.get_xticklabels()] == ["30", "60"]
     expected = [np.mean([62 + 2 + s / 6, 40 + 6 + s / 6, 71 + 2 + s / 6]) for s in (30, 60)]
     assert list(line.get_ydata()) == pytest.approx(expected)
     base = [l for l in average.get_lines() if l.get_label() == "MiniLM-L6 (base)"]

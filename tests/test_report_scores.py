@@ -9,6 +9,7 @@ functions, a wrong ``main_score``) so that reading the wrong number fails a test
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -337,13 +338,52 @@ def test_incomplete_model_lists_missing_tasks(tmp_path):
     assert set(row["missing"]) == {"NQ", "STS22", "CQADupstackRetrieval (11 of 12 sub-tasks)"}
 
 
-def test_unknown_task_is_listed(tmp_path):
+def test_task_outside_the_benchmark_is_an_own_task_or_listed_as_unknown(tmp_path):
     folder = write_model(tmp_path / "org__x" / "rev")
     spec = TaskSpec("MyPrivateSTS", "STS", "cosine_spearman", "test", "default")
     (folder / "MyPrivateSTS.json").write_text(json.dumps(result_json(spec, 0.5, "v2")))
+    # a file whose metrics name no type pairrel can score (accuracy only): unknown
+    (folder / "MyPrivateClassification.json").write_text(json.dumps(
+        {"task_name": "MyPrivateClassification", "scores": {"test": [{"hf_subset": "default", "accuracy": 0.7,
+                                                                      "main_score": 0.7}]}}))
     coll = collect([folder], benchmark=BENCH)
-    assert coll.unknown_tasks == {"x": ["MyPrivateSTS"]}
+    assert coll.unknown_tasks == {"x": ["MyPrivateClassification"]}
+    # the STS file says its type (cosine_spearman): scored as pairrel scores a user's STS task,
+    # outside the benchmark's 56 tasks
+    assert coll.own_specs == {"MyPrivateSTS": spec}
+    assert coll.own_scores.set_index("task")["score"].to_dict() == pytest.approx({"MyPrivateSTS": 50.0})
     assert coll.rows.iloc[0]["n_tasks"] == 56
+
+
+@pytest.mark.parametrize("metrics, task_type", [
+    ({"cosine_spearman": 0.8, "cosine_pearson": 0.7, "main_score": 0.8}, "STS"),
+    ({"cos_sim_spearman": 0.8}, "STS"),
+    ({"max_ap": 0.6, "cosine_ap": 0.6, "main_score": 0.6}, "PairClassification"),
+    ({"ndcg_at_10": 0.5, "map_at_1000": 0.4, "main_score": 0.5}, "Retrieval"),
+    ({"ndcg_at_10": 0.5, "map_at_1000": 0.4, "main_score": 0.4}, "Reranking"),
+])
+def test_infer_task_spec_reads_the_type_from_the_metrics(metrics, task_type):
+    from pairrel.report.scores import infer_task_spec, parse_result
+
+    result = parse_result({"task_name": "Mine", "scores": {"dev": [{"hf_subset": "x", **metrics}]}}, Path("Mine.json"))
+    main = {"STS": "cosine_spearman", "PairClassification": "max_ap", "Retrieval": "ndcg_at_10",
+            "Reranking": "map_at_1000"}[task_type]
+    assert infer_task_spec(result) == TaskSpec("Mine", task_type, main, "dev", "x")
+
+
+def test_without_a_benchmark_the_table_is_the_tasks_found(tmp_path):
+    # MTEB(eng, v1) tasks keep their benchmark scoring (CQADupstack from its subforums), the
+    # user's STS file is read by its metrics; the average is over the tasks found
+    folder = write_model(tmp_path / "org__x" / "rev")
+    spec = TaskSpec("MyPrivateSTS", "STS", "cosine_spearman", "test", "default")
+    (folder / "MyPrivateSTS.json").write_text(json.dumps(result_json(spec, 0.5, "v2")))
+    coll = collect([folder])
+    assert coll.benchmark == "tasks found" and len(coll.specs) == 57
+    assert coll.specs["CQADupstackRetrieval"].components and coll.unknown_tasks == {}
+    assert main_table(coll).iloc[0]["Average"] == pytest.approx((56 * AVERAGE_56 + 50.0) / 57)
+    # exactly the benchmark's tasks: the benchmark itself (so its published rows may sit beside)
+    (folder / "MyPrivateSTS.json").unlink()
+    assert collect([folder]).benchmark == BENCH
 
 
 def test_corrupt_file_raises_or_is_skipped_with_flag(tmp_path):

@@ -218,7 +218,13 @@ def test_delta_pairs_with_the_reference_of_the_same_other_grid_values(tmp_path):
     assert rows.loc[("graded", "bce"), "Δ"] == pytest.approx(8 / 3)
     assert rows.loc[("graded", "softmax"), "Δ"] == pytest.approx(0.0)
     assert "n" not in paper.shown.columns  # one seed: no n column, no ± and no "over seeds"
-    assert not any("seed" in n for n in paper.notes)
+    assert not any("over" in n and "seed" in n for n in paper.notes)
+    assert "a single seed (1): one run per row, no ± (no spread to show)" in paper.notes
+    assert "Δ = Avg. − that of the loss=softmax row with the same labels" in paper.notes
+    # the reference by its display name, as its column shows it
+    named = final_table(main_table(coll), coll.grid_columns, type_columns(coll),
+                        display={"loss": {"softmax": "InfoNCE"}}, reference_row="loss=softmax")
+    assert "Δ = Avg. − that of the InfoNCE row with the same labels" in named.notes
 
 
 def test_display_names_replace_config_names(tmp_path):
@@ -340,6 +346,12 @@ def test_cli_writes_every_output(tmp_path, capsys):
     assert (summary.loc[0, "n"], summary.loc[0, "min_p"]) == (3, 0.25)
     comparison = (out / "comparison.md").read_text()
     assert "only when n ≥ 20" in comparison and "ci_low" not in comparison
+    # sides by their display names; every summary column shown is explained
+    assert comparison.startswith("# BCE vs InfoNCE (loss=bce vs loss=softmax)\n")
+    assert "- `wilcoxon_w_plus`: W+, the sum of the ranks of |diff| over the positive diffs" in comparison
+    header = next(line for line in comparison.splitlines() if line.startswith("| pair"))
+    for column in [c.strip() for c in header.strip("|").split("|")]:
+        assert f"- `{column}`: " in comparison, column
     per_task = pd.read_csv(out / "per_task.csv").set_index("row")
     assert per_task.loc["MiniLM-L6 · InfoNCE", "PairrelQuickstartSTS"] == pytest.approx(76.0)
     # a model without grid values (here the base model as today's evaluation writes it) is
@@ -563,3 +575,11 @@ def test_cli_with_the_study_config_names_rows_from_it(tmp_path, monkeypatch, cap
             "| **64.00** ± 0.94 | +5.00 | 2 |") in printed
     steps = pd.read_csv(out / "per_step.csv")
     assert sorted(set(steps["step"])) == [2, 4]
+
+
+def test_csv_keeps_the_digits_of_a_score_and_drops_float_noise():
+    from pairrel.report.render import to_csv
+
+    table = pd.DataFrame({"score": [0.557233 * 100, 92.64710000000001, 1 / 3], "p": [3.2e-08, 0.25, 1.0]})
+    assert 0.557233 * 100 == 55.723299999999995  # the noise all_checkpoints.csv used to show
+    assert to_csv(table) == "score,p\n55.7233,3.2e-08\n92.6471,0.25\n0.333333333333,1\n"

@@ -40,9 +40,10 @@ def test_memory_of_8b_jobs():
 
 def test_runtime_of_8b_jobs():
     load = 5 + 8.03
-    # train: 1.2 h/B * 8.03 = 9.636 GPU-h; 13.03 + 1.5 * 60 * 9.636 = 880.27 -> 881
+    # train: 1.2 h/B * 8.03 = 9.636 GPU-h; 13.03 + 1.5 * 60 * 9.636 = 880.27 -> 881, + 10 minutes
+    # of SIGTERM lead = 891
     train = R.job_resources("train", {"params_b": 8.03}, training_cfg={"steps": 1000, "batch_size": 512})
-    assert train == {"mem_mb": 37 * 1024, "runtime": 881, "gpu": 1}
+    assert train == {"mem_mb": 37 * 1024, "runtime": 891, "gpu": 1, "slurm_extra": "--signal=TERM@600"}
     # Retrieval: 6 h/B * 8.03 = 48.18 GPU-h; 13.03 + 1.5 * 60 * 48.18 = 4349.23 -> 4350
     assert R.job_resources("evaluate", {"params_b": 8.03}, "Retrieval")["runtime"] == 4350
     # STS: 0.02 * 8.03 = 0.1606 GPU-h; 13.03 + 14.454 = 27.48 -> 28
@@ -52,13 +53,29 @@ def test_runtime_of_8b_jobs():
 
 
 def test_estimated_hours_replace_the_fallback_and_gpus_divide_them():
-    # 10 GPU-h on 4 GPUs: 13.03 + 1.5 * 60 * 10 / 4 = 238.03 -> 239
+    # 10 GPU-h on 4 GPUs: 13.03 + 1.5 * 60 * 10 / 4 = 238.03 -> 239, + 10 SIGTERM lead
     res = R.job_resources("train", {"params_b": 8.03}, training_cfg={"gpus": 4}, estimated_hours=10.0)
-    assert res == {"mem_mb": 37 * 1024, "runtime": 239, "gpu": 4}
+    assert res == {"mem_mb": 37 * 1024, "runtime": 249, "gpu": 4, "slurm_extra": "--signal=TERM@600"}
     # half the recipe's queries: half the fallback hours, 0.6 * 8.03 = 4.818; 13.03 + 433.62 = 446.65
     half = R.job_resources("train", {"params_b": 8.03}, training_cfg={"steps": 500, "batch_size": 512})
-    assert half["runtime"] == 447
+    assert half["runtime"] == 457
     # groups evaluated by one job add their hours: (0.02 + 0.02) * 8.03 = 0.3212; 13.03 + 28.908 -> 42
     assert R.job_resources("evaluate", {"params_b": 8.03}, ["STS", "PairClassification"])["runtime"] == 42
     with pytest.raises(ValueError, match="training.gpus"):
         R.gpus("train", {"gpus": 0})
+
+
+def test_training_time_leaves_the_sigterm_lead_free_even_for_a_tiny_model():
+    # MiniLM (0.023 B), 60 steps of 16: load 5.023 + 1.5 * 60 * (1.2 * 0.023 * 960 / 512000) =
+    # 5.023 + 0.0047 -> 6 minutes of work, + 10 minutes before which SIGTERM comes: 16
+    tiny = R.job_resources("train", {"params_b": 0.023}, training_cfg={"steps": 60, "batch_size": 16})
+    assert tiny["runtime"] == 16 and tiny["slurm_extra"] == "--signal=TERM@600"
+    assert R.job_resources("train", {"params_b": 0.023}, training_cfg={"steps": 60, "batch_size": 16},
+                           attempt=2)["runtime"] == 11 + 10  # ceil(2 * 5.028) = 11
+    # evaluation takes SLURM's default (SIGTERM at the limit): nothing added, no slurm_extra;
+    # STS: 5.023 + 1.5 * 60 * 0.02 * 0.023 = 5.06 -> 6
+    sts = R.job_resources("evaluate", {"params_b": 0.023}, "STS")
+    assert sts["runtime"] == 6 and sts["slurm_extra"] == ""
+    # the cap covers the whole request
+    assert R.job_resources("train", {"params_b": 8.03}, training_cfg={"steps": 1000, "batch_size": 512},
+                           max_minutes=600)["runtime"] == 600

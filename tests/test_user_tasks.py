@@ -243,3 +243,57 @@ def test_select_named_tasks_mixes_local_and_mteb_and_refuses_unknown_names(tmp_p
         select_named_tasks(["MySTs"], "MTEB(eng, v1)", local, base_dir=tmp_path)
     with pytest.raises(ValueError, match=r"STSBenchmarkk \(did you mean STSBenchmark"):
         select_named_tasks(["STSBenchmarkk"], "MTEB(eng, v1)", local, base_dir=tmp_path)
+
+
+def test_report_of_a_folder_with_only_a_user_task_tables_that_task(minilm, tmp_path):
+    """No config, no --benchmark: the table is the tasks found (the user's STS task, its type
+    read from its file), with no published rows; the same result beside a named benchmark is
+    an own-task section, outside the benchmark's Average; a study's local task is one too."""
+    import csv
+
+    import yaml
+
+    from pairrel.config import load_config
+    from pairrel.report import cli as report_cli
+    from pairrel.report.collect import collect
+    from pairrel.study import Study
+
+    (task,) = user_tasks([{"name": "MySTS", "type": "STS", "path": str(STS_CSV), "min_score": 0, "max_score": 5}])
+    scores = evaluate(minilm, [task], tmp_path / "my_mteb", "me/minilm", "base", None)
+
+    assert report_cli.main(["report", "--results", str(tmp_path / "my_mteb"), "--out", str(tmp_path / "t")]) == 0
+    (row,) = list(csv.DictReader((tmp_path / "t" / "main_table.csv").open()))
+    assert float(row["STS"]) == pytest.approx(100 * scores["MySTS"], abs=1e-4)
+    assert float(row["Average"]) == pytest.approx(100 * scores["MySTS"], abs=1e-4)
+    notes = (tmp_path / "t" / "notes.md").read_text()
+    assert "not in" not in notes and "benchmark: tasks found (1 tasks)" in notes
+    assert "published" not in (tmp_path / "t" / "main_table.md").read_text()
+    assert (tmp_path / "t" / "per_task.md").read_text().startswith("### STS\n\n|  | My |")  # type suffix dropped
+    assert float(next(csv.DictReader((tmp_path / "t" / "per_task.csv").open()))["MySTS"]) == pytest.approx(
+        100 * scores["MySTS"], abs=1e-4)
+
+    assert report_cli.main(["report", "--results", str(tmp_path / "my_mteb"), "--tasks", "MySTS",
+                            "--out", str(tmp_path / "only")]) == 0
+    (row,) = list(csv.DictReader((tmp_path / "only" / "main_table.csv").open()))
+    assert float(row["STS"]) == pytest.approx(100 * scores["MySTS"], abs=1e-4)
+
+    # beside a named benchmark: a section of its own, not in the benchmark's columns
+    assert report_cli.main(["report", "--results", str(tmp_path / "my_mteb"), "--benchmark", "pairrel-quickstart",
+                            "--out", str(tmp_path / "qs")]) == 0
+    (row,) = list(csv.DictReader((tmp_path / "qs" / "main_table.csv").open()))
+    assert row["STS"] == "" and row["Average"] == ""
+    per_task = (tmp_path / "qs" / "per_task.md").read_text()
+    assert "### STS (own tasks, outside pairrel-quickstart and its averages)" in per_task
+    per_task_row = next(csv.DictReader((tmp_path / "qs" / "per_task.csv").open()))
+    assert float(per_task_row["MySTS"]) == pytest.approx(100 * scores["MySTS"], abs=1e-4)
+
+    # a study's own local task, with its config (the result is of another model than the study's)
+    config = tmp_path / "study.yaml"
+    config.write_text(yaml.safe_dump({"evaluation": {"local_tasks": [
+        {"name": "MySTS", "type": "STS", "path": str(STS_CSV)}]}}))
+    root = Path(__file__).resolve().parents[1]
+    study = Study(load_config(root / "config.yaml", root / "presets" / "quickstart.yaml", config))
+    coll = collect([tmp_path / "my_mteb"], study=study)
+    assert coll.benchmark == "pairrel-quickstart" and list(coll.own_specs) == ["MySTS"]
+    assert coll.own_scores["score"].tolist() == pytest.approx([100 * scores["MySTS"]])
+    assert coll.unknown_tasks == {}

@@ -35,6 +35,14 @@ FLOP count of the job on one H100 at 40 % of its bf16 peak (about 4e14 FLOP/s):
   33M corpus passages (4e9 tokens), so 6 GPU-hours per billion parameters; the other groups
   are far smaller (GPU_HOURS_PER_B).
 
+A training job also asks for ``SIGTERM_LEAD_MINUTES`` on top (:func:`sigterm_lead`): SLURM is
+told (``--signal=TERM@<seconds>``, the job's ``slurm_extra``) to send SIGTERM that long before
+the limit, so the trainer can finish its step (one step of the 8B model can take minutes) and
+write a checkpoint before SIGKILL. Added rather than carved out of the estimate, so the job's
+own work always fits before the signal, however small the model::
+
+    train runtime = runtime + SIGTERM_LEAD_MINUTES
+
 Each retry (``attempt`` 2, 3, ...) asks for proportionally more time: a training job resumes
 from its checkpoint anyway, and an evaluation job skips the tasks it has finished (MTEB's
 ``only-missing``), so a longer second attempt finishes what the first could not.
@@ -58,6 +66,8 @@ EXTRA_GB_DEFAULT = 4.0     # the other MTEB task groups
 BYTES_PER_PARAM = {"bfloat16": 2, "float16": 2, "float32": 4}
 LOAD_MINUTES_BASE = 5.0
 LOAD_MINUTES_PER_B = 1.0   # reading bf16 shards from a shared file system (~2 GB/min) and merging
+# SIGTERM this long before a training job's time limit: finish the step, checkpoint, exit 143.
+SIGTERM_LEAD_MINUTES = 10
 
 # Fallback GPU-hours per billion parameters on one H100 (see the module docstring).
 TRAIN_GPU_HOURS_PER_B = 1.2        # for REFERENCE_QUERIES queries in all (steps * batch_size)
@@ -159,20 +169,38 @@ def runtime_minutes(size_b: float, gpu_hours: float, n_gpus: int = 1, attempt: i
     return min(minutes, max_minutes) if max_minutes else minutes
 
 
+def sigterm_lead(kind: str) -> dict:
+    """SLURM's early warning for ``kind``: ``{"minutes", "slurm_extra"}``.
+
+    Training checkpoints on SIGTERM, so it asks for it ``SIGTERM_LEAD_MINUTES`` early (and has
+    that time added to its limit, see :func:`job_resources`); other jobs take SLURM's default
+    (SIGTERM at the limit) and add nothing.
+    """
+    if kind != "train":
+        return {"minutes": 0, "slurm_extra": ""}
+    return {"minutes": SIGTERM_LEAD_MINUTES, "slurm_extra": f"--signal=TERM@{SIGTERM_LEAD_MINUTES * 60}"}
+
+
 def job_resources(kind: str, model_cfg: dict, group=None, training_cfg: dict | None = None,
                   estimated_hours: float | None = None, attempt: int = 1, safety: float = SAFETY,
                   max_minutes: int | None = None, model_name: str = "?") -> dict:
-    """``{"mem_mb", "runtime", "gpu"}`` of one training (``kind="train"``) or evaluation job.
+    """``{"mem_mb", "runtime", "gpu", "slurm_extra"}`` of one training (``kind="train"``) or
+    evaluation job.
 
     ``estimated_hours``: GPU-hours of this job from a planner; None uses fallback_gpu_hours.
+    ``runtime`` includes the SIGTERM lead of training jobs (:func:`sigterm_lead`); ``max_minutes``
+    caps the whole request, the lead inside it.
     """
     if kind not in ("train", "evaluate"):
         raise ResourceError(f"kind must be 'train' or 'evaluate', got {kind!r}")
     size = params_b(model_cfg, name=model_name)
     n_gpus = gpus(kind, training_cfg)
     hours = estimated_hours if estimated_hours is not None else fallback_gpu_hours(kind, size, group, training_cfg)
+    lead = sigterm_lead(kind)
+    runtime = runtime_minutes(size, hours, n_gpus, attempt, safety) + lead["minutes"]
     return {
         "mem_mb": mem_mb(kind, size, group, model_cfg.get("dtype", "bfloat16"), safety),
-        "runtime": runtime_minutes(size, hours, n_gpus, attempt, safety, max_minutes),
+        "runtime": min(runtime, max_minutes) if max_minutes else runtime,
         "gpu": n_gpus,
+        "slurm_extra": lead["slurm_extra"],
     }

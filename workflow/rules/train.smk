@@ -37,6 +37,8 @@ rule train_run:
         gpu=sized("train", "gpu"),
         mem_mb=sized("train", "mem_mb"),
         runtime=sized("train", "runtime"),
+        # SIGTERM ahead of the limit (checkpoint, exit 143); its lead is inside `runtime`
+        slurm_extra=sized("train", "slurm_extra"),
     conda:
         "../../envs/pairrel.yaml"
     shell:

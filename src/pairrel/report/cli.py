@@ -34,11 +34,10 @@ from pathlib import Path
 from pairrel.config import atomic_write_text
 from pairrel.report import compare as compare_mod
 from pairrel.report import figures, final, heldout, render, tables
-from pairrel.report.collect import collect, read_sources
+from pairrel.report.collect import FOUND_BENCHMARK, collect, read_sources
 from pairrel.report.display import display_from_config, load_display
 from pairrel.report.scores import ResultFileError
 
-DEFAULT_BENCHMARK = "MTEB(eng, v1)"
 DEFAULT_REFERENCE_DIR = Path("results/reference")
 # Published baselines (LLM2Vec, arXiv 2404.05961) are MTEB(eng, v1) numbers; never put them beside others.
 REFERENCE_BENCHMARK = "MTEB(eng, v1)"
@@ -54,9 +53,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="MTEB result caches: a folder holding results/, results/ itself, "
                              "a harness experiment folder, or one model/revision folder; "
                              "repeat the option or list several, every one is read")
-    parser.add_argument("--benchmark", default=DEFAULT_BENCHMARK,
-                        help="an MTEB benchmark name or 'pairrel-quickstart' "
-                             f"(default: {DEFAULT_BENCHMARK})")
+    parser.add_argument("--benchmark", default=None,
+                        help="an MTEB benchmark name (e.g. 'MTEB(eng, v1)') or "
+                             "'pairrel-quickstart'; default: the --config's evaluation.benchmark, "
+                             "else the tasks found in the results, grouped by type (published "
+                             "baselines only beside their own benchmark)")
     parser.add_argument("--out", required=True, type=Path, metavar="OUTDIR",
                         help="folder for tables and figures (created)")
     parser.add_argument("--runs", type=Path, metavar="DIR",
@@ -68,8 +69,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-reference", action="store_true",
                         help="leave published baselines out")
     parser.add_argument("--tasks", nargs="+", metavar="TASK",
-                        help="restrict the benchmark to these tasks (averages over the subset; "
-                             "published baselines, which cover the whole benchmark, are left out)")
+                        help="restrict the table to these tasks, the benchmark's or your own "
+                             "(averages over the subset; published baselines, which cover the "
+                             "whole benchmark, are left out)")
     parser.add_argument("--compare", nargs=2, metavar=("A", "B"),
                         help="two row labels or grid selectors (loss=bce loss=softmax); default: "
                              "the two losses when the grid has exactly two")
@@ -113,6 +115,13 @@ def _references(args, benchmark: str, type_names: list[str], notes: list[str]):
     if benchmark == REFERENCE_BENCHMARK and DEFAULT_REFERENCE_DIR.is_dir():
         return tables.load_references(DEFAULT_REFERENCE_DIR, type_names)
     return None
+
+
+def _benchmark_phrase(benchmark: str) -> str:
+    """``Benchmark MTEB(eng, v1)``; the tasks found, grouped by type, when none was named."""
+    if benchmark.startswith(FOUND_BENCHMARK):
+        return f"No benchmark named; the {benchmark} in the results, grouped by type"
+    return f"Benchmark {benchmark}"
 
 
 def _incomplete_notes(main, n_total: int) -> list[str]:
@@ -166,7 +175,15 @@ def _write_parts(out: Path, stem: str, csv, parts: list, notes=()) -> None:
     atomic_write_text(out / f"{stem}.tex", "\n".join(latex) + "\n")
 
 
-def _write_comparison(out: Path, coll, pair: tuple[str, str]) -> None:
+def _side_name(selector: str, display: dict) -> str:
+    """A --compare side by its display names (``loss=softmax`` -> ``InfoNCE``)."""
+    parsed = compare_mod.parse_selector(selector)
+    if isinstance(parsed, str):
+        return selector
+    return ", ".join(display.get(k, {}).get(str(v)) or f"{k}={v}" for k, v in parsed.items())
+
+
+def _write_comparison(out: Path, coll, pair: tuple[str, str], display: dict | None = None) -> None:
     per_task, summary = compare_mod.compare(coll.scores, coll.grid_columns, *pair)
     atomic_write_text(out / "comparison.csv", render.to_csv(per_task))
     atomic_write_text(out / "comparison_summary.csv", render.to_csv(summary))
@@ -179,8 +196,14 @@ def _write_comparison(out: Path, coll, pair: tuple[str, str]) -> None:
     if (summary[["n_runs_a", "n_runs_b"]] > 1).any().any():
         replicates = (" Each side's per-task score is the mean over its runs (n_runs_a, "
                       "n_runs_b: seeds × folds).")
-    lines = [f"# {pair[0]} vs {pair[1]}", "", compare_mod.describe_tests("task") + replicates,
-             "", render.to_markdown(shown), "## Per task", "", render.to_markdown(per_task)]
+    names = [_side_name(side, display or {}) for side in pair]
+    title = f"# {names[0]} vs {names[1]}"
+    if names != list(pair):
+        title += f" ({pair[0]} vs {pair[1]})"
+    lines = [title, "", compare_mod.describe_tests("task") + replicates, "",
+             render.to_markdown(shown), "Columns:", "", compare_mod.describe_columns(shown.columns),
+             "", "## Per task", "", "`a`, `b`: each side's score (0-100); `diff` = a − b.", "",
+             render.to_markdown(per_task)]
     atomic_write_text(out / "comparison.md", "\n".join(lines))
 
 
@@ -259,8 +282,11 @@ def _run(args: argparse.Namespace) -> int:
     citations = sorted({s.split(": ", 1)[1] for s in main["source"]
                         if s.startswith(tables.PUBLISHED_SOURCE_PREFIX)})
     table_notes += [f"(published): {c}" for c in citations]
-    table_notes.append(f"Benchmark {coll.benchmark}: scores 0-100; Average = mean over all "
+    table_notes.append(f"{_benchmark_phrase(coll.benchmark)}: scores 0-100; Average = mean over all "
                        f"{n_total} tasks.")
+    if coll.own_specs:
+        table_notes.append(f"Own tasks ({', '.join(coll.own_specs)}) are outside {coll.benchmark} "
+                           "and its Average: see per_task.md.")
     learned = None
     if args.runs is not None:  # BCE's final t and b per run, and any that barely moved
         from pairrel.report import loss_params
@@ -276,10 +302,19 @@ def _run(args: argparse.Namespace) -> int:
         _write_paper_table(out, "per_step", steps)
     task_types = {name: spec.type for name, spec in sorted(
         coll.specs.items(), key=lambda kv: (type_names.index(kv[1].type), kv[0].lower()))}
-    per_task_csv, parts = final.per_task_tables(coll.scores, paper_main, paper_grid, task_types,
+    per_task_notes = [f"{_benchmark_phrase(coll.benchmark)}: main score of each task, 0-100."]
+    per_task_scores = coll.scores
+    if coll.own_specs:  # own tasks: a section of their own after the benchmark's types
+        import pandas as pd
+
+        own_section = f"own tasks, outside {coll.benchmark} and its averages"
+        task_types |= {name: f"{spec.type} ({own_section})" for name, spec in sorted(
+            coll.own_specs.items(), key=lambda kv: (kv[1].type, kv[0].lower()))}
+        per_task_scores = pd.concat([coll.scores, coll.own_scores], ignore_index=True)
+        per_task_notes.append(f"Sections marked '{own_section}' are not part of any Average.")
+    per_task_csv, parts = final.per_task_tables(per_task_scores, paper_main, paper_grid, task_types,
                                                 display, model_names)
-    _write_parts(out, "per_task", per_task_csv, parts,
-                 [f"Benchmark {coll.benchmark}: main score of each task, 0-100."])
+    _write_parts(out, "per_task", per_task_csv, parts, per_task_notes)
 
     pair = tuple(args.compare) if args.compare else compare_mod.automatic_loss_pair(coll.scores)
     if not coll.extra_scores.empty:
@@ -287,7 +322,7 @@ def _run(args: argparse.Namespace) -> int:
 
     if pair:
         try:
-            _write_comparison(out, coll, pair)
+            _write_comparison(out, coll, pair, display)
         except ValueError as err:  # a side absent (a study with one loss): say so, go on
             notes_general.append(f"comparison {pair[0]} vs {pair[1]} skipped: {err}")
 

@@ -19,6 +19,15 @@ or a base model whose config changed) is stale and left out with a warning.
 The tidy table has one row per (model, revision, experiment, benchmark task): ``label``,
 ``model``, ``revision``, ``experiment``, the grid values (``experiment_kwargs``), ``task``,
 ``type``, ``score`` (0-100).
+
+Which tasks make the table (:func:`collect`): a named benchmark's (``--benchmark``, or the
+study's ``evaluation.benchmark``), or, with neither, *the tasks found* (:func:`found_specs`;
+named MTEB(eng, v1) when they are exactly its tasks):
+every task some result file holds, scored as its benchmark or mteb task says, or as pairrel's
+own local tasks are, or by its file's metrics (:func:`pairrel.report.scores.infer_task_spec`).
+Tasks outside a named benchmark that can be scored (the study's ``evaluation.local_tasks``; any
+scorable task when no study is given) are *own tasks*: kept in ``own_scores``, shown in a
+section of their own and never part of the benchmark's averages.
 """
 
 from __future__ import annotations
@@ -33,14 +42,22 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
+from pairrel.evaluate.task_specs import HELDOUT_PREFIX
 from pairrel.report.scores import (
     ResultFile,
     ResultFileError,
     TaskSpec,
     benchmark_specs,
     duplicate_conflict,
+    infer_task_spec,
+    mteb_task_spec,
     parse_result,
 )
+
+# The benchmark name of a table built from the tasks found (no --benchmark, no study).
+FOUND_BENCHMARK = "tasks found"
+# Found tasks are looked up in this benchmark first (main score, split, aggregates).
+FOUND_LOOKUP_BENCHMARK = "MTEB(eng, v1)"
 
 # Checkpoints hold large non-result JSON (tokenizers); hidden folders hold caches.
 _SKIP_DIR = re.compile(r"^(checkpoint-.*|\..*|__pycache__)$")
@@ -78,6 +95,9 @@ class Collection:
     # Local tasks outside the benchmark (K-fold held-out queries): same columns as ``scores``,
     # never part of an average.
     extra_scores: pd.DataFrame = field(default_factory=pd.DataFrame)
+    # Own tasks outside the benchmark (see the module docstring): same columns as ``scores``.
+    own_scores: pd.DataFrame = field(default_factory=pd.DataFrame)
+    own_specs: dict[str, TaskSpec] = field(default_factory=dict)
 
 
 def _results_roots(path: Path) -> list[Path]:
@@ -320,23 +340,39 @@ def _unique_labels(sources: list[RowSource], grid_keys: list[str]) -> list[str]:
 
 
 def collect(
-    paths: list[Path], benchmark: str = "MTEB(eng, v1)", skip_bad: bool = False,
+    paths: list[Path], benchmark: str | None = None, skip_bad: bool = False,
     tasks: list[str] | None = None, study=None,
 ) -> Collection:
-    """Read result folders and score every (model, revision, experiment) on a benchmark.
+    """Read result folders and score every (model, revision, experiment) on a benchmark:
+    ``benchmark``, else the study's, else the tasks found (see the module docstring).
 
     ``tasks`` restricts the benchmark to a subset (e.g. LLM2Vec's 15-task ablation set): the
-    averages are then over that subset, and the benchmark is named ``NAME[subset of N]``.
+    averages are then over that subset, and the benchmark is named ``NAME[subset of N]``; own
+    tasks may be named too, and when only own tasks are, they make the table.
     """
-    name, specs = benchmark_specs(benchmark)
-    if tasks:
-        unknown = sorted(set(tasks) - specs.keys())
-        if unknown:
-            raise ValueError(f"--tasks: not in {name}: {', '.join(unknown)}")
-        specs = {task: spec for task, spec in specs.items() if task in set(tasks)}
-        name = f"{name}[subset of {len(specs)}]"
+    local_tasks = study.evaluation["local_tasks"] if study is not None else []
+    if benchmark is None and study is not None:
+        benchmark = study.evaluation["benchmark"]
+    if benchmark is not None:
+        name, specs = benchmark_specs(benchmark)  # an unknown name fails before any file is read
     warnings: list[str] = []
     sources = read_sources(paths, skip_bad=skip_bad, warnings=warnings, study=study)
+    if benchmark is None:
+        specs = found_specs(sources, local_tasks)
+        # every task of MTEB(eng, v1) and nothing else: that benchmark (its published rows fit)
+        name = FOUND_LOOKUP_BENCHMARK if specs == benchmark_specs(FOUND_LOOKUP_BENCHMARK)[1] else FOUND_BENCHMARK
+    own_specs = _own_specs(sources, specs, local_tasks, infer=study is None)
+    if tasks:
+        unknown = sorted(set(tasks) - specs.keys() - own_specs.keys())
+        if unknown:
+            raise ValueError(f"--tasks: not in {name} nor among the results' own tasks: {', '.join(unknown)}")
+        n_specs = len(specs)
+        specs = {task: spec for task, spec in specs.items() if task in set(tasks)}
+        own_specs = {task: spec for task, spec in own_specs.items() if task in set(tasks)}
+        if len(specs) < n_specs:
+            name = f"{name}[subset of {len(specs)}]"
+        if not specs:  # only own tasks asked for: they are the table
+            name, specs, own_specs = FOUND_BENCHMARK, own_specs, {}
     grid_keys = order_grid_columns({k for s in sources for k in s.grid})
     grid_columns = [grid_column(k) for k in grid_keys]
     labels = _unique_labels(sources, grid_keys)
@@ -344,7 +380,7 @@ def collect(
     from pairrel.evaluate.task_specs import local_task_spec
 
     component_names = {c.name for spec in specs.values() for c in spec.components}
-    score_rows, row_rows, extra_rows, unknown = [], [], [], {}
+    score_rows, row_rows, extra_rows, own_rows, unknown = [], [], [], [], {}
     for label, s in zip(labels, sources):
         grid = {grid_column(k): v for k, v in s.grid.items()}
         present = 0
@@ -366,7 +402,14 @@ def collect(
                 extra_rows.append({"label": label, "model": s.model, "revision": s.revision,
                                    "experiment": s.experiment, **grid,
                                    "task": task, "type": spec.type, "score": score})
-        extra = [t for t in extra if not local_task_spec(t)]
+        for task in [t for t in extra if t in own_specs]:
+            score, _ = _task_score(s, own_specs[task], warnings)
+            if score is not None:
+                own_rows.append({"label": label, "model": s.model, "revision": s.revision,
+                                 "experiment": s.experiment, **grid,
+                                 "task": task, "type": own_specs[task].type, "score": score})
+        extra = [t for t in extra if not local_task_spec(t) and t not in own_specs
+                 and not (tasks and t in set(tasks))]
         if extra:
             unknown[label] = extra
         row_rows.append({"label": label, "model": s.model, "revision": s.revision,
@@ -379,4 +422,63 @@ def collect(
                              row_rows, grid_columns)
     extras = _with_object_grid(pd.DataFrame(extra_rows, columns=[*base_cols, "task", "type", "score"]),
                                extra_rows, grid_columns)
-    return Collection(name, specs, scores, rows, grid_columns, unknown, warnings, extras)
+    own = _with_object_grid(pd.DataFrame(own_rows, columns=[*base_cols, "task", "type", "score"]),
+                            own_rows, grid_columns)
+    return Collection(name, specs, scores, rows, grid_columns, unknown, warnings, extras, own,
+                      own_specs)
+
+
+def _first_files(sources: list[RowSource]) -> dict[str, ResultFile]:
+    """Task name -> the first result file read for it (the tasks present, in reading order)."""
+    files: dict[str, ResultFile] = {}
+    for source in sources:
+        for task, result in source.files.items():
+            files.setdefault(task, result)
+    return files
+
+
+def found_specs(sources: list[RowSource], local_tasks: list[dict] | None = None) -> dict[str, TaskSpec]:
+    """How to score every task present (held-out folds aside: they have a table of their own).
+
+    Looked up, in order: pairrel's local tasks (the quickstart's, ``local_tasks``),
+    MTEB(eng, v1) (whose aggregate CQADupstackRetrieval stands for its sub-task files), any
+    other mteb task by name, and last the file's own metrics (:func:`infer_task_spec`). A task
+    none of these can score is left out (listed as unknown by :func:`collect`).
+    """
+    from pairrel.evaluate.task_specs import QUICKSTART_TASK_SPECS, local_task_spec
+
+    files = _first_files(sources)
+    _, lookup = benchmark_specs(FOUND_LOOKUP_BENCHMARK)
+    part_of = {c.name: spec for spec in lookup.values() for c in spec.components}
+    specs: dict[str, TaskSpec] = {}
+    for task in sorted(files, key=str.lower):
+        if task.startswith(HELDOUT_PREFIX):
+            continue
+        local = QUICKSTART_TASK_SPECS.get(task) or local_task_spec(task, local_tasks)
+        if local:
+            spec = TaskSpec(name=task, **local)
+        elif task in part_of:
+            spec = part_of[task]
+        else:
+            spec = lookup.get(task) or mteb_task_spec(task) or infer_task_spec(files[task])
+        if spec is not None:
+            specs[spec.name] = spec
+    return specs
+
+
+def _own_specs(sources: list[RowSource], specs: dict[str, TaskSpec], local_tasks: list[dict],
+               infer: bool) -> dict[str, TaskSpec]:
+    """Tasks present outside ``specs`` that can be scored: the study's ``local_tasks``, and
+    with ``infer`` (no study given) any task whose file says how (:func:`infer_task_spec`)."""
+    from pairrel.evaluate.task_specs import local_task_spec
+
+    inside = set(specs) | {c.name for spec in specs.values() for c in spec.components}
+    own: dict[str, TaskSpec] = {}
+    for task, result in sorted(_first_files(sources).items(), key=lambda kv: kv[0].lower()):
+        if task in inside or task.startswith(HELDOUT_PREFIX):
+            continue
+        local = local_task_spec(task, local_tasks)
+        spec = TaskSpec(name=task, **local) if local else (infer_task_spec(result) if infer else None)
+        if spec is not None:
+            own[task] = spec
+    return own

@@ -126,6 +126,25 @@ def paired_summary(diffs, n_resamples: int = N_RESAMPLES, seed: int = BOOTSTRAP_
             "ci_low": low, "ci_high": high}
 
 
+def describe_columns(columns, unit: str = "task") -> str:
+    """A Markdown list saying what each summary column shown holds (``wilcoxon_w_plus`` …)."""
+    meanings = {
+        "pair": "the grid values both sides share (all: one pair)",
+        "a": "side A (a row label or key=value selector)", "b": "side B",
+        "n": f"paired {unit}s", "mean_diff": "mean of diff = A − B (0-100)",
+        "median_diff": "median of diff", "wins": f"{unit}s where A > B",
+        "losses": f"{unit}s where A < B", "ties": f"{unit}s where A = B (dropped by both tests)",
+        "sign_p": "two-sided p of the exact sign test",
+        "wilcoxon_w_plus": "W+, the sum of the ranks of |diff| over the positive diffs",
+        "wilcoxon_p": "two-sided p of the exact Wilcoxon signed-rank test",
+        "min_p": "the smallest p either test can give with this n",
+        "ci_low": "lower end of the bootstrap 95 % CI of mean_diff",
+        "ci_high": "upper end of that CI",
+        "n_runs_a": "runs averaged on side A (seeds × folds)", "n_runs_b": "the same for side B",
+    }
+    return "\n".join(f"- `{c}`: {meanings[c]}" for c in columns if c in meanings)
+
+
 def describe_tests(unit: str = "task", units: str = "tasks") -> str:
     """One paragraph saying what the summary columns are, for the Markdown outputs."""
     return (f"diff = A − B on the 0-100 scale, one pair per {unit}; n = number of paired "

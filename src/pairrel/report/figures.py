@@ -36,10 +36,13 @@ from pairrel.report.style import plt
 CURVE_SMOOTH_FRACTION = 0.05  # moving mean over 5 % of a run's logged steps (at least 1)
 MIN_POINTS_TO_SMOOTH = 40  # shorter curves are drawn as logged
 MAX_SERIES_PER_PANEL = 6  # more lines than this in one panel: facet the runs instead
+MAX_STEP_TICKS = 8  # up to this many checkpoints, ablation_step has a tick at each one
 # collect's label of a model evaluated at several revisions ends in " @<revision[:8]>"
 BASE_LABEL_REVISION = re.compile(r" @\S{1,8}$")
-# The heatmap's cells are shaded within each column (a type's scores span their own range).
+# The heatmap's cells share one colour scale (the lowest to the highest score shown), so equal
+# colours are equal scores in every column; a colour bar gives the scale.
 HEATMAP_CMAP = "Blues"
+TYPE_SCORES_TITLE = "Score per task type (0-100)"
 
 
 # ------------------------------------------------------------------------ saving
@@ -183,8 +186,9 @@ def type_scores_figure(main: pd.DataFrame, grid_columns: list[str], types: list[
                        display: style.DisplayNames | None = None):
     """Scores per task type and Average of every final-checkpoint row.
 
-    Up to ``style.MAX_HEATMAP_ROWS`` rows: an annotated heatmap (rows × score columns; each
-    cell shaded within its column, darker = higher, and printed). More rows: a dot plot, one
+    Up to ``style.MAX_HEATMAP_ROWS`` rows: an annotated heatmap (rows × score columns; every
+    cell printed and shaded on one scale shared by all columns, darker = higher, with a colour
+    bar). More rows: a dot plot, one
     panel per score column, runs equal but for the loss on one line with one marker per loss.
     None when no row has a score.
     """
@@ -207,11 +211,18 @@ def _heatmap(rows: list[Row], columns: list[str]):
     width = "one" if len(columns) <= 4 else "two"
     fig, axes = style.new_figure(width, 0.7 + 0.19 * len(rows))
     ax = axes[0][0]
-    low, high = np.nanmin(data, axis=0), np.nanmax(data, axis=0)
-    span = np.where(high > low, high - low, 1.0)
-    shade = (data - low) / span  # 0 = column minimum, 1 = column maximum
-    ax.imshow(np.ma.masked_invalid(0.15 + 0.7 * shade), aspect="auto", cmap=HEATMAP_CMAP,
-              vmin=0, vmax=1)
+    low, high = float(np.nanmin(data)), float(np.nanmax(data))
+    if high <= low:  # one value: any positive span keeps the colours defined
+        low, high = low - 0.5, high + 0.5
+    shade = (data - low) / (high - low)  # 0 = the lowest score shown, 1 = the highest
+    # the colour map's ends (white, near-black) are cut off: printed values stay legible
+    span = high - low
+    image = ax.imshow(np.ma.masked_invalid(data), aspect="auto", cmap=HEATMAP_CMAP,
+                      vmin=low - 0.15 / 0.7 * span, vmax=high + 0.15 / 0.7 * span)
+    bar = fig.colorbar(image, ax=ax, fraction=0.05, pad=0.02, label="score (0-100)")
+    bar.ax.set_ylim(low, high)
+    bar.outline.set_visible(False)
+    ax.set_title(TYPE_SCORES_TITLE)
     ax.set_xticks(range(len(columns)), columns, rotation=30, ha="right",
                   rotation_mode="anchor")
     ax.set_yticks(range(len(rows)), [r.name for r in rows])
@@ -231,7 +242,7 @@ def _heatmap(rows: list[Row], columns: list[str]):
             ax.get_yticklabels()[i].set_color("0.35")
             ax.get_yticklabels()[i].set_style("italic")
     fig.pairrel_data = {"kind": "heatmap", "rows": [r.name for r in rows], "columns": columns,
-                        "values": data}
+                        "values": data, "scale": (low, high)}
     return fig
 
 
@@ -276,6 +287,7 @@ def _dot_plot(rows: list[Row], columns: list[str], display):
                ncol=len(keep))
     for ax in axes[-1]:
         ax.set_xlabel("score (0-100)")
+    fig.suptitle(TYPE_SCORES_TITLE, fontsize=style.BASE_FONT_PT)
     fig.pairrel_data = {"kind": "dots", "rows": names, "columns": columns}
     return fig
 
@@ -381,9 +393,13 @@ def _ablation(frame, bases, grid_columns, column, panels, display):
         ax.set_title(title)
         ax.grid(alpha=0.4)
         ax.xaxis.set_major_locator(style.ticker.MaxNLocator(nbins=4))
+    steps = sorted(frame["_x"].unique())
     for ax in axes[-1]:
         ax.set_xlabel("training step" if key == "step" else key)
-        if key == "step":
+    for ax in axes.flat:
+        if key == "step" and len(steps) <= MAX_STEP_TICKS:
+            ax.set_xticks(steps, [f"{x:g}" for x in steps])  # a tick at every checkpoint
+        elif key == "step":
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
     fig.supylabel("score (0-100)" if legend_names is not None else
                   f"{facets[0][1]} score (0-100)", fontsize=style.BASE_FONT_PT)

@@ -264,6 +264,9 @@ def replicate_note(agg: Aggregated) -> str | None:
     """What ± means here, naming only the replicate axes that exist (never "over seeds"
     without several seeds)."""
     if not (agg.frame["n"] > 1).any():
+        seeds = agg.replicate_values.get("seed", [])
+        if len(seeds) == 1:  # one run a row: say so, so no ± is not read as a missing number
+            return f"a single seed ({seeds[0]}): one run per row, no ± (no spread to show)"
         return None
     axes = [f"{len(v)} {axis}s ({', '.join(v)})" for axis, v in agg.replicate_values.items()
             if len(v) > 1]
@@ -272,11 +275,15 @@ def replicate_note(agg: Aggregated) -> str | None:
             "rows without ± have one run")
 
 
-def delta(agg: Aggregated, selector: str, display_names: list[str], column: str = "Average"
-          ) -> tuple[pd.Series | None, str]:
-    """Each row's ``column`` minus its reference row's; and the note that says which."""
+def delta(agg: Aggregated, selector: str, display_names: list[str], column: str = "Average",
+          display: dict | None = None) -> tuple[pd.Series | None, str]:
+    """Each row's ``column`` minus its reference row's; and the note that says which (the
+    reference by its display names: ``InfoNCE``, not ``loss=softmax``)."""
     frame = agg.frame
     parsed = parse_selector(selector)
+    shown = selector if isinstance(parsed, str) else ", ".join(
+        (display or {}).get(key, {}).get(str(wanted)) or f"{key}={wanted}"
+        for key, wanted in parsed.items())
     if isinstance(parsed, str):
         refs = [i for i, n in enumerate(display_names) if n == parsed]
         keys: list[str] = []
@@ -307,7 +314,7 @@ def delta(agg: Aggregated, selector: str, display_names: list[str], column: str 
         if ref is not None:
             out[i] = values[i] - values[ref]
     named = ", ".join(k.removeprefix("grid_") for k in keys)
-    return out, (f"{DELTA} = {header({}, column)} − that of the {selector} row with the same "
+    return out, (f"{DELTA} = {header({}, column)} − that of the {shown} row with the same "
                  f"{named}")
 
 
@@ -403,7 +410,7 @@ def final_table(main: pd.DataFrame, grid_columns: list[str], type_columns: list[
     csv = frame.drop(columns=["kind"])
     csv.insert(0, "row", row_names)
     if reference_row:
-        diff, note = delta(agg, reference_row, row_names, "Average")
+        diff, note = delta(agg, reference_row, row_names, "Average", display)
         notes.append(note)
         if diff is not None:
             shown[DELTA] = diff

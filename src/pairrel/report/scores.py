@@ -379,6 +379,55 @@ def _spec(entry: dict) -> TaskSpec:
                     components=tuple(_spec(sub) for sub in entry["components"]))
 
 
+def mteb_task_spec(name: str) -> TaskSpec | None:
+    """The spec of mteb's task ``name`` (offline metadata), or None when mteb has no such task."""
+    import mteb
+
+    try:
+        return _spec_from_mteb_task(mteb.get_task(name))
+    except Exception:  # mteb raises KeyError/ValueError for an unknown name, by version
+        return None
+
+
+def infer_task_spec(result: ResultFile) -> TaskSpec | None:
+    """How to score a task no benchmark or mteb knows (a user's task read without its config),
+    from the metrics its file holds; None when they do not say.
+
+    On the leaderboard split (:func:`leaderboard_split`), its ``default`` subset (else the
+    first): ``cosine_spearman`` -> STS; ``max_ap`` -> PairClassification; ``ndcg_at_10`` ->
+    Retrieval, or Reranking when the file's own ``main_score`` is its ``map_at_1000`` and not
+    its nDCG@10. The main score is then the type's own (``task_specs.MAIN_SCORES``), as pairrel
+    scores a user's tasks of that type.
+    """
+    from pairrel.evaluate.task_specs import MAIN_SCORES
+
+    if not result.scores:
+        return None
+    split = leaderboard_split(list(result.scores))
+    subsets = result.scores[split]
+    if not subsets:
+        return None
+    subset = "default" if "default" in subsets else next(iter(subsets))
+    metrics = subsets[subset]
+
+    def has(metric: str) -> bool:
+        return any(key in metrics for key in metric_aliases(metric))
+
+    if has("cosine_spearman"):
+        task_type = "STS"
+    elif has("max_ap") or _similarity_keys("max_ap", metrics):
+        task_type = "PairClassification"
+    elif has("ndcg_at_10"):
+        main = metrics.get("main_score")
+        reranking = (main is not None and main == metrics.get("map_at_1000")
+                     and main != metrics.get("ndcg_at_10"))
+        task_type = "Reranking" if reranking else "Retrieval"
+    else:
+        return None
+    return TaskSpec(name=result.task_name, type=task_type, main_score=MAIN_SCORES[task_type],
+                    split=split, subset=subset)
+
+
 @lru_cache(maxsize=8)
 def benchmark_specs(benchmark: str) -> tuple[str, dict[str, TaskSpec]]:
     """``(canonical benchmark name, {task name: TaskSpec})`` for a benchmark.
