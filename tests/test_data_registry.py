@@ -2,6 +2,7 @@
 
 import json
 import uuid
+from pathlib import Path
 
 import ir_datasets
 import pytest
@@ -86,3 +87,65 @@ def test_register_from_config_and_unknown_ids(tmp_path):
     assert register_from_config({}) == []
     with pytest.raises(UnknownDatasetError, match="unknown ir_datasets id 'nope/none'.*local_datasets"):
         load_dataset("nope/none")
+
+
+def _store(dataset_id):
+    return load_dataset(dataset_id).docs_store()
+
+
+def test_two_builders_at_once_build_the_index_once(tmp_path, ir_home):
+    """The second builder waits on the lock and then finds the index complete: the corpus is
+    read once and stored once (ir_datasets' own check-then-lock would store it twice)."""
+    import threading
+    import time
+
+    dataset_id = new_id()
+    register_local_dir(dataset_id, make_dir(tmp_path / "ds"))
+    first, second = _store(dataset_id), _store(dataset_id)
+    started, reads = threading.Event(), []
+
+    def slow_docs(docs_iter):
+        def docs():
+            started.set()
+            for doc in docs_iter():
+                reads.append(doc.doc_id)
+                time.sleep(0.1)
+                yield doc
+        return docs
+
+    first.init_iter_fn = slow_docs(first.init_iter_fn)
+    second.init_iter_fn = slow_docs(second.init_iter_fn)
+    builder = threading.Thread(target=first.build)
+    builder.start()
+    assert started.wait(10)
+    second.build()  # blocks until the first builder has renamed the index into place
+    builder.join()
+    assert reads == ["d1", "d2", "d3"]
+    assert second.count() == 3 and {k: v.text for k, v in second.get_many(["d2"]).items()} == {"d2": "beta text"}
+
+
+def test_a_truncated_index_is_named_and_rebuilt(tmp_path, ir_home, caplog):
+    dataset_id = new_id()
+    register_local_dir(dataset_id, make_dir(tmp_path / "ds"))
+    store = _store(dataset_id)
+    store.build()
+    index = Path(store.path)
+    assert json.loads((index / "pairrel-complete.json").read_text())["files"]["bin"] == (index / "bin").stat().st_size
+    with open(index / "bin", "r+b") as handle:
+        handle.truncate(5)
+    again = _store(dataset_id)
+    with caplog.at_level("WARNING", logger="pairrel.data.registry"):
+        docs = again.get_many(["d1", "d3"])
+    assert f"document index {index}: its files differ from pairrel-complete.json" in caplog.text
+    assert {k: v.text for k, v in docs.items()} == {"d1": "alpha text", "d3": "gamma text"}
+    assert again.count() == 3
+
+
+def test_configured_datasets_are_checked_only_when_read(tmp_path):
+    used, unused = new_id(), new_id()
+    cfg = {"local_datasets": {used: str(make_dir(tmp_path / "x")), unused: str(tmp_path / "missing")}}
+    assert register_from_config(cfg) == [used, unused]  # the missing folder is not looked at yet
+    assert [q.query_id for q in ir_datasets.load(used).queries_iter()] == ["q1", "q2"]
+    assert local_dir(used) == (tmp_path / "x").resolve()
+    with pytest.raises(FileNotFoundError, match=rf"local dataset '{unused}': directory .*missing does not exist"):
+        load_dataset(unused)
