@@ -53,6 +53,9 @@ def cmd_config(args) -> int:
     elif args.action == "runs":
         for run in study.runs:
             print(run.id)
+    elif args.run:  # show one run: the resolved config its training job receives (run.yaml)
+        json.dump(study.run(args.run).config, sys.stdout, indent=2)
+        print()
     else:
         json.dump(study.cfg, sys.stdout, indent=2)
         print()
@@ -134,6 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
                             epilog=EPILOG)
     p.add_argument("action", choices=["validate", "runs", "show"])
     add_config_option(p)
+    p.add_argument("--run", default=None, metavar="RUN_ID",
+                   help="show: print this run's fully resolved config (what its training job receives) instead")
     p.set_defaults(func=cmd_config)
 
     p = commands.add_parser("train", help="train one run (resumes from its last checkpoint)", epilog=EPILOG)
