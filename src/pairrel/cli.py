@@ -120,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     from pairrel import recipe as recipe_cli
     from pairrel.data import cli as data_cli
     from pairrel.data import inspect as batches_cli
+    from pairrel.evaluate import baseline as baseline_cli
     from pairrel.report import cli as report_cli
 
     parser = argparse.ArgumentParser(prog="pairrel", description=__doc__.split("\n")[0], epilog=EPILOG)
@@ -132,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     export_cli.register(commands)
     gpu_slots.register(commands)
     plan_cli.register(commands)
+    baseline_cli.register(commands)
 
     p = commands.add_parser("config", help="validate a config, list its runs, or print it merged with defaults",
                             epilog=EPILOG)
