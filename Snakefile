@@ -3,6 +3,7 @@
 #   snakemake --cores 2 --configfile presets/quickstart.yaml   # CPU quickstart
 #   snakemake --profile profiles/slurm                # the same DAG on SLURM
 #   snakemake --cores 1 report                        # tables + figures from cached results
+#   snakemake --cores all --use-conda baseline_check  # LLM2Vec's published checkpoints vs their scores
 import os
 
 from snakemake.utils import min_version
@@ -21,6 +22,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/baseline.smk"
 
 
 localrules:
@@ -29,6 +31,7 @@ localrules:
     train,
     evaluate,
     report,
+    baseline_check,
 
 
 rule all:

@@ -53,6 +53,9 @@ def cmd_config(args) -> int:
     elif args.action == "runs":
         for run in study.runs:
             print(run.id)
+    elif args.run:  # show one run: the resolved config its training job receives (run.yaml)
+        json.dump(study.run(args.run).config, sys.stdout, indent=2)
+        print()
     else:
         json.dump(study.cfg, sys.stdout, indent=2)
         print()
@@ -121,6 +124,8 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "gpu-run": ("pairrel.gpu_slots", "run a command on N free GPUs of this machine (sets CUDA_VISIBLE_DEVICES)"),
     "plan": ("pairrel.plan", "jobs, tokens and estimated GPU-hours per rule, before running"),
     "bench": ("pairrel.plan", "measure encode/train tokens per second of the config's models on this GPU"),
+    "baseline-check": ("pairrel.evaluate.baseline", "evaluate LLM2Vec's published checkpoint of a model and "
+                       "compare with its published scores (exit 1 beyond tolerance)"),
     "report": ("pairrel.report.cli", "tables and figures from cached MTEB results"),
 }
 
@@ -162,6 +167,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                             epilog=EPILOG)
     p.add_argument("action", choices=["validate", "runs", "show"])
     add_config_option(p)
+    p.add_argument("--run", default=None, metavar="RUN_ID",
+                   help="show: print this run's fully resolved config (what its training job receives) instead")
     p.set_defaults(func=cmd_config)
 
     p = commands.add_parser("train", help="train one run (resumes from its last checkpoint)", epilog=EPILOG)

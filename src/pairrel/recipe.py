@@ -12,6 +12,11 @@ source (``max_queries``) at the number of distinct queries of its file in the re
 ir_datasets route prepares as many queries per dataset as the release holds (the dataset's first
 N, not the release's sample; a release line is one example, and a query can have several).
 
+``pairrel recipe instructions --config CFG [--json]`` prints, for every task the study evaluates,
+the text the encoder sees for a sample text on the query and the document side (before the
+model's template), under the evaluation protocol of the grid's models; ``pairrel recipe diff``
+also lists how each model is evaluated unlike LLM2Vec (``evaluation_differences``).
+
 ``recipe_differences(run_cfg)`` compares one resolved run (``pairrel.config.resolve_run``) with
 it and returns one line per difference, both values on the line. Things pairrel does one way
 only are recorded in ``PAIRREL_FIXED`` and compared like configured values, so a fact that
@@ -270,10 +275,102 @@ def diff_report(study, run_ids: list[str] | None = None) -> list[str]:
     """Lines of ``pairrel recipe diff``: for each run, 'RUN: no differences' or 'RUN: <difference>'."""
     runs = [study.run(r) for r in run_ids] if run_ids else study.runs
     out = []
+    evaluated: dict[str, list[str]] = {}  # model -> its evaluation differences (one per model)
     for run in runs:
-        differences = recipe_differences(run.config)
+        if run.model not in evaluated:
+            evaluated[run.model] = evaluation_differences(study, run.model)
+        differences = recipe_differences(run.config) + evaluated[run.model]
         out += [f"{run.id}: {line}" for line in differences] or [f"{run.id}: no differences"]
     return out
+
+
+# LLM2Vec's evaluation (experiments/mteb_eval.py through llm2vec/llm2vec.py), in the words of
+# ``evaluation_differences``; the instruction table itself is pairrel/evaluate/protocols.yaml.
+LLM2VEC_EVALUATION = {
+    "protocol": "llm2vec",
+    "pooling": "the text's own tokens and the template's trailing ones (embed_mask), no BOS",
+}
+
+
+def _pooling_of(kind: str) -> str:
+    """pairrel's pooling of a model kind, in LLM2VEC_EVALUATION's words (pairrel.encoder)."""
+    if kind == "decoder":
+        return LLM2VEC_EVALUATION["pooling"]
+    return "every attended token but the instruction's ([CLS], [SEP] too), sentence-transformers' mean"
+
+
+def evaluation_differences(study, model: str) -> list[str]:
+    """One line per way the study evaluates ``model`` unlike LLM2Vec: the protocol (instruction
+    table, format, word truncation), each task whose instruction differs from LLM2Vec's table,
+    and the pooling."""
+    from pairrel.evaluate.protocol import load_protocol, protocol_for, sides
+
+    kind = study.cfg["models"][model]["kind"]
+    ours, theirs = protocol_for(study.evaluation, kind), load_protocol(LLM2VEC_EVALUATION["protocol"])
+    lines = []
+
+    def differ(item: str, expected, configured) -> None:
+        if expected != configured:
+            lines.append(f"evaluation {item}: LLM2Vec {_fmt(expected) or 'none'} | configured {_fmt(configured) or 'none'}")
+
+    differ("protocol", theirs.name, ours.name)
+    differ("format", theirs.format, ours.format)
+    differ("word truncation (doc_max_length)", theirs.doc_max_length, ours.doc_max_length)
+    differ("pooling", LLM2VEC_EVALUATION["pooling"], _pooling_of(kind))
+    if ours.instructions != theirs.instructions:
+        import mteb
+
+        tasks = {t.metadata.name: t for t in mteb.get_benchmark("MTEB(eng, v1)").tasks}
+        names = [n for n in study.eval_tasks(final=True) if n in tasks]
+        for name in names:  # the query side's (documents: bare in both protocols)
+            side = sides(tasks[name])[0]
+            differ(f"instruction of {name}", theirs.instruction(tasks[name].metadata, side),
+                   ours.instruction(tasks[name].metadata, side))
+    return lines
+
+
+def instruction_preview(study, model: str | None = None, text: str = "TEXT") -> dict[str, dict[str, str]]:
+    """``{task: {"query": …, "document": …}}`` for every task the study evaluates (final and
+    intermediate checkpoints, the user's own tasks): the text the encoder sees for ``text`` on
+    each side, before the model's template. ``model`` picks the protocol (by its kind); without
+    it the grid's models must share one."""
+    from pairrel.config import ConfigError
+    from pairrel.evaluate.protocol import preview, protocol_for
+    from pairrel.evaluate.run import benchmark_tasks
+
+    models = [model] if model else list(study.cfg["grid"]["models"])
+    if model and model not in study.cfg["models"]:
+        raise ConfigError(f"--model {model}: not under 'models' ({', '.join(study.cfg['models'])})")
+    protocols = {protocol_for(study.evaluation, study.cfg["models"][m]["kind"]).name: m for m in models}
+    if len(protocols) > 1:
+        raise ConfigError(f"the grid's models are evaluated with protocols {', '.join(sorted(protocols))}: "
+                          "pick one with --model")
+    protocol = protocol_for(study.evaluation, study.cfg["models"][models[0]]["kind"])
+    names = list(dict.fromkeys(study.eval_tasks(final=True) + study.eval_tasks(final=False)))
+    ev = study.evaluation
+    tasks = benchmark_tasks(ev["benchmark"], names, ev["local_dataset"], ev["local_instruction"], ev["local_tasks"],
+                            study.root)
+    return {task.metadata.name: preview(protocol, task, text) for task in tasks}
+
+
+def cmd_instructions(args) -> int:
+    import json
+
+    from pairrel.data.registry import register_from_config
+    from pairrel.config import load_config
+    from pairrel.study import Study
+
+    study = Study(load_config(*args.config))
+    register_from_config(study.cfg)
+    table = instruction_preview(study, args.model, args.text)
+    if args.json:
+        print(json.dumps(table, indent=2, ensure_ascii=False))
+        return 0
+    width = max(len(name) for name in table)
+    for name, seen in table.items():
+        print(f"{name:<{width}}  query:    {seen['query']}")
+        print(f"{'':<{width}}  document: {seen['document']}")
+    return 0
 
 
 def cmd_diff(args) -> int:
@@ -294,6 +391,13 @@ def register(subparsers) -> argparse.ArgumentParser:
                    help="config file; repeat to merge presets over it (later files win)")
     p.add_argument("--run", action="append", default=None, help="only this run id (repeatable; default: every run)")
     p.set_defaults(func=cmd_diff)
+    p = commands.add_parser("instructions", help="the text the encoder sees on each side of every evaluated task")
+    p.add_argument("--config", action="append", required=True, type=Path,
+                   help="config file; repeat to merge presets over it (later files win)")
+    p.add_argument("--json", action="store_true", help='JSON: {task: {"query": ..., "document": ...}}')
+    p.add_argument("--model", default=None, help="the model whose protocol to show (default: the grid's, if they share one)")
+    p.add_argument("--text", default="TEXT", help="the sample text (default: TEXT)")
+    p.set_defaults(func=cmd_instructions)
     p = commands.add_parser("sizes", help="print a preset capping each ir_datasets source at its released file's size")
     p.add_argument("--config", action="append", required=True, type=Path,
                    help="config file; repeat to merge presets over it (later files win)")

@@ -128,3 +128,22 @@ def _aggregate_parents(names: tuple[str, ...]) -> dict[str, str]:
         for sub in getattr(task, "tasks", []) or []:
             parents[sub.metadata.name] = name
     return parents
+
+
+def sides(task) -> tuple:
+    """mteb's prompt types of a task's two sides (query, document): Retrieval and Reranking
+    encode queries and documents apart; other tasks pass their input prompt types (None for the
+    symmetric tasks of MTEB(eng, v1), whose texts all play the query role)."""
+    from mteb.types import PromptType
+
+    if task.metadata.type in ("Retrieval", "Reranking"):
+        return PromptType.query, PromptType.document
+    return getattr(task, "input1_prompt_type", None), getattr(task, "input2_prompt_type", None)
+
+
+def preview(protocol: Protocol, task, text: str = "TEXT") -> dict[str, str]:
+    """``{"query": …, "document": …}``: what the encoder sees for ``text`` on each side of
+    ``task`` (before the model's template; word truncation leaves a short text unchanged)."""
+    query, document = sides(task)
+    return {"query": protocol.join(protocol.instruction(task.metadata, query), text),
+            "document": protocol.join(protocol.instruction(task.metadata, document), text)}
