@@ -77,6 +77,11 @@ TASK_SET_CONTENT = dict(TASK_SETS.values())
 TASK_SET_FILES = sorted(TASK_SET_CONTENT)
 
 
+def task_set_input(final):
+    """The task-set file of an evaluation job; ``final(wildcards)``: whether it is a final one."""
+    return lambda wc: TASK_SETS[(wc.group, final(wc))][0]
+
+
 def _refuse_damaged_results():
     """A result file cut short, altered or deleted after its job wrote it would otherwise be
     trusted as long as the job's marker stands (pairrel.evaluate.records): refused here, naming
@@ -90,6 +95,7 @@ def _refuse_damaged_results():
 
 
 _refuse_damaged_results()
+
 REPORT_OUTPUTS = paths(STUDY.figures / f"main_table.{ext}" for ext in ("md", "csv", "tex"))
 
 
