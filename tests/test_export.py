@@ -9,6 +9,7 @@ import torch
 from pairrel.encoder import EncoderConfig, build_encoder
 from pairrel.evaluate.run import evaluate
 from pairrel.evaluate.user_tasks import user_tasks
+from pairrel.io import file_sha256
 from pairrel.export import ExportError, card_info_from_run, encoder_from_path, export_checkpoint
 
 STS_CSV = Path(__file__).parent / "data" / "sts_pairs.csv"
@@ -37,7 +38,9 @@ def perturbed_adapter(model_cfg: dict, out: Path, seed: int = 0) -> Path:
             if "lora_B" in name:
                 param.copy_(0.05 * torch.randn(param.shape, generator=generator))
     encoder.model.save_pretrained(out)
-    (out / "trainer_state.json").write_text(json.dumps({"step": 30}))
+    # as the trainer writes it: the checksum of each file, checked before an export
+    files = {name: file_sha256(out / name) for name in ("adapter_model.safetensors", "adapter_config.json")}
+    (out / "trainer_state.json").write_text(json.dumps({"step": 30, "files": files}))
     return out
 
 

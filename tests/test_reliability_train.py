@@ -283,3 +283,55 @@ def test_sigterm_on_a_checkpoint_step_writes_it_once(prepared, tmp_path, monkeyp
     monkeypatch.setattr(trainer, "save_checkpoint", lambda step, elapsed: saved.append(step) or save(step, elapsed))
     assert trainer.run() == 143
     assert saved == [2]
+
+
+# ----------------------------------------------------------------------------- trusted results (issue 23)
+
+def test_run_that_applied_no_update_fails_and_is_not_done(prepared, tmp_path):
+    # softmax at temperature 1e-45: logits overflow on every batch, every step is skipped
+    run_cfg = run_config(prepared, steps=4, every=2, skip_nonfinite_batches=True)
+    run_cfg["loss"] = {"type": "softmax", "temperature": 1.0e-45}
+    run_dir = tmp_path / "run"
+    with pytest.raises(NonFiniteError, match=r"only 0 of 4 steps applied an update \(4 skipped as non-finite: "
+                                             r"steps 1, 2, 3, 4\), fewer than training\.min_applied_fraction = 0\.5"):
+        Trainer(run_cfg, run_dir, progress=False).run()
+    assert not (run_dir / "done").exists()
+    # a rerun resumes from checkpoint-4 and remembers the skipped steps: still not done
+    state = json.loads((run_dir / "checkpoint-4" / "trainer_state.json").read_text())
+    assert state["skipped_nonfinite_steps"] == [1, 2, 3, 4]
+    with pytest.raises(NonFiniteError, match="only 0 of 4 steps"):
+        Trainer(run_cfg, run_dir, progress=False).run()
+    assert not (run_dir / "done").exists()
+
+
+@pytest.fixture(scope="module")
+def trained_checkpoint(prepared, tmp_path_factory):
+    """A real checkpoint (2 steps) with the checksums its trainer records."""
+    run_dir = tmp_path_factory.mktemp("trained") / "run"
+    Trainer(run_config(prepared, steps=2, every=2), run_dir, progress=False).run()
+    return run_dir / "checkpoint-2"
+
+
+@pytest.mark.parametrize("how", ["flip_signs", "truncate"])
+def test_altered_or_truncated_checkpoint_is_never_evaluated_or_exported(prepared, trained_checkpoint, tmp_path, how):
+    from safetensors.torch import save_file
+
+    from pairrel.evaluate.run import evaluate_study_model
+    from pairrel.export import ExportError, export_checkpoint
+
+    study = Study(prepared[0].cfg, root=tmp_path)
+    run = study.run(RUN)
+    target = run.checkpoint(run.final_step)
+    shutil.copytree(trained_checkpoint, target)
+    adapter = target / "adapter_model.safetensors"
+    if how == "flip_signs":  # still a valid safetensors file: only the checksum tells
+        save_file({k: -v for k, v in load(adapter).items()}, str(adapter))
+    else:
+        adapter.write_bytes(adapter.read_bytes()[:1000])
+    marker = tmp_path / "local.done"
+    with pytest.raises(CheckpointError, match=rf"{adapter}: content differs from the checksum in .*trainer_state\.json"):
+        evaluate_study_model(study, "local", run=run, step=run.final_step, marker=marker)
+    assert not marker.exists() and not study.mteb_cache.exists()  # nothing scored
+    with pytest.raises(ExportError, match=rf"{adapter}: content differs from the checksum"):
+        export_checkpoint(run.config["model"], target, tmp_path / "export", merge=False)
+    assert not (tmp_path / "export").exists()

@@ -5,6 +5,7 @@ checkout's results/ and paper_figures/ alone.
 """
 
 import csv
+import json
 import shutil
 import subprocess
 import sys
@@ -222,3 +223,58 @@ def test_two_processes_in_the_dag_train_the_weights_of_one(study, tmp_path):
     assert any(w.abs().max() > 0 for k, w in weights[1].items() if "lora_B" in k)  # it trained
     for key in weights[1]:  # the same global batch: the same weights up to summation order
         torch.testing.assert_close(weights[2][key], weights[1][key], rtol=1e-4, atol=2e-5)
+
+
+# ----------------------------------------------------------------------------- issue 23
+
+def test_user_task_added_to_a_finished_study_is_evaluated(study, tmp_path):
+    changed = tmp_path / "changed"
+    shutil.copytree(study, changed)
+    (changed / "mine").mkdir()
+    shutil.copy(REPO_ROOT / "tests" / "data" / "sts_pairs.csv", changed / "mine" / "sts.csv")
+    (changed / "missing.yaml").write_text("evaluation:\n  local_tasks:\n    - {name: MySTS, type: STS, path: mine/nope.csv}\n")
+    proc = snakemake(changed, "-n", *QUICKSTART, "missing.yaml", check=False)
+    assert proc.returncode != 0 and "'evaluation.local_tasks.0.path'" in proc.stdout + proc.stderr
+    (changed / "tasks.yaml").write_text("evaluation:\n  local_tasks:\n    - {name: MySTS, type: STS, path: mine/sts.csv}\n")
+    proc = snakemake(changed, "--cores", "2", *QUICKSTART, "tasks.yaml")
+    ran = jobs_run(proc.stdout + proc.stderr)
+    assert ran.count("evaluate_checkpoint") == 4 and ran.count("evaluate_base") == 1
+    assert "train_run" not in ran
+    markers = list((changed / "results" / "quickstart" / "eval").rglob("local.done"))
+    assert len(markers) == 5 and all("MySTS" in json.loads(m.read_text())["tasks"] for m in markers)
+    assert len(list((changed / "results" / "quickstart" / "mteb").rglob("MySTS.json"))) == 5
+    again = snakemake(changed, "-n", *QUICKSTART, "tasks.yaml")
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_truncated_result_under_its_marker_is_refused_naming_both(study, tmp_path):
+    changed = tmp_path / "changed"
+    shutil.copytree(study, changed)
+    result = sorted((changed / "results" / "quickstart" / "mteb").rglob("PairrelQuickstartSTS.json"))[0]
+    result.write_text(result.read_text()[:40])
+    proc = snakemake(changed, "-n", *QUICKSTART, check=False)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "Nothing to be done" not in output
+    marker = next(m for m in (changed / "results" / "quickstart" / "eval").rglob("local.done")
+                  if str(result.relative_to(changed)) in m.read_text())
+    assert f"{result.relative_to(changed)}: differs from what {marker.relative_to(changed)} recorded" in output
+    result.unlink()
+    marker.unlink()  # as the message says: the job runs again and computes the result anew
+    proc = snakemake(changed, "-n", *QUICKSTART)
+    assert sum(j.startswith("evaluate_") for j in jobs_run(proc.stdout + proc.stderr)) == 1
+
+
+@pytest.mark.parametrize("preset, message", [
+    ("training:\n  steps: 4\n  steps: 400\n", r"key 'steps' appears twice \(first on line 2\)"),
+    ("training:\n  learning_rate: 1.0e6\n", r"'training.learning_rate': 1000000.0 is greater than the maximum of 1.0"),
+], ids=["duplicate-key", "exponent-float"])
+def test_configfile_presets_are_read_as_pairrel_config_reads_them(tmp_path, preset, message):
+    import re
+
+    for name in WORKFLOW_FILES:
+        src = REPO_ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / name)
+    (tmp_path / "bad.yaml").write_text(preset)
+    proc = snakemake(tmp_path, "-n", "--configfile", "presets/quickstart.yaml", "bad.yaml", check=False)
+    assert proc.returncode != 0 and re.search(message, proc.stdout + proc.stderr)
+    assert not (tmp_path / "results").exists()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import math
 import os
+import re
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -54,6 +55,11 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool
 
 
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+# YAML 1.1 (PyYAML) reads a float in exponent notation without a dot or an exponent sign
+# (``1e-4``, ``1.0e6``) as a string, so a learning rate written that way would fail as "not of type
+# 'number'". YAML 1.2 reads them as floats, and so does pairrel.
+_EXPONENT_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$")
+_StrictLoader.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT_FLOAT, list("-+0123456789."))
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -72,6 +78,32 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     return data
+
+
+def config_from_snakemake(workflow, config: dict[str, Any]) -> dict[str, Any]:
+    """The config Snakemake was given, read again as ``pairrel config`` reads it.
+
+    Snakemake parses ``configfile:`` and ``--configfile`` files itself, keeping the last of two
+    equal keys and reading ``1.0e6`` as text. Here every file is re-read with
+    :func:`load_yaml` (duplicate keys refused, errors naming the file and line) and merged as
+    Snakemake merges them, key order included (the order is part of what Snakemake compares to
+    decide whether a job's parameters changed): the ``--configfile`` files and ``--config
+    KEY=VALUE`` overrides merged first, each Snakefile ``configfile:`` merged over that (unless
+    ``--replace-workflow-config``) and the command line's merged over it again. Without any file
+    (Snakemake used as a library with a config dict) ``config`` is returned unchanged.
+    """
+    settings = workflow.config_settings
+    cli_files = [Path(f).absolute() for f in (workflow.overwrite_configfiles or [])]
+    own = [Path(f) for f in workflow.configfiles if Path(f).absolute() not in cli_files]
+    if getattr(settings, "replace_workflow_config", False):
+        own = []
+    if not cli_files and not own:
+        return config
+    command_line = load_config(*cli_files, overrides=dict(settings.config or {}), validate=False)
+    merged = copy.deepcopy(command_line)
+    for path in own:
+        merged = deep_merge(deep_merge(merged, load_yaml(path)), command_line)
+    return merged
 
 
 def load_config(*paths: str | Path, overrides: dict[str, Any] | None = None, validate: bool = True) -> dict[str, Any]:
@@ -226,6 +258,48 @@ def _check_references(cfg: dict[str, Any]) -> None:
         for source, spec in mix["sources"].items():
             if spec.get("folds") and "jsonl" in spec:
                 raise ConfigError(f"config key 'data.{name}.sources.{source}.folds': a K-fold split needs graded qrels, not a JSONL file")
+    _check_local_model_paths(cfg)
+    _check_compare(cfg)
+
+
+def looks_local(name_or_path: str) -> bool:
+    """Whether a model reference is meant as a folder on this machine rather than a hub id:
+    an absolute path, ``./``, ``../`` or ``~``, or a path whose first folder exists here (a hub
+    id ``org/name`` has no such folder)."""
+    if name_or_path.startswith(("/", "./", "../", "~")) or name_or_path in (".", ".."):
+        return True
+    first = name_or_path.split("/", 1)[0]
+    return "/" in name_or_path and Path(first).is_dir()
+
+
+def _check_local_model_paths(cfg: dict[str, Any]) -> None:
+    """A model folder that does not exist is named now, not by the hub client inside a job."""
+    for model in sorted(set(cfg["grid"]["models"])):
+        for key in ("name_or_path", "mntp_adapter"):
+            value = cfg["models"][model].get(key)
+            if isinstance(value, str) and looks_local(value) and not Path(value).expanduser().exists():
+                raise ConfigError(f"config key 'models.{model}.{key}': {value} is no folder on this machine "
+                                  f"(looked in {Path(value).expanduser().absolute()}); a hub id is written org/name")
+
+
+def _check_compare(cfg: dict[str, Any]) -> None:
+    """Each ``report.compare`` selector ``key=value[,…]`` names a grid axis and a value on it (a
+    selector without ``=`` is a row label, known only when the report is built)."""
+    grid = cfg["grid"]
+    values = {"model": grid["models"], "data": grid["data"], "loss": grid["losses"], "labels": grid["labels"],
+              "seed": grid["seeds"]}
+    for i, selector in enumerate(cfg["report"].get("compare") or []):
+        parts = [p.strip() for p in str(selector).split(",")]
+        if not all("=" in p and p.split("=", 1)[0].strip().isidentifier() for p in parts):
+            continue
+        for part in parts:
+            key, value = (x.strip() for x in part.split("=", 1))
+            if key in values and value not in {str(v) for v in values[key]}:
+                raise ConfigError(f"config key 'report.compare.{i}': '{part}': {key} '{value}' is not on the grid "
+                                  f"({', '.join(map(str, values[key]))})")
+            if key not in values and key not in ("fold", "step"):
+                raise ConfigError(f"config key 'report.compare.{i}': '{part}': '{key}' is not a grid axis "
+                                  f"({', '.join([*values, 'fold', 'step'])})")
 
 
 def _check_exclusions(cfg: dict[str, Any]) -> None:

@@ -83,6 +83,13 @@ def _check_checkpoint(checkpoint_dir: Path) -> None:
         raise ExportError(f"{checkpoint_dir}: not a checkpoint (no adapter_config.json)")
     if not any((checkpoint_dir / name).is_file() for name in ("adapter_model.safetensors", "adapter_model.bin")):
         raise ExportError(f"{checkpoint_dir}: no adapter weights (adapter_model.safetensors)")
+    if (checkpoint_dir / "trainer_state.json").is_file():  # a pairrel checkpoint: its checksums first
+        from pairrel.trainer_state import CheckpointError, verify_checkpoint
+
+        try:
+            verify_checkpoint(checkpoint_dir)
+        except CheckpointError as err:
+            raise ExportError(str(err)) from None
 
 
 def _write_adapter(checkpoint_dir: Path, out: Path, base_id: str) -> None:
@@ -329,9 +336,25 @@ def encoder_from_path(path_or_id: str):
         return build_encoder(config)
     if Path(path_or_id).exists() and not Path(path_or_id).is_dir():
         raise ExportError(f"{path_or_id}: not a model folder")
+    _refuse_pickled_weights(Path(path_or_id))
     from sentence_transformers import SentenceTransformer
 
     return SentenceTransformer(str(path_or_id))
+
+
+PICKLED_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt")
+
+
+def _refuse_pickled_weights(folder: Path) -> None:
+    """A model folder whose weights are only a pickle (``pytorch_model.bin``) is refused with its
+    name: unpickling a file can run code, and PyTorch itself refuses it with a bare traceback."""
+    if not folder.is_dir() or any(folder.rglob("*.safetensors")):
+        return
+    pickled = sorted(p for pattern in PICKLED_WEIGHTS for p in folder.glob(pattern))
+    if pickled:
+        raise ExportError(f"{pickled[0]}: model weights stored as a pickle; pairrel loads only safetensors "
+                          "(unpickling a file can run arbitrary code). Convert the model to safetensors "
+                          "(e.g. save_pretrained(..., safe_serialization=True) where the file comes from)")
 
 
 def run_scores(run, step: int) -> dict[str, float]:

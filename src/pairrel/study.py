@@ -43,7 +43,7 @@ from pairrel.evaluate.task_specs import QUICKSTART_BENCHMARK
 RUN_AXES = ("model", "data", "loss", "labels", "fold", "seed")
 # Training settings that leave the weights unchanged: changing them never retrains a run.
 # (checkpoint_every is not one: a resumed run would lack the new intermediate checkpoints.)
-NEUTRAL_TRAINING_KEYS = ("num_threads", "log_every", "skip_nonfinite_batches", "gpus",
+NEUTRAL_TRAINING_KEYS = ("num_threads", "log_every", "skip_nonfinite_batches", "min_applied_fraction", "gpus",
                          "gradcache_tokens", "gradcache_chunk")
 # current_revision's answer when no result of a checkpoint can be current (matches no revision).
 STALE = "<stale>"

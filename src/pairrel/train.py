@@ -71,6 +71,31 @@ class _NonFiniteStep(Exception):
 
 
 
+def _skipped_before(loaded) -> list[int]:
+    """Steps skipped as non-finite before the checkpoint a run resumes from (its trainer_state.json)."""
+    if loaded is None:
+        return []
+    try:
+        state = json.loads((Path(loaded.path) / "trainer_state.json").read_text(encoding="utf-8"))
+        return [int(step) for step in state.get("skipped_nonfinite_steps") or []]
+    except (OSError, ValueError, TypeError, AttributeError):
+        return []
+
+
+def _check_applied(run_dir: Path, total: int, skipped: list[int], min_fraction: float) -> None:
+    """A run that applied no update, or fewer than ``training.min_applied_fraction`` of its steps
+    (the rest skipped as non-finite), is no trained model: it fails and ``done`` is not written,
+    so it is never evaluated or shown as a trained row (its weights are nearly the base model's)."""
+    applied = total - len(skipped)
+    if applied <= 0 or applied < min_fraction * total:
+        shown = ", ".join(map(str, skipped[:10])) + (", …" if len(skipped) > 10 else "")
+        raise NonFiniteError(
+            f"{run_dir}: only {applied} of {total} steps applied an update ({len(skipped)} skipped as non-finite: "
+            f"steps {shown}), fewer than training.min_applied_fraction = {min_fraction:g} of them; the run is not "
+            "marked done and is not evaluated. Lower training.learning_rate or fix the loss settings "
+            "(e.g. a softmax temperature too small for float32)")
+
+
 def checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
     """Complete checkpoints of a run, sorted by step (temporary folders are ignored)."""
     found = []
@@ -210,7 +235,8 @@ class Trainer:
             return final
         with atomic_dir(final) as tmp:
             self._unwrapped().model.save_pretrained(tmp)  # the LoRA adapter only
-            write_state(tmp, step, elapsed, self.cfg["run_id"], self._state_tree(), fingerprint=self.fingerprint)
+            write_state(tmp, step, elapsed, self.cfg["run_id"], self._state_tree(), fingerprint=self.fingerprint,
+                        skipped_nonfinite_steps=list(getattr(self, "_skipped", [])))
         return final
 
     def load_checkpoint(self, path: Path) -> tuple[int, float]:
@@ -442,7 +468,8 @@ class Trainer:
         t0 = time.perf_counter() - elapsed
         bar = tqdm(total=total, initial=start, desc=self.cfg["run_id"], disable=not (self.progress and main), dynamic_ncols=True)
         log_path = self.run_dir / "metrics.jsonl" if main else Path(os.devnull)  # one writer
-        skipped: list[int] = []
+        skipped: list[int] = _skipped_before(loaded)  # steps skipped before the resume, too
+        self._skipped = skipped
         consecutive_skips = 0
         saved_step = start  # a checkpoint of this step exists: never write it twice
         with _Preemption() as preemption, open(log_path, "a") as log:
@@ -490,6 +517,7 @@ class Trainer:
                     bar.close()
                     return PREEMPTED_EXIT_CODE
         bar.close()
+        _check_applied(self.run_dir, total, skipped, float(self.train_cfg["min_applied_fraction"]))
         if main:
             done = {"steps": total, "elapsed_s": round(time.perf_counter() - t0, 3)}
             if skipped:

@@ -126,6 +126,33 @@ def write_state(folder: Path, step: int, elapsed_s: float, run_id: str, state: d
     atomic_write_text(folder / STATE_JSON, json.dumps(doc) + "\n")
 
 
+def verify_checkpoint(folder: str | Path) -> None:
+    """Check a checkpoint's files against the checksums its ``trainer_state.json`` records,
+    before it is evaluated or exported: an altered adapter (still a valid safetensors file) or a
+    truncated one raises :class:`CheckpointError` naming the file, never scores silently or fails
+    deep inside safetensors. Nothing is loaded into memory but one file's bytes at a time."""
+    from pairrel.io import read_json
+
+    folder = Path(folder)
+    state_json = folder / STATE_JSON
+    if not state_json.is_file():
+        raise CheckpointError(f"{folder}: not a complete checkpoint (no {STATE_JSON}, written last by the trainer)")
+    try:
+        files = read_json(state_json)["files"]
+        recorded = {str(name): str(digest) for name, digest in files.items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        raise CheckpointError(f"{state_json}: cannot read its file checksums ({err})") from None
+    if ADAPTER_TENSORS not in recorded:
+        raise CheckpointError(f"{state_json}: lists no checksum for {ADAPTER_TENSORS}")
+    for name, expected in recorded.items():
+        path = folder / name
+        if not path.is_file():
+            raise CheckpointError(f"{path}: missing (listed in {state_json})")
+        if file_sha256(path) != expected:
+            raise CheckpointError(f"{path}: content differs from the checksum in {state_json} (truncated or "
+                                  "altered); retrain the run or restore the file")
+
+
 def read_checkpoint(folder: Path) -> LoadedCheckpoint:
     """Read and check every file of a checkpoint; nothing is applied to a model here.
 

@@ -1,17 +1,21 @@
 # The study: runs, paths and identities all come from pairrel.study (unit-tested), which reads
 # the config validated against the package's schema (defaults filled in). Nothing is written
 # while the DAG is parsed.
-from pairrel.config import put_interpreter_on_path, validate_config, write_yaml
+from pairrel.config import ConfigError, config_from_snakemake, put_interpreter_on_path, validate_config, write_yaml
+from pairrel.evaluate.records import damaged_markers
+from pairrel.io import write_json
 from pairrel.launch import launch_command, n_processes
 from pairrel.resources import job_resources
 from pairrel.study import RUN_ID_PATTERN, Study
+from pairrel.task_sets import task_set_files
 
 # Jobs call `pairrel`: found beside the Python running Snakemake even in a venv that is not
 # activated; with --use-conda the job's activated env comes first on PATH and wins.
 put_interpreter_on_path()
 
-# Fails before any job runs, naming the offending key.
-STUDY = Study(validate_config(config))
+# Fails before any job runs, naming the offending key. The config files are read again with
+# pairrel's loader (as `pairrel config` reads them): a key given twice is refused, 1.0e6 is a number.
+STUDY = Study(validate_config(config_from_snakemake(workflow, config)))
 RESULTS = str(STUDY.results)
 FIGURES = str(STUDY.figures)
 CONFIG_FILE = str(STUDY.config_file)
@@ -64,6 +68,34 @@ def launcher(wildcards):
 PREPARED = paths(STUDY.prepared(d, s, f) for d in STUDY.data_used for s, f in STUDY.source_parts(d))
 TRAIN_DONE = paths(run.done_file for run in STUDY.runs)
 EVAL_MARKERS = paths(STUDY.checkpoint_markers() + STUDY.base_markers())
+# Each evaluation job reads its task set as a file (pairrel.task_sets): new tasks re-run it.
+TASK_SETS = task_set_files(STUDY)
+TASK_SET_CONTENT = dict(TASK_SETS.values())
+# Inputs of the config job as well: when the config changes, Snakemake re-runs that job and does not
+# look at the jobs downstream of it (their config input is ancient); from there it looks upstream,
+# finds a new task set missing, and re-runs the evaluations that read it (pairrel.task_sets).
+TASK_SET_FILES = sorted(TASK_SET_CONTENT)
+
+
+def task_set_input(final):
+    """The task-set file of an evaluation job; ``final(wildcards)``: whether it is a final one."""
+    return lambda wc: TASK_SETS[(wc.group, final(wc))][0]
+
+
+def _refuse_damaged_results():
+    """A result file cut short, altered or deleted after its job wrote it would otherwise be
+    trusted as long as the job's marker stands (pairrel.evaluate.records): refused here, naming
+    the files and what to delete so that the job runs again."""
+    damaged = damaged_markers(EVAL_MARKERS)
+    if damaged:
+        lines = [f"{', '.join(map(str, files))}: differs from what {marker} recorded (truncated, altered or "
+                 f"deleted since it was evaluated); delete it and {marker} to evaluate it again"
+                 for marker, files in sorted(damaged.items())]
+        raise ConfigError("damaged evaluation results:\n  " + "\n  ".join(lines))
+
+
+_refuse_damaged_results()
+
 REPORT_OUTPUTS = paths(STUDY.figures / f"main_table.{ext}" for ext in ("md", "csv", "tex"))
 
 

@@ -7,6 +7,8 @@ localrules:
 
 
 rule study_config:
+    input:
+        TASK_SET_FILES,
     output:
         CONFIG_FILE,
     params:

@@ -5,6 +5,18 @@
 
 localrules:
     resolve_model,
+    task_set,
+
+
+rule task_set:
+    output:
+        f"{RESULTS}/tasks/{{group}}/{{hash}}.json",
+    params:
+        content=lambda wc, output: TASK_SET_CONTENT[output[0]],
+    log:
+        f"{RESULTS}/logs/tasks/{{group}}/{{hash}}.log",
+    run:
+        write_json(output[0], params.content)
 
 
 rule evaluate_checkpoint:
@@ -13,6 +25,7 @@ rule evaluate_checkpoint:
         done=f"{RESULTS}/runs/{{run}}/done",
         config=ancient(CONFIG_FILE),
         data=lambda wc: paths(STUDY.eval_inputs(run_of(wc), wc.group)),
+        tasks=task_set_input(lambda wc: int(wc.step) == run_of(wc).final_step),
     output:
         f"{RESULTS}/eval/{{run}}/step~{{step}}/{{group}}.done",
     params:
@@ -49,6 +62,7 @@ rule evaluate_base:
         model=lambda wc: str(STUDY.model_file(wc.model)),
         config=ancient(CONFIG_FILE),
         data=lambda wc: paths(STUDY.eval_inputs(None, wc.group)),
+        tasks=task_set_input(lambda wc: True),
     output:
         f"{RESULTS}/eval/base/model~{{model}}/{{group}}.done",
     params:

@@ -138,7 +138,7 @@ def check_local_file(path: Path, kind: str, max_grade: int | None = None, declar
         return _CHECKED[key]
     digest = hashlib.sha256()
     seen: dict[int, tuple[int, int]] = {}  # hash(id) -> (byte offset, line number) of its line
-    offset = 0
+    offset = records = 0
     with open(path, "rb") as handle:
         for number, raw in enumerate(handle, 1):
             digest.update(raw)
@@ -158,6 +158,7 @@ def check_local_file(path: Path, kind: str, max_grade: int | None = None, declar
                                      "if the file is complete, end it with a newline")
             if not line.strip():
                 continue  # ir_datasets skips blank lines too
+            records += 1
             if kind == "qrels":
                 cols = line.split()
                 if len(cols) != 4 or not cols[3].lstrip("-").isdigit():
@@ -179,6 +180,8 @@ def check_local_file(path: Path, kind: str, max_grade: int | None = None, declar
                     if previous[0] == fields[0] and (kind == "docs" or previous[1] != fields[1]):
                         what = "doc id" if kind == "docs" else "query id (with different texts)"
                         raise LocalDataError(f"{where}: {what} {fields[0]!r} already on line {earlier[1]}; ids must be unique")
+    if not records:  # ir_datasets would serve an empty dataset and fail later without a name
+        raise LocalDataError(f"{path}: no records (the file is empty); a local dataset's {path.name} needs at least one line")
     _CHECKED[key] = digest.hexdigest()
     return _CHECKED[key]
 

@@ -26,6 +26,7 @@ from pairrel.config import ConfigError, atomic_write_text
 from pairrel.encoder import Encoder
 from pairrel.evaluate.model import mteb_model
 from pairrel.evaluate.protocol import Protocol, protocol_for
+from pairrel.evaluate.records import RECORD_KEY, damaged_results, result_stamps
 from pairrel.study import (
     HELDOUT_GROUP,
     Run,
@@ -36,6 +37,7 @@ from pairrel.study import (
     file_sha256,
     sha256_text,
 )
+from pairrel.trainer_state import verify_checkpoint
 
 def benchmark_tasks(benchmark: str, names: list[str], local_dataset: str | None = None, local_instruction: str = "",
                     local_tasks: list[dict] | None = None, base_dir: Path | None = None) -> list:
@@ -174,6 +176,7 @@ def evaluate_study_model(study: Study, group: str, *, run: Run | None = None, st
             raise ConfigError(f"--step {step}: {run.id} writes checkpoints at steps {run.steps}")
         model = run.model
         checkpoint = run.checkpoint(step)
+        verify_checkpoint(checkpoint)  # altered or truncated weights are never scored
         name, revision = run.mteb_name(step), checkpoint_revision(checkpoint, study.evaluated_model(model))
         final = run.full_benchmark(step)
     else:
@@ -189,13 +192,18 @@ def evaluate_study_model(study: Study, group: str, *, run: Run | None = None, st
     if torch.cuda.is_available():
         encoder.to("cuda")
     cache = out or study.mteb_cache
+    if marker is not None:
+        for damaged in damaged_results(marker):  # altered since the last job: computed again
+            print(f"{damaged}: differs from what {marker} recorded; evaluating it again", file=sys.stderr)
+            damaged.unlink(missing_ok=True)
     drop_stale_results(task_objects, cache, name, revision)
     ev = study.evaluation
     scores = evaluate(encoder, task_objects, cache, name, revision, None, ev["batch_size"], ev["max_batch_tokens"],
                       study.embeddings_dir, ev["keep_shards"], protocol_for(ev, encoder.config.kind))
     if marker is not None:
         record = {"model": name, "revision": revision, "run": run.id if run else None, "step": step,
-                  "group": group, "tasks": sorted(scores), "scores": scores}
+                  "group": group, "tasks": sorted(scores), "scores": scores,
+                  RECORD_KEY: result_stamps(cache, name, revision, sorted(scores))}
         atomic_write_text(marker, json.dumps(record, indent=2) + "\n")
     return scores
 

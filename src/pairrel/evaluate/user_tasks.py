@@ -18,7 +18,7 @@ object per line). A header row (CSV/TSV) or the object keys (JSONL) name the col
 
 **Retrieval and Reranking**: a folder in the BEIR layout: ``corpus.jsonl``
 (``{"_id", "title"?, "text"}``), ``queries.jsonl`` (``{"_id", "text"}``) and ``qrels/test.tsv``
-(``query-id<TAB>corpus-id<TAB>score``, integer grades, an optional header line). Queries
+(``query-id<TAB>corpus-id<TAB>score``, integer grades 0..4, an optional header line). Queries
 without judgments are left out, as BEIR does. Retrieval ranks the whole corpus; Reranking
 ranks, for each query, only the documents judged for it (grade 0 included).
 
@@ -40,6 +40,7 @@ from __future__ import annotations
 import csv
 import difflib
 import hashlib
+import io
 import json
 import math
 import re
@@ -59,6 +60,9 @@ from pairrel.evaluate.task_specs import USER_TASK_TYPES, user_task_spec
 CONFIG_KEY = "evaluation.local_tasks"
 BEIR_FILES = ("corpus.jsonl", "queries.jsonl", "qrels/test.tsv")
 PAIR_SUFFIXES = (".csv", ".tsv", ".jsonl")
+# Highest relevance grade of a BEIR qrels file: BEIR's and TREC's graded sets use 0..2 or 0..3 (a
+# few 0..4); nDCG takes the grade as the gain, so a stray 99 or -1 would silently dominate it.
+MAX_GRADE = 4
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # the name becomes a result file name
 
 
@@ -75,7 +79,7 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     suffix = path.suffix.lower()
     if suffix not in PAIR_SUFFIXES:
         raise TaskFileError(f"{path}: unsupported file type {suffix!r} (expected one of {', '.join(PAIR_SUFFIXES)})")
-    with open(path, encoding="utf-8", newline="") as handle:
+    with io.StringIO(_decoded(path), newline="") as handle:
         if suffix == ".jsonl":
             for number, line in enumerate(handle, start=1):
                 if not line.strip():
@@ -102,6 +106,17 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 yield reader.line_num, row
         except csv.Error as err:
             raise TaskFileError(f"{path}:{reader.line_num}: {err}") from None
+
+
+def _decoded(path: Path) -> str:
+    """The file's text: UTF-8, a leading byte-order mark skipped (Windows editors write one; it
+    would otherwise be part of the first column's name); other bytes are an error naming the line."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise TaskFileError(f"{path}:{line}: not valid UTF-8 (byte offset {err.start}); save the file as UTF-8") from None
 
 
 def _text(path: Path, number: int, row: dict, column: str) -> str:
@@ -204,7 +219,7 @@ def read_beir_folder(path: str | Path) -> tuple[dict[str, dict], dict[str, str],
     queries = {qid: q["text"] for qid, q in _jsonl_records(root / "queries.jsonl", ("_id", "text")).items()}
     qrels_path = root / "qrels" / "test.tsv"
     qrels: dict[str, dict[str, int]] = defaultdict(dict)
-    with open(qrels_path, encoding="utf-8") as handle:
+    with io.StringIO(_decoded(qrels_path)) as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
@@ -217,6 +232,9 @@ def read_beir_folder(path: str | Path) -> tuple[dict[str, dict], dict[str, str],
                 continue  # header line ("query-id  corpus-id  score")
             if not re.fullmatch(r"-?\d+", grade):
                 raise TaskFileError(f"{qrels_path}:{number}: score must be an integer grade, got {grade!r}")
+            if not 0 <= int(grade) <= MAX_GRADE:
+                raise TaskFileError(f"{qrels_path}:{number}: grade {grade} is outside 0..{MAX_GRADE} (mteb uses "
+                                    "grades as gains: a negative or huge grade would distort nDCG)")
             if query_id not in queries:
                 raise TaskFileError(f"{qrels_path}:{number}: query-id {query_id!r} is not in queries.jsonl")
             if doc_id not in corpus:

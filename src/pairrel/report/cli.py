@@ -260,6 +260,10 @@ def _run(args: argparse.Namespace) -> int:
         from pairrel.study import Study
 
         study = Study(load_config(*args.config))
+    else:  # a harness folder's own frozen config: the same provenance rule as with --config
+        from pairrel.report.provenance import study_of_results
+
+        study = study_of_results(list(args.results))
     coll = collect(list(args.results), benchmark=args.benchmark, skip_bad=args.skip_bad,
                    tasks=args.tasks, study=study)
     if coll.rows.empty:

@@ -17,8 +17,11 @@ public ``embeddings-benchmark/results`` repository, and the published folder in
 * values: some exports store ``[value, 0.0]`` (value, std) lists; some files are on a 0-1
   scale and some on 0-100.
 
-Scale and validity (:func:`detect_scale`, :meth:`ResultFile.main_score`). A file is on one
-scale; it is decided from its *bounded* metrics (accuracy, AP, F1, nDCG, MAP, MRR, recall,
+Scale and validity (:func:`written_by_mteb`, :func:`detect_scale`, :meth:`ResultFile.main_score`).
+A file is on one scale. A file mteb wrote (>= 1.11, with its ``mteb_version``) is on 0-1 by
+construction: its values are checked against the 0-1 ranges and no scale is guessed, so a file
+whose every metric is 7.5 is refused, not read as 7.5 %. For other files the scale is decided from
+its *bounded* metrics (accuracy, AP, F1, nDCG, MAP, MRR, recall,
 precision, V-measure, Pearson/Spearman correlation, ``main_score``; not thresholds, timings or
 nAUC statistics): the file is on 0-100 when **more than half** of its finite bounded values
 exceed 1 in absolute value, else on 0-1. A real 0-100 file has nearly every value above 1 (a
@@ -354,8 +357,20 @@ def parse_result(data: object, path: Path) -> ResultFile:
         )
     if not isinstance(task_name, str) or not task_name:
         task_name = path.stem
-    return ResultFile(path=path, task_name=task_name, scores=scores, scale=detect_scale(scores),
-                      per_query=per_query)
+    scale = 1.0 if written_by_mteb(data) else detect_scale(scores)
+    return ResultFile(path=path, task_name=task_name, scores=scores, scale=scale, per_query=per_query)
+
+
+def written_by_mteb(data: dict) -> bool:
+    """Whether a result file was written by mteb itself (>= 1.11, which records its version):
+    such a file is on the 0-1 scale by construction, so its values are checked against the 0-1
+    ranges and its scale is never guessed. Files converted from leaderboard exports carry no
+    version or ``0.0.0``; their scale is guessed (:func:`detect_scale`)."""
+    version = data.get("mteb_version")
+    if not isinstance(version, str) or "scores" not in data:
+        return False
+    parts = re.match(r"^(\d+)\.(\d+)", version)
+    return bool(parts) and (int(parts[1]), int(parts[2])) >= (1, 11)
 
 
 def read_result_file(path: Path) -> ResultFile:
