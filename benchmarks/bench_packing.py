@@ -88,7 +88,7 @@ def input_order(encoder: Encoder, texts: list[str], batch: int = 64) -> torch.Te
         return torch.cat([encoder.encode(texts[s : s + batch]).float().cpu() for s in range(0, len(texts), batch)])
 
 
-def bench_embed(shape: str, n: int, repeats: int, tokenizer) -> dict:
+def bench_embed(shape: str, n: int, repeats: int, tokenizer, save=lambda: None) -> dict:
     import numpy as np
 
     rng = np.random.default_rng(5)
@@ -96,6 +96,7 @@ def bench_embed(shape: str, n: int, repeats: int, tokenizer) -> dict:
     texts = [" ".join(rng.choice(train_bench.WORDS, size=int(k))) for k in lengths]
     n_tokens = sum(min(512, int(k) + 1) for k in lengths)
     results, reference = {}, {}
+    out = {"texts": n, "tokens": n_tokens, "runs": results}
     for path in paths():
         encoder = encoder_for(shape, path, tokenizer)
         runs = {"embed, 64 per batch": lambda: encoder.embed(texts, batch_size=64),
@@ -116,15 +117,19 @@ def bench_embed(shape: str, n: int, repeats: int, tokenizer) -> dict:
         del encoder
         if DEVICE == "cuda":
             torch.cuda.empty_cache()
-    return {"texts": n, "tokens": n_tokens, "runs": results}
+        save(out)
+    return out
 
 
-def bench_train(shape: str, tiny: bool, steps: int, tokenizer) -> dict:
+def bench_train(shape: str, tiny: bool, steps: int, warm: int | None, tokenizer, save=lambda: None) -> dict:
     settings = dict(train_bench.SETTINGS["tiny" if tiny else "full"], steps=steps)
+    if warm is not None:
+        settings["warm"] = warm
     batch = 8 if tiny else train_bench.FULL[shape]
     weights = train_bench.RandomWeights(tokenizer)
     weights.shape = shape
     results = {}
+    out = {"queries": batch, "settings": settings, "runs": results}
     try:
         with tempfile.TemporaryDirectory() as folder:
             prepared = train_bench.make_source(Path(folder), settings)
@@ -133,9 +138,10 @@ def bench_train(shape: str, tiny: bool, steps: int, tokenizer) -> dict:
                                                          tokens=settings["tokens"], model_extra=model_settings(path))
                 if DEVICE == "cuda":
                     torch.cuda.empty_cache()
+                save(out)
     finally:
         weights.restore()
-    return {"queries": batch, "settings": settings, "runs": results}
+    return out
 
 
 def report(embed: dict, train: dict) -> str:
@@ -161,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=None, help="passages to embed (default 2048; --tiny 256)")
     parser.add_argument("--repeats", type=int, default=None, help="embedding repeats (default 1; --tiny 3)")
     parser.add_argument("--steps", type=int, default=2, help="timed training steps per path")
+    parser.add_argument("--warm", type=int, default=None, help="untimed warm-up training steps per path")
     parser.add_argument("--skip", choices=["embed", "train"], help="leave one part out")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
@@ -172,12 +179,21 @@ def main(argv: list[str] | None = None) -> int:
           f"paths: {', '.join(paths())}", flush=True)
     tokenizer = train_bench.make_tokenizer()
     n, repeats = args.n or (256 if args.tiny else 2048), args.repeats or (3 if args.tiny else 1)
-    embed = {} if args.skip == "embed" else bench_embed(shape, n, repeats, tokenizer)
-    train = {} if args.skip == "train" else bench_train(shape, args.tiny, args.steps, tokenizer)
-    print(report(embed, train))
-    if args.json:
-        args.json.write_text(json.dumps({"device": device, "torch": torch.__version__, "transformers": transformers.__version__,
-                                         "shape": shape, "embed": embed, "train": train}, indent=1, default=float))
+    record = {"device": device, "torch": torch.__version__, "transformers": transformers.__version__, "shape": shape,
+              "embed": {}, "train": {}}
+
+    def saver(part: str):
+        def save(result: dict) -> None:  # after every path: a time limit keeps what was measured
+            record[part] = result
+            if args.json:
+                args.json.write_text(json.dumps(record, indent=1, default=float))
+        return save
+
+    if args.skip != "embed":
+        bench_embed(shape, n, repeats, tokenizer, saver("embed"))
+    if args.skip != "train":
+        bench_train(shape, args.tiny, args.steps, args.warm, tokenizer, saver("train"))
+    print(report(record["embed"], record["train"]))
     return 0
 
 

@@ -36,3 +36,23 @@ def test_gpu_script_tiny_runs_the_chosen_parts(tmp_path):
     assert "train-8b" not in proc.stdout
     curve = json.loads((tmp_path / "curve-1.3b.json").read_text())["curve"]
     assert len(curve["losses"]["new"]) == 20 and curve["new_max_rel"] < 1e-5
+
+
+def test_packing_benchmark_tiny_mode_gives_the_padded_vectors_and_losses(tmp_path):
+    """bench_packing.py --tiny on CPU: every packed path embeds to the padded path's vectors and
+    trains to its losses (the timings are printed, not asserted)."""
+    import json
+
+    out = tmp_path / "packing.json"
+    proc = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "bench_packing.py"), "--tiny", "--n", "96",
+                           "--repeats", "1", "--json", str(out)], capture_output=True, text=True, timeout=600, cwd=REPO_ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    for runs in result["embed"]["runs"].values():
+        assert set(runs) == {"padded", "varlen", "mask"}
+        assert min(r["min_cosine"] for r in runs.values()) >= 0.9999
+    train = result["train"]["runs"]
+    assert set(train) == {"padded", "varlen", "mask"}
+    for path in ("varlen", "mask"):
+        assert train[path]["losses"] == pytest.approx(train["padded"]["losses"], rel=1e-4)
+    assert "| training step | varlen |" in proc.stdout

@@ -148,3 +148,14 @@ def test_flex_without_cuda_is_refused_by_name(minilm):
 
     with pytest.raises(ValueError, match="packing 'flex' needs a CUDA GPU.*packing: mask"):
         prepare_backbone(minilm.model, "flex")
+
+
+def test_length_groups_by_hand():
+    from pairrel.packing import length_groups
+
+    # texts of 2, 3, 2, 0 and 3 tokens laid end to end: positions 0-1, 2-4, 5-6, -, 7-9
+    row = length_groups([2, 3, 2, 0, 3], "cpu")
+    assert [(n_tokens, n, index.tolist()) for n_tokens, n, index in row.groups] == [
+        (2, 2, [0, 1, 5, 6]), (3, 2, [2, 3, 4, 7, 8, 9])]
+    order = torch.cat([index for _, _, index in row.groups])
+    assert order[row.inverse].tolist() == list(range(10))

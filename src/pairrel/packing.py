@@ -22,10 +22,10 @@ Three ways to give the model the block-diagonal attention (``models.X.packing``)
 ``varlen``
     per-text attention: the backbone's attention becomes :func:`varlen_attention` (registered
     with transformers' ``AttentionInterface`` as ``pairrel_varlen``), which runs PyTorch's SDPA
-    on each text's slice of the packed queries, keys and values -- attention costs the sum of
-    the texts' L^2 and no mask is built; everything else (projections, MLP, norms) runs on the
-    T real tokens only. Runs on every device (on a GPU each text is one small kernel launch
-    per layer). Padded calls of such a model (no text bounds) get transformers' own SDPA path.
+    on the packed queries, keys and values of the texts, one batched call per distinct text
+    length -- attention costs the sum of the texts' L^2 and no mask is built; everything else
+    (projections, MLP, norms) runs on the T real tokens only. Runs on every device. Padded
+    calls of such a model (no text groups) get transformers' own SDPA path.
 ``mask``
     a 4D additive float mask ``[1, 1, T, T]`` (0 inside a text's block, the dtype's minimum
     elsewhere). transformers 5.x passes a 4D mask through unchanged (``masking_utils``:
@@ -52,7 +52,7 @@ from pairrel.config import ConfigError
 
 PACKING_MODES = ("none", "varlen", "mask", "flex")
 VARLEN_ATTENTION = "pairrel_varlen"  # the attention implementation name of the varlen mode
-BOUNDS_KWARG = "pairrel_text_bounds"  # forward kwarg: ((start, end) of each text in the packed row)
+GROUPS_KWARG = "pairrel_text_groups"  # forward kwarg: a LengthGroups of the packed row
 
 
 @dataclass
@@ -114,9 +114,8 @@ def packed_forward(model: torch.nn.Module, mode: str, input_ids: torch.Tensor, a
     """Embeddings ``[B, d]`` of a padded batch, computed packed (``mode``: ``mask`` or ``flex``)."""
     packed = pack(input_ids, attention_mask, pool_mask)
     if mode == "varlen":
-        ends = torch.cumsum(torch.bincount(packed.segments.cpu(), minlength=packed.n_texts), 0).tolist()
-        bounds = tuple((start, end) for start, end in zip([0, *ends[:-1]], ends) if end > start)
-        hidden = model(input_ids=packed.input_ids, position_ids=packed.position_ids, **{BOUNDS_KWARG: bounds}).last_hidden_state
+        groups = length_groups(attention_mask.sum(dim=1).tolist(), input_ids.device)
+        hidden = model(input_ids=packed.input_ids, position_ids=packed.position_ids, **{GROUPS_KWARG: groups}).last_hidden_state
         return pool_per_text(hidden[0], packed)
     if mode == "flex":
         mask = flex_block_mask(packed.segments)
@@ -128,28 +127,69 @@ def packed_forward(model: torch.nn.Module, mode: str, input_ids: torch.Tensor, a
     return pool_per_text(hidden[0], packed)
 
 
+@dataclass
+class LengthGroups:
+    """The texts of a packed row grouped by length, for one batched SDPA call per length.
+
+    ``groups``: ``(L, n, index)`` -- n texts of L tokens, ``index`` their n x L token positions
+    in the row, text after text; ``inverse``: the permutation that puts the groups' tokens,
+    concatenated in group order, back in row order.
+    """
+
+    groups: list[tuple[int, int, torch.Tensor]]
+    inverse: torch.Tensor
+
+
+def length_groups(lengths: list[int], device: torch.device | str) -> LengthGroups:
+    """:class:`LengthGroups` of texts of ``lengths`` laid end to end (zero-length texts dropped)."""
+    starts = [0]
+    for n in lengths[:-1]:
+        starts.append(starts[-1] + n)
+    by_length: dict[int, list[int]] = {}
+    for i, n in enumerate(lengths):
+        if n:
+            by_length.setdefault(n, []).append(i)
+    groups, order = [], []
+    for n, texts in by_length.items():
+        index = [starts[i] + t for i in texts for t in range(n)]
+        order += index
+        groups.append((n, len(texts), torch.tensor(index, dtype=torch.long, device=device)))
+    inverse = torch.argsort(torch.tensor(order, dtype=torch.long)).to(device)
+    return LengthGroups(groups, inverse)
+
+
 def varlen_attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None, **kwargs):
     """Bidirectional attention of each text with itself, for transformers' attention layers.
 
     ``query`` ``[1, H, T, D]``, ``key``/``value`` ``[1, H_kv, T, D]`` (grouped-query heads are
-    shared by ``enable_gqa``); ``kwargs[BOUNDS_KWARG]`` holds each text's ``(start, end)``. Returns
-    ``([1, T, H, D], None)`` as transformers' attention functions do. Without bounds (a padded
-    call) it is transformers' SDPA attention, bidirectional (pairrel's encoders all are).
+    shared by ``enable_gqa``); ``kwargs[GROUPS_KWARG]`` the row's :class:`LengthGroups`: the n
+    texts of each length L are gathered into one ``[n, H, L, D]`` SDPA call (no mask, no
+    padding), and the outputs put back in row order. Returns ``([1, T, H, D], None)`` as
+    transformers' attention functions do. Without groups (a padded call) it is transformers'
+    SDPA attention, bidirectional (pairrel's encoders all are).
     """
     import torch.nn.functional as F
 
-    bounds = kwargs.pop(BOUNDS_KWARG, None)
-    if bounds is None:
+    row: LengthGroups | None = kwargs.pop(GROUPS_KWARG, None)
+    if row is None:
         from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
         kwargs.pop("is_causal", None)
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       is_causal=False, **kwargs)
-    gqa = query.shape[1] != key.shape[1]
-    parts = [F.scaled_dot_product_attention(query[:, :, start:end], key[:, :, start:end], value[:, :, start:end],
-                                            dropout_p=dropout, scale=scaling, enable_gqa=gqa)
-             for start, end in bounds]
-    return torch.cat(parts, dim=2).transpose(1, 2).contiguous(), None
+    heads, kv_heads, dim = query.shape[1], key.shape[1], query.shape[-1]
+
+    def gather(x: torch.Tensor, h: int, index: torch.Tensor, n: int, length: int) -> torch.Tensor:
+        return x[0].index_select(1, index).view(h, n, length, dim).transpose(0, 1)  # [n, h, L, D]
+
+    parts = []
+    for length, n, index in row.groups:
+        out = F.scaled_dot_product_attention(gather(query, heads, index, n, length), gather(key, kv_heads, index, n, length),
+                                             gather(value, kv_heads, index, n, length), dropout_p=dropout, scale=scaling,
+                                             enable_gqa=heads != kv_heads)
+        parts.append(out.transpose(0, 1).reshape(heads, n * length, dim))
+    merged = torch.cat(parts, dim=1).index_select(1, row.inverse)  # [H, T, D] in row order
+    return merged.transpose(0, 1).unsqueeze(0).contiguous(), None
 
 
 def _register_varlen() -> None:
