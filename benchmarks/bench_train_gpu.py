@@ -244,7 +244,7 @@ def time_plain(shape, prepared, tokenizer, batch, settings) -> dict:
     dtype = torch.bfloat16 if DEVICE == "cuda" else torch.float32
     model = get_peft_model(random_backbone(shape, dtype), LoraConfig(r=LORA["r"], lora_alpha=LORA["alpha"],
                            lora_dropout=LORA["dropout"], target_modules=LORA["target_modules"]))
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     model.train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-4)
     sources = {name: load_prepared_source(files["parquet"], files["meta"]) for name, files in prepared.items()}

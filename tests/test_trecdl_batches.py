@@ -1,8 +1,7 @@
 """Graded batches on real TREC-DL qrels: the paper grid's TREC-DL runs, 5 folds, `pairrel batches`.
 
 The qrels and topics are TREC-DL 2019's passage task (43 judged queries, 9,260 judgments,
-grades 0-3), committed under tests/data/trec-dl-2019 (public files; the same as
-../shared/data/trec-dl-2019 where a checkout has it). Passage texts are synthetic ("passage
+grades 0-3), committed under tests/data/trec-dl-2019 (public files, see tests/data/README.md). Passage texts are synthetic ("passage
 <id>"): batching needs the judgments, not the words. The dataset stands in for TREC-DL 2023
 (same grades, same K-fold route, fewer queries).
 """
@@ -20,7 +19,7 @@ from pairrel.data.sources import prepare_source
 from pairrel.data.trecdl import kfold_queries
 from pairrel.study import Study
 
-from .conftest import REPO_ROOT, SHARED_DATA
+from .conftest import REPO_ROOT
 
 FIXTURE = REPO_ROOT / "tests" / "data" / "trec-dl-2019"
 QRELS, TOPICS = "qrels.dl19-passage.txt", "topics.dl19-passage.txt"
@@ -65,9 +64,6 @@ def test_fixture_is_the_real_2019_qrels():
     assert len(lines) == 9260
     grades = [int(line.split()[3]) for line in lines]
     assert [grades.count(g) for g in range(4)] == [5158, 1601, 1804, 697]
-    if SHARED_DATA.is_dir() and (SHARED_DATA / "trec-dl-2019").is_dir():
-        for name in (QRELS, TOPICS):
-            assert (FIXTURE / name).read_bytes() == (SHARED_DATA / "trec-dl-2019" / name).read_bytes()
 
 
 def test_every_trecdl_run_of_the_paper_grid_builds_graded_batches(trecdl):

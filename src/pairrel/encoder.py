@@ -25,6 +25,8 @@ training source mixes instructions within a batch); "" means none.
 
 from __future__ import annotations
 
+import contextlib
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -338,8 +340,22 @@ def _load_backbone(config: EncoderConfig) -> tuple[nn.Module, Any]:
     if config.mntp_adapter:
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, resolve_model_path(config.mntp_adapter)).merge_and_unload()
+        with _peft_wrapping():
+            model = PeftModel.from_pretrained(model, resolve_model_path(config.mntp_adapter)).merge_and_unload()
     return model, tokenizer
+
+
+@contextlib.contextmanager
+def _peft_wrapping():
+    """Around PeftModel construction: peft (0.21) reads transformers' deprecated
+    ``is_gradient_checkpointing`` (transformers 5: ``is_activation_checkpointing``, the same
+    value) in ``PeftModel.__init__``, and each read warns (FutureWarning, once per job, in every
+    training log). pairrel itself uses only the new API; this hides exactly that one message,
+    only while peft wraps a model."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated",
+                                category=FutureWarning)
+        yield
 
 
 def build_encoder(config: EncoderConfig, adapter: str | Path | None = None, trainable: bool = False) -> Encoder:
@@ -352,23 +368,26 @@ def build_encoder(config: EncoderConfig, adapter: str | Path | None = None, trai
     packing.prepare_backbone(model, config.packing)
     kernels.fuse(model, config.kernels)  # before LoRA wraps the projections
     if adapter is not None:
-        model = PeftModel.from_pretrained(model, str(adapter), is_trainable=trainable)
+        with _peft_wrapping():
+            model = PeftModel.from_pretrained(model, str(adapter), is_trainable=trainable)
     elif trainable and config.lora:
         lora = config.lora
-        model = get_peft_model(
-            model,
-            LoraConfig(
-                r=lora.get("r", 16),
-                lora_alpha=lora.get("alpha", 32),
-                lora_dropout=lora.get("dropout", 0.05),
-                target_modules=lora.get("target_modules"),
-                bias="none",
-            ),
-        )
+        with _peft_wrapping():
+            model = get_peft_model(
+                model,
+                LoraConfig(
+                    r=lora.get("r", 16),
+                    lora_alpha=lora.get("alpha", 32),
+                    lora_dropout=lora.get("dropout", 0.05),
+                    target_modules=lora.get("target_modules"),
+                    bias="none",
+                ),
+            )
     if trainable and config.gradient_checkpointing:
         # Non-reentrant checkpointing gives LoRA weights gradients even when the frozen
         # embeddings' outputs do not require grad (reentrant checkpointing leaves them None).
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        # (transformers 5 renamed gradient_checkpointing_enable; the old name warns)
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     if trainable:
         # from_pretrained returns eval mode; training needs train mode for dropout and for
         # gradient checkpointing, which transformers only applies while ``model.training``.

@@ -124,6 +124,16 @@ def _write_merged(model_cfg: dict, checkpoint_dir: Path, out: Path, prompts: dic
     config = EncoderConfig.from_dict(model_cfg)
     encoder = build_encoder(config, adapter=checkpoint_dir)  # base (+ MNTP merged) + LoRA
     merged = encoder.model.merge_and_unload()
+    if getattr(merged, "pooler", False) is None:
+        # pairrel drops BERT's pooler (mean pooling never reads it, pairrel.encoder); the export
+        # carries the base model's own, untrained, so every AutoModel load finds all its weights
+        # (no "pooler.dense.weight MISSING" load report) and the network is the base's.
+        from transformers import AutoModel
+
+        from pairrel.encoder import resolve_model_path
+
+        merged.pooler = AutoModel.from_pretrained(resolve_model_path(config.name_or_path),
+                                                  dtype=getattr(torch, config.dtype)).pooler
     if config.kind == "decoder":
         merged.config.is_causal = False  # bidirectional attention, as pairrel trains and embeds
     merged.save_pretrained(out)

@@ -446,6 +446,7 @@ class Trainer:
         from tqdm.auto import tqdm
 
         from pairrel.io import atomic_write_text
+        from pairrel.progress import StepLog
 
         foreign = self._foreign_checkpoints()
         if foreign and main:
@@ -466,7 +467,11 @@ class Trainer:
         if main:
             self._truncate_metrics(start)  # also without a checkpoint: rows of a killed run go
         t0 = time.perf_counter() - elapsed
-        bar = tqdm(total=total, initial=start, desc=self.cfg["run_id"], disable=not (self.progress and main), dynamic_ncols=True)
+        # a terminal gets tqdm's bar; a log file (every Snakemake job) a line every few seconds
+        to_terminal = sys.stderr.isatty()
+        bar = tqdm(total=total, initial=start, desc=self.cfg["run_id"],
+                   disable=not (self.progress and main and to_terminal), dynamic_ncols=True)
+        lines = StepLog(self.cfg["run_id"], total, start) if self.progress and main and not to_terminal else None
         log_path = self.run_dir / "metrics.jsonl" if main else Path(os.devnull)  # one writer
         skipped: list[int] = _skipped_before(loaded)  # steps skipped before the resume, too
         self._skipped = skipped
@@ -508,6 +513,8 @@ class Trainer:
                     log.flush()
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.4f}")
+                if lines is not None:
+                    lines.update(step, loss)
                 if step in checkpoint_at:
                     self.save_checkpoint(step, time.perf_counter() - t0)
                     saved_step = step
@@ -523,4 +530,6 @@ class Trainer:
             if skipped:
                 done["skipped_nonfinite_steps"] = skipped
             atomic_write_text(self.run_dir / "done", json.dumps(done) + "\n")
+            if lines is not None:
+                lines.close(checkpoints=f"{self.run_dir}/checkpoint-{{{','.join(map(str, sorted(checkpoint_at)))}}}")
         return 0

@@ -4,7 +4,7 @@ A benchmark table needs one number per (model, task): the task's *main score* on
 subset the leaderboard uses, on a 0-100 scale. Result files written over the years differ in
 four ways, all handled here (sources: mteb's ``TaskResult._convert_from_before_v1_11_0``, the
 public ``embeddings-benchmark/results`` repository, and the published folder in
-``/work/shared/data/mteb-results``):
+``tests/data/mteb-results``):
 
 * layout: mteb < 1.11 files put splits at the top level (``{"mteb_dataset_name": …, "test":
   {metrics}}`` or ``{"test": {"en": {metrics}}}``); mteb >= 1.11 files hold
