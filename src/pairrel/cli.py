@@ -114,7 +114,7 @@ def checkpoint_step(path: Path) -> int:
 
 # Subcommands whose parsers live in their own modules: name -> (module with a `register`, the
 # one-line help `pairrel --help` lists). Only the module of the command being run is imported
-# (some import torch, scipy or matplotlib, seconds of start-up); tests/test_cli_startup.py
+# (some import torch, scipy or matplotlib, seconds of start-up); tests/test_startup.py
 # checks each line here against the help the module registers.
 LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("pairrel.data.cli", "datasets: quickstart corpus, preparation, summaries, caches"),
