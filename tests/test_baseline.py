@@ -106,3 +106,20 @@ def test_compare_and_reference_errors(tmp_path):
         load_reference(bad)
     shipped = load_reference(REPO_ROOT / "results" / "reference" / "per-task" / "llm2vec-supervised.yaml")
     assert set(shipped["models"]) == {"llama3-8b", "sheared-llama"} and len(shipped["tasks"]) == 9
+
+
+def test_snakemake_baseline_check_target_plans_one_job_per_published_model(tmp_path):
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    for name in ["Snakefile", "config.yaml", "presets", "workflow", "profiles", "envs", "results/reference"]:
+        src, dst = REPO_ROOT / name, tmp_path / name  # a copy: the dry run must not touch the checkout
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, dst)
+    proc = subprocess.run([str(Path(sys.executable).with_name("snakemake")), "-n", "baseline_check", "--quiet", "rules"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    counts = {p[0]: int(p[1]) for p in (line.split() for line in proc.stdout.splitlines()) if len(p) == 2 and p[1].isdigit()}
+    assert counts["baseline_check_model"] == 2 and counts["baseline_check"] == 1  # llama3-8b, sheared-llama
