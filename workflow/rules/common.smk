@@ -86,6 +86,8 @@ def _refuse_damaged_results():
     """A result file cut short, altered or deleted after its job wrote it would otherwise be
     trusted as long as the job's marker stands (pairrel.evaluate.records): refused here, naming
     the files and what to delete so that the job runs again."""
+    if not workflow.is_main_process:
+        return  # a job's own Snakemake process (results may be half-rewritten by a running job)
     damaged = damaged_markers(EVAL_MARKERS)
     if damaged:
         lines = [f"{', '.join(map(str, files))}: differs from what {marker} recorded (truncated, altered or "
