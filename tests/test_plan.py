@@ -100,10 +100,10 @@ def test_tokens_come_from_mtebs_statistics_and_a_shared_corpus_counts_once():
 def test_training_tokens_and_hours_by_hand():
     cfg = load_config(REPO_ROOT / "config.yaml", REPO_ROOT / "presets" / "quickstart.yaml")
     train = [j for j in jobs_from_config(cfg) if j.rule == "train_run"]
-    # 60 steps x 16 queries x (32 query tokens + 2 documents x min(128, max_length 64))
-    assert {j.train_tokens for j in train} == {60 * 16 * (32 + 2 * 64)}
+    # 24 steps x 8 queries x (min(32, max_length 40) query tokens + 2 documents x min(128, 40))
+    assert {j.train_tokens for j in train} == {24 * 8 * (32 + 2 * 40)}
     tokens, hours = estimate_job(train[0])
-    assert hours == pytest.approx(60 * 16 * 160 / 630 / 3600)  # MiniLM's default train tokens/s
+    assert hours == pytest.approx(24 * 8 * 112 / 630 / 3600)  # MiniLM's default train tokens/s
 
 
 def test_throughput_file_overrides_and_errors(tmp_path):
