@@ -50,7 +50,12 @@ DEVICE = train_bench.DEVICE
 BF16_PEAK_TFLOPS = 989.0  # H200 dense bf16
 
 
+ONLY: list[str] = []  # --paths: a subset (padded, the baseline, is always run)
+
+
 def paths() -> list[str]:
+    if ONLY:
+        return ["padded", *[p for p in ONLY if p != "padded"]]
     if DEVICE != "cuda":
         return ["padded", "varlen", "mask"]
     names = ["padded", "varlen", "mask", "flex", "flex+compile"]
@@ -179,11 +184,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=2, help="timed training steps per path")
     parser.add_argument("--warm", type=int, default=None, help="untimed warm-up training steps per path")
     parser.add_argument("--skip", choices=["embed", "train"], help="leave one part out")
+    parser.add_argument("--paths", nargs="+", choices=["varlen", "mask", "flex", "flex+liger", "flex+compile"],
+                        help="only these paths besides padded (default: every one this device runs)")
     parser.add_argument("--minilm", action="store_true", help="embedding only, the real all-MiniLM-L6-v2 (BERT) on this device")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     import transformers
 
+    ONLY[:] = args.paths or []
     shape = "minilm" if args.minilm else "tiny" if args.tiny else args.shape
     if args.minilm:
         args.skip = "train"

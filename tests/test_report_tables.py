@@ -575,6 +575,9 @@ def test_cli_with_the_study_config_names_rows_from_it(tmp_path, monkeypatch, cap
             "| **64.00** ± 0.94 | +5.00 | 2 |") in printed
     steps = pd.read_csv(out / "per_step.csv")
     assert sorted(set(steps["step"])) == [2, 4]
+    notes = (out / "notes.md").read_text()
+    # what the cells were computed on, from the study's evaluation plan (no K-fold source here)
+    assert "main_table, per_task: base models and every run's final checkpoint on all 3 tasks" in notes
 
 
 def test_csv_keeps_the_digits_of_a_score_and_drops_float_noise():
@@ -583,3 +586,15 @@ def test_csv_keeps_the_digits_of_a_score_and_drops_float_noise():
     table = pd.DataFrame({"score": [0.557233 * 100, 92.64710000000001, 1 / 3], "p": [3.2e-08, 0.25, 1.0]})
     assert 0.557233 * 100 == 55.723299999999995  # the noise all_checkpoints.csv used to show
     assert to_csv(table) == "score,p\n55.7233,3.2e-08\n92.6471,0.25\n0.333333333333,1\n"
+
+
+def test_report_notes_say_what_the_papers_cells_were_computed_on():
+    from pairrel.report.cli import _scope_notes
+    from pairrel.study import Study
+    from tests.conftest import REPO_ROOT
+
+    notes = _scope_notes(Study.from_files(REPO_ROOT / "config.yaml"))
+    assert notes[0].startswith("main_table, per_task: base models and final checkpoints on all 56 tasks; "
+                               "of the K-fold runs only fold 0 (evaluation.full_benchmark: first-fold); "
+                               "the other folds' final checkpoints ran 15 tasks")
+    assert notes[1] == "per_step: checkpoints before the last on 15 tasks (evaluation.intermediate_tasks)"

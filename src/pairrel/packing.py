@@ -101,17 +101,19 @@ def pool_per_text(hidden: torch.Tensor, packed: Packed) -> torch.Tensor:
     """``[n_texts, d]``: each text's pool-weighted mean hidden state (``hidden``: ``[T, d]``).
 
     The same formula as the padded path's masked mean; a text with no pooled token (truncated
-    entirely away) gets a zero vector, not NaN.
+    entirely away) gets a zero vector, not NaN. Sums are accumulated in float32 (``index_add``
+    adds one token at a time; bf16 would round at every step), the result has ``hidden``'s dtype.
     """
-    weights = packed.pool.to(hidden.dtype)
-    sums = hidden.new_zeros((packed.n_texts, hidden.shape[-1])).index_add(0, packed.segments, hidden * weights[:, None])
-    counts = hidden.new_zeros(packed.n_texts).index_add(0, packed.segments, weights)
-    return sums / counts.clamp(min=1.0)[:, None]
+    weights = packed.pool.to(torch.float32)
+    sums = torch.zeros((packed.n_texts, hidden.shape[-1]), dtype=torch.float32, device=hidden.device)
+    sums = sums.index_add(0, packed.segments, hidden.float() * weights[:, None])
+    counts = torch.zeros(packed.n_texts, dtype=torch.float32, device=hidden.device).index_add(0, packed.segments, weights)
+    return (sums / counts.clamp(min=1.0)[:, None]).to(hidden.dtype)
 
 
 def packed_forward(model: torch.nn.Module, mode: str, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                    pool_mask: torch.Tensor) -> torch.Tensor:
-    """Embeddings ``[B, d]`` of a padded batch, computed packed (``mode``: ``mask`` or ``flex``)."""
+    """Embeddings ``[B, d]`` of a padded batch, computed packed (``mode``: ``varlen``, ``mask`` or ``flex``)."""
     packed = pack(input_ids, attention_mask, pool_mask)
     if mode == "varlen":
         groups = length_groups(attention_mask.sum(dim=1).tolist(), input_ids.device)

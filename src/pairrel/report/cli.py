@@ -136,6 +136,27 @@ def _incomplete_notes(main, n_total: int) -> list[str]:
     return notes
 
 
+def _scope_notes(study) -> list[str]:
+    """What each table's cells were computed on, from the study's evaluation plan."""
+    ev = study.evaluation
+    n_full = len(study.eval_tasks(final=True))
+    n_subset = len(study.eval_tasks(final=False))
+    folded = [r for r in study.runs if r.fold is not None]
+    full = [r for r in folded if r.full_benchmark(r.final_step)]
+    notes = []
+    if folded and len(full) < len(folded):
+        folds = sorted({r.fold for r in full})
+        notes.append(f"main_table, per_task: base models and final checkpoints on all {n_full} tasks; of the K-fold "
+                     f"runs only fold {', '.join(map(str, folds))} (evaluation.full_benchmark: {ev['full_benchmark']}); "
+                     f"the other folds' final checkpoints ran {n_subset} tasks (evaluation.intermediate_tasks) "
+                     "and their held-out fold (heldout)")
+    else:
+        notes.append(f"main_table, per_task: base models and every run's final checkpoint on all {n_full} tasks")
+    if n_subset < n_full:
+        notes.append(f"per_step: checkpoints before the last on {n_subset} tasks (evaluation.intermediate_tasks)")
+    return notes
+
+
 def _write_paper_table(out: Path, stem: str, table: final.PaperTable, notes=()) -> str:
     """CSV (everything, full precision), Markdown and LaTeX (what a reader sees)."""
     notes = [*notes, *table.notes]
@@ -274,7 +295,7 @@ def _run(args: argparse.Namespace) -> int:
             display[axis] = {**display.get(axis, {}), **names}
     reference_row = args.reference_row or (
         (study.cfg.get("report") or {}).get("reference_row") if study is not None else None)
-    notes_general: list[str] = []
+    notes_general: list[str] = _scope_notes(study) if study is not None else []
     type_names = tables.type_columns(coll)
     refs = _references(args, coll.benchmark, type_names, notes_general)
     main = tables.main_table(coll, refs)
