@@ -42,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import bench_train_gpu as train_bench  # noqa: E402  (shapes, tokenizer, random weights, Trainer timing)
 
+from pairrel.config import atomic_write_text  # noqa: E402
 from pairrel.encoder import Encoder, EncoderConfig  # noqa: E402
 from pairrel.kernels import compile_backbone, fuse  # noqa: E402
 from pairrel.packing import prepare_backbone  # noqa: E402
@@ -206,8 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     def saver(part: str):
         def save(result: dict) -> None:  # after every path: a time limit keeps what was measured
             record[part] = result
-            if args.json:
-                args.json.write_text(json.dumps(record, indent=1, default=float))
+            if args.json:  # temp file and rename: never a half-written file
+                atomic_write_text(args.json, json.dumps(record, indent=1, default=float))
         return save
 
     if args.skip != "embed":

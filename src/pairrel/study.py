@@ -468,7 +468,7 @@ class Study:
 
         ``evaluation.full_benchmark``: ``all`` -- every run; ``first-fold`` -- runs without folds,
         and of a K-fold mix's runs the first fold on the grid per (model, data, loss, labels,
-        seed). The other folds are near-copies of it (same data but one fifth of the queries):
+        seed). The other folds are near-copies of it (each trains on four fifths of the same queries):
         their final checkpoints run ``intermediate_tasks`` and their held-out fold, so the
         K-fold experiment gets every fold's held-out score and a generalisation score on the
         subset, and the main table one full-benchmark run per variant.
