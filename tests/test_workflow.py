@@ -191,9 +191,9 @@ def test_lint_is_clean():
 def test_ablation_preset_plans_offline():
     proc = snakemake(REPO_ROOT, "-n", "--quiet", "rules", "--configfile", "presets/ablation.yaml")
     counts = {p[0]: int(p[1]) for p in (l.split() for l in proc.stdout.splitlines()) if len(p) == 2 and p[1].isdigit()}
-    # 6 loss variants x the last checkpoint x 2 jobs (Retrieval; the other types); the base model x 2
-    assert counts["train_run"] == 6
-    assert counts["evaluate_checkpoint"] == 6 * 2
+    # 9 loss variants x the last checkpoint x 2 jobs (Retrieval; the other types); the base model x 2
+    assert counts["train_run"] == 9
+    assert counts["evaluate_checkpoint"] == 9 * 2
     assert counts["evaluate_base"] == 2
 
 

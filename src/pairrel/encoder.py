@@ -158,9 +158,6 @@ class Encoder(nn.Module):
             return_tensors="pt",
             return_offsets_mapping=True,
         )
-        # Tokens whose characters lie inside the template prefix or the instruction are attended
-        # to but not pooled. Special tokens the tokenizer adds ([CLS], BOS) have empty spans and
-        # stay pooled, as in sentence-transformers' mean pooling.
         offsets = batch.pop("offset_mapping")
         if self.config.kind == "decoder":
             # LLM2Vec's embed_mask: the last n attended positions (either padding side).
@@ -171,6 +168,9 @@ class Encoder(nn.Module):
                     pool[row, attended[-count:]] = 1
             batch["pool_mask"] = pool
             return batch
+        # Encoders: tokens whose characters lie inside the template prefix or the instruction are
+        # attended to but not pooled. Special tokens the tokenizer adds ([CLS], [SEP]) have empty
+        # spans and stay pooled, as in sentence-transformers' mean pooling.
         lead_chars = torch.tensor([len(lead) for lead in leads]).unsqueeze(-1)
         inside_lead = (offsets[..., 1] > 0) & (offsets[..., 1] <= lead_chars)
         batch["pool_mask"] = batch["attention_mask"] * (~inside_lead).long()

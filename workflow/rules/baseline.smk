@@ -8,11 +8,6 @@ from pairrel.evaluate.baseline import REFERENCE_FILE, baseline_models, load_refe
 BASELINE_REFERENCE = str(REFERENCE_FILE)
 
 
-def baseline_tables(wildcards):
-    """One table per grid model with a published checkpoint (read only when the target is asked for)."""
-    return [f"{RESULTS}/baseline_check/{m}.md" for m in baseline_models(STUDY, load_reference(BASELINE_REFERENCE))]
-
-
 rule baseline_check_model:
     input:
         reference=BASELINE_REFERENCE,
@@ -35,6 +30,8 @@ rule baseline_check_model:
         " --reference {input.reference:q} --out {output:q} > {log:q} 2>&1"
 
 
+# One table per grid model with a published checkpoint; the reference file is read only when
+# this target is asked for.
 rule baseline_check:
     input:
-        baseline_tables,
+        lambda wc: [f"{RESULTS}/baseline_check/{m}.md" for m in baseline_models(STUDY, load_reference(BASELINE_REFERENCE))],

@@ -61,7 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, type=Path, metavar="OUTDIR",
                         help="folder for tables and figures (created)")
     parser.add_argument("--runs", type=Path, metavar="DIR",
-                        help="training runs (run.yaml + metrics.jsonl) for training curves")
+                        help="training runs (run.yaml + metrics.jsonl) for training curves and BCE's final t and b")
     parser.add_argument("--reference", type=Path, metavar="PATH",
                         help="published baselines (YAML/CSV file or folder); default: "
                              f"{DEFAULT_REFERENCE_DIR} when it exists and the benchmark is "
