@@ -23,7 +23,7 @@ def test_quickstart_preset_merges_over_the_paper_config():
     assert cfg["experiment"] == "quickstart"
     assert cfg["losses"]["bce"]["bias_init"] == -4.0          # overridden
     assert cfg["losses"]["bce"]["learn_bias"] is True          # kept from config.yaml
-    assert cfg["training"]["warmup_steps"] == 6
+    assert cfg["training"]["warmup_steps"] == 3
     assert cfg["training"]["weight_decay"] == 0.0              # inherited
 
 

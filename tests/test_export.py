@@ -185,8 +185,10 @@ def test_export_command_reads_the_run_from_the_config(minilm_export, tmp_path):
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers(dest="command"))
     run = "model~minilm/data~quickstart/loss~bce/labels~binary@2/seed~42"
+    steps = tmp_path / "steps.yaml"  # the fixture's checkpoint is a step-30 one of a 60-step run
+    steps.write_text("training: {steps: 60, checkpoint_every: 30}\n")
     common = ["export", "--config", str(REPO_ROOT / "config.yaml"), "--config", str(REPO_ROOT / "presets" / "quickstart.yaml"),
-              "--run", run, "--checkpoint", str(checkpoint)]
+              "--config", str(steps), "--run", run, "--checkpoint", str(checkpoint)]
     args = parser.parse_args([*common, "--step", "60", "--out", str(tmp_path / "bad")])
     with pytest.raises(ExportError, match="holds step 30, not --step 60"):
         args.func(args)

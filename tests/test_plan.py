@@ -46,8 +46,8 @@ def test_quickstart_plan_has_the_dags_job_count(tmp_path):
     jobs = jobs_from_config(load_config(REPO_ROOT / "config.yaml", REPO_ROOT / "presets" / "quickstart.yaml"))
     total = dag.pop("total")
     assert _counts(jobs) == dag and len(jobs) == total
-    # 4 runs x 2 checkpoints x the local group, the base model, 1 source: by hand
-    assert dag["evaluate_checkpoint"] == 8 and dag["evaluate_base"] == 1 and dag["train_run"] == 4
+    # 4 runs x 3 checkpoints x the local group, the base model, 1 source: by hand
+    assert dag["evaluate_checkpoint"] == 12 and dag["evaluate_base"] == 1 and dag["train_run"] == 4
 
 
 def test_paper_grid_jobs_tiered_and_all_tasks_everywhere():

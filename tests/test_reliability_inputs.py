@@ -234,7 +234,7 @@ def test_report_over_a_results_folder_leaves_stale_results_out_without_config(tm
     run = study.runs[0]
     checkpoint = run.checkpoint(run.final_step)
     write(checkpoint / "adapter_model.safetensors", "the retrained weights")
-    current = checkpoint_revision(checkpoint, cfg["models"][run.model])
+    current = checkpoint_revision(checkpoint, study.evaluated_model(run.model))
     model_dir = study.mteb_cache / "results" / run.mteb_name(run.final_step).replace("/", "__")
     write_results(model_dir / current, 0.8)
     write_results(model_dir / "0123456789ab", 0.5)  # the weights of the earlier training

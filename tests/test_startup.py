@@ -34,8 +34,8 @@ def test_help_imports_no_subcommand_module():
     assert loaded_after(code) == set()
 
 
-def test_report_on_published_results_never_imports_mteb(shared_data, tmp_path):
-    code = (f"from pairrel.cli import main\nassert main(['report', '--results', {str(shared_data / 'mteb-results')!r}, "
+def test_report_on_published_results_never_imports_mteb(public_data, tmp_path):
+    code = (f"from pairrel.cli import main\nassert main(['report', '--results', {str(public_data / 'mteb-results')!r}, "
             f"'--out', {str(tmp_path / 'out')!r}, '--no-reference']) == 0")
     assert "mteb" not in loaded_after(code)
     assert "| 72.21 | 43.57 | 86.20 | 55.38 | 51.44 | 83.58 | 30.01 | 61.85 |" in (tmp_path / "out" / "main_table.md").read_text()

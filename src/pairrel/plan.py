@@ -231,6 +231,7 @@ def jobs_from_config(cfg: dict[str, Any], assumptions: dict | None = None) -> li
     the other checkpoints ``evaluation.intermediate_tasks``."""
     from pairrel.evaluate.task_specs import heldout_task_name
     from pairrel.study import HELDOUT_GROUP, Study
+    from pairrel.task_sets import task_set_files
 
     assumptions = assumptions or DEFAULT_THROUGHPUT
     study = Study(cfg)
@@ -247,6 +248,9 @@ def jobs_from_config(cfg: dict[str, Any], assumptions: dict | None = None) -> li
                    table=table)
 
     jobs = [Job("study_config")]
+    # one task-set file per distinct (group, task list): evaluation jobs with equal sets share it
+    for path in sorted({path for path, _ in task_set_files(study).values()}):
+        jobs.append(Job("task_set", path))
     if study.corpus_outputs():
         jobs.append(Job("quickstart_corpus"))
     for data in study.data_used:

@@ -60,12 +60,13 @@ def task_set_file(study, group: str, final: bool = True, _cache: dict | None = N
 
 
 def used_task_sets(study) -> list[tuple[str, bool]]:
-    """(group, final) of every evaluation job of the study: final checkpoints and base models
-    (final), intermediate checkpoints (not final)."""
+    """(group, final) of every evaluation job of the study: ``final`` for the checkpoints
+    that get the full benchmark (:meth:`Run.full_benchmark`) and the base models, not for the
+    others (intermediate checkpoints, subset folds)."""
     used = set()
     for run in study.runs:
         for step in run.eval_steps:
-            final = step == run.final_step
+            final = run.full_benchmark(step)  # the task list the job runs (evaluate.smk's params)
             used.update((group, final) for group in study.groups_for(run, final=final))
     if study.evaluation["include_base"]:
         used.update((group, True) for group in study.groups_for(None))

@@ -25,7 +25,7 @@ rule evaluate_checkpoint:
         done=f"{RESULTS}/runs/{{run}}/done",
         config=ancient(CONFIG_FILE),
         data=lambda wc: paths(STUDY.eval_inputs(run_of(wc), wc.group)),
-        tasks=task_set_input(lambda wc: int(wc.step) == run_of(wc).final_step),
+        tasks=task_set_input(lambda wc: run_of(wc).full_benchmark(int(wc.step))),
     output:
         f"{RESULTS}/eval/{{run}}/step~{{step}}/{{group}}.done",
     params:

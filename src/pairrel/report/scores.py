@@ -414,6 +414,7 @@ def infer_task_spec(result: ResultFile) -> TaskSpec | None:
     its nDCG@10. The main score is then the type's own (``task_specs.MAIN_SCORES``), as pairrel
     scores a user's tasks of that type.
     """
+    from pairrel.evaluate.benchmark_table import leaderboard_split
     from pairrel.evaluate.task_specs import MAIN_SCORES
 
     if not result.scores:
