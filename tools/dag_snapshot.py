@@ -51,7 +51,7 @@ def jobs(output: str) -> list[str]:
             if field.startswith("resources:"):  # the machine's temp folder is not the plan's
                 field = ", ".join(r for r in field.split(", ") if not r.startswith(("resources: tmpdir=", "tmpdir=")))
                 field = field if field.startswith("resources:") else "resources: " + field
-                if field == "resources:":
+                if field.strip() == "resources:":
                     continue
             current.append("    " + field)
         elif line.startswith("Shell command:"):
