@@ -39,8 +39,6 @@ from pairrel.config import ConfigError, deep_merge, load_config
 from pairrel.io import file_sha256
 from pairrel.evaluate.task_specs import QUICKSTART_BENCHMARK
 
-# Run-id axes in order; `fold` appears only for runs of a data mix with a K-fold source.
-RUN_AXES = ("model", "data", "loss", "labels", "fold", "seed")
 # Training settings that leave the weights unchanged: changing them never retrains a run.
 # (checkpoint_every is not one: a resumed run would lack the new intermediate checkpoints.)
 NEUTRAL_TRAINING_KEYS = ("num_threads", "log_every", "skip_nonfinite_batches", "min_applied_fraction", "gpus",
@@ -57,7 +55,6 @@ ALL_GROUP, LOCAL_GROUP, HELDOUT_GROUP = "all", "local", "heldout"
 GROUP_JOIN = "+"  # task types evaluated by one job: "Classification+Clustering+STS"
 CHECKPOINT_PREFIX = "checkpoint-"
 RUN_ID_PATTERN = r"model~[^/~]+/data~[^/~]+/loss~[^/~]+/labels~[^/~]+(?:/fold~\d+)?/seed~\d+"
-_CHECKPOINT_NAME = re.compile(r"^pairrel/(?P<slug>.+)\.step-(?P<step>\d+)$")
 
 
 def canonical_json(obj: Any) -> str:

@@ -98,8 +98,6 @@ def _refuse_damaged_results():
 
 _refuse_damaged_results()
 
-REPORT_OUTPUTS = paths(STUDY.figures / f"main_table.{ext}" for ext in ("md", "csv", "tex"))
-
 
 def report_markers(wildcards):
     """Asked for alone (`snakemake report`), the report reads what is cached; as part of `all`
