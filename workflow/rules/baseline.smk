@@ -10,7 +10,7 @@ BASELINE_REFERENCE = str(REFERENCE_FILE)
 
 def baseline_tables(wildcards):
     """One table per grid model with a published checkpoint (read only when the target is asked for)."""
-    return [f"{RESULTS}/baseline_check/{m}.md" for m in baseline_models(STUDY, load_reference(BASELINE_REFERENCE))]
+    return [str(LAYOUT.path(layout.BASELINE_TABLE, model=m)) for m in baseline_models(STUDY, load_reference(BASELINE_REFERENCE))]
 
 
 rule baseline_check_model:
@@ -18,11 +18,11 @@ rule baseline_check_model:
         reference=BASELINE_REFERENCE,
         config=ancient(CONFIG_FILE),
     output:
-        f"{RESULTS}/baseline_check/{{model}}.md",
+        LAYOUT.pattern(layout.BASELINE_TABLE),
     log:
-        f"{RESULTS}/logs/baseline_check/model~{{model}}.log",
+        LAYOUT.log_pattern("baseline_check_model"),
     benchmark:
-        f"{RESULTS}/benchmarks/baseline_check/model~{{model}}.tsv"
+        LAYOUT.benchmark_pattern("baseline_check_model")
     threads: STUDY.cfg["training"]["num_threads"] or 1
     resources:
         gpu=sized("evaluate", "gpu"),

@@ -6,6 +6,7 @@ from pairrel.evaluate.records import damaged_markers
 from pairrel.io import write_json
 from pairrel.launch import launch_command, n_processes
 from pairrel.resources import job_resources
+from pairrel import layout
 from pairrel.study import RUN_ID_PATTERN, Study
 from pairrel.task_sets import task_set_files
 
@@ -16,8 +17,9 @@ put_interpreter_on_path()
 # Fails before any job runs, naming the offending key. The config files are read again with
 # pairrel's loader (as `pairrel config` reads them): a key given twice is refused, 1.0e6 is a number.
 STUDY = Study(validate_config(config_from_snakemake(workflow, config)))
-RESULTS = str(STUDY.results)
-FIGURES = str(STUDY.figures)
+# Every output, log and benchmark pattern of the rules is pairrel.layout's (LAYOUT.pattern,
+# .log_pattern, .benchmark_pattern): no rule writes a path of its own.
+LAYOUT = STUDY.layout
 CONFIG_FILE = str(STUDY.config_file)
 
 
