@@ -102,14 +102,23 @@ def base_model_name(model: str) -> str:
     return f"{MTEB_ORG}/{model}"
 
 
+CACHE_NAME_SEPARATOR = "__"  # mteb's ResultCache writes a model's "org/name" as "org__name"
+CACHE_RESULTS = "results"  # the folder of mteb's ResultCache that holds the models
+
+
 def cache_folder_name(model_name: str) -> str:
     """The folder mteb's ResultCache keeps a model's results in: ``org/name`` -> ``org__name``."""
-    return model_name.replace("/", "__")
+    return model_name.replace("/", CACHE_NAME_SEPARATOR)
 
 
 def model_name_of_cache_folder(folder_name: str) -> str:
     """The inverse of :func:`cache_folder_name`."""
-    return folder_name.replace("__", "/")
+    return folder_name.replace(CACHE_NAME_SEPARATOR, "/")
+
+
+def result_folder(cache_dir: str | Path, model_name: str, revision: str) -> Path:
+    """The folder of one model revision's results in mteb's ResultCache at ``cache_dir``."""
+    return Path(cache_dir) / CACHE_RESULTS / cache_folder_name(model_name) / revision
 
 
 def checkpoint_dir(run_dir: str | Path, step: int) -> Path:
