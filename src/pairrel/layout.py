@@ -40,6 +40,20 @@ SOURCE_STEM = "data/{data}/{source}"
 FOLD_STEM = SOURCE_STEM + ".fold~{fold}"
 PARQUET, META, FOLDS = ".parquet", ".meta.json", ".folds.json"
 
+# A run id, ``model~M/data~D/loss~L/labels~G[/fold~K]/seed~S`` (pairrel.study builds them).
+RUN_ID_PATTERN = r"model~[^/~]+/data~[^/~]+/loss~[^/~]+/labels~[^/~]+(?:/fold~\d+)?/seed~\d+"
+# What each wildcard of the patterns here may match (the rules' wildcard_constraints).
+WILDCARD_CONSTRAINTS = {
+    "run": RUN_ID_PATTERN,
+    "model": r"[^/~]+",
+    "data": r"[^/~]+",
+    "source": r"[^/.~]+",
+    "fold": r"\d+",
+    "step": r"\d+",
+    "group": r"[^/]+",
+    "hash": r"[0-9a-f]{12}",
+}
+
 RUN_DIR = "runs/{run}"
 RESOLVED_RUN = RUN_DIR + "/resolved/{hash}.yaml"
 RUN_CONFIG = "run.yaml"  # in a run's folder: the settings of its last training job

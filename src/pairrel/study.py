@@ -26,7 +26,7 @@ from typing import Any
 
 from pairrel import layout
 from pairrel.config import ConfigError, deep_merge, load_config
-from pairrel.layout import CHECKPOINT_PREFIX, Layout, checkpoint_dir  # noqa: F401 (CHECKPOINT_PREFIX: for train, cli)
+from pairrel.layout import RUN_ID_PATTERN, Layout, checkpoint_dir
 from pairrel.io import file_sha256
 from pairrel.evaluate.task_specs import QUICKSTART_BENCHMARK
 
@@ -44,7 +44,6 @@ SPEED_KEYS = ("packing", "kernels", "compile")
 # Evaluation groups besides MTEB task types.
 ALL_GROUP, LOCAL_GROUP, HELDOUT_GROUP = "all", "local", "heldout"
 GROUP_JOIN = "+"  # task types evaluated by one job: "Classification+Clustering+STS"
-RUN_ID_PATTERN = r"model~[^/~]+/data~[^/~]+/loss~[^/~]+/labels~[^/~]+(?:/fold~\d+)?/seed~\d+"
 
 
 def canonical_json(obj: Any) -> str:

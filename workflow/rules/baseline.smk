@@ -3,14 +3,6 @@
 #   snakemake --cores all --use-conda baseline_check
 # A table per model under results/{experiment}/baseline_check/; a task beyond the reference
 # file's tolerance fails the job (its table is left as <model>.failed.md).
-from pairrel.evaluate.baseline import REFERENCE_FILE, baseline_models, load_reference
-
-BASELINE_REFERENCE = str(REFERENCE_FILE)
-
-
-def baseline_tables(wildcards):
-    """One table per grid model with a published checkpoint (read only when the target is asked for)."""
-    return [str(LAYOUT.path(layout.BASELINE_TABLE, model=m)) for m in baseline_models(STUDY, load_reference(BASELINE_REFERENCE))]
 
 
 rule baseline_check_model:

@@ -3,14 +3,6 @@
 # schedules training or evaluation.
 
 
-def shown(output, category, subcategory):
-    """The files of one table or figure (pairrel.layout.REPORT_FILES): the first is shown, with its
-    caption (workflow/report/<output>.rst), by `snakemake --report report.html`."""
-    first, *rest = LAYOUT.report_files(output)
-    caption = os.path.join("..", "report", output + ".rst")
-    return [report(first, caption=caption, category=category, subcategory=subcategory), *rest]
-
-
 rule report:
     input:
         config=ancient(CONFIG_FILE),
