@@ -125,15 +125,16 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         raise
 
 
-def read_text(path: str | Path) -> str:
-    """UTF-8 text of ``path``; undecodable bytes raise :class:`FileFormatError` with the line."""
+def read_text(path: str | Path, error: type[Exception] = FileFormatError, skip_bom: bool = False) -> str:
+    """UTF-8 text of ``path``; undecodable bytes raise ``error`` naming the file and line.
+    ``skip_bom``: a leading byte-order mark is not part of the text (Windows editors write one)."""
     path = Path(path)
     data = path.read_bytes()
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8-sig" if skip_bom else "utf-8")
     except UnicodeDecodeError as err:
         line = data.count(b"\n", 0, err.start) + 1
-        raise FileFormatError(f"{path}: line {line}: not valid UTF-8 (byte offset {err.start})") from None
+        raise error(f"{path}: line {line}: not valid UTF-8 (byte offset {err.start}); save the file as UTF-8") from None
 
 
 def read_json(path: str | Path) -> Any:

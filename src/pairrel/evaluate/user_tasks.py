@@ -55,7 +55,7 @@ from mteb.abstasks.task_metadata import TaskMetadata
 
 from pairrel.evaluate.local_tasks import LOCAL_TASK_METADATA, OneSplitTask
 from pairrel.evaluate.task_specs import USER_TASK_TYPES, user_task_spec
-from pairrel.io import iter_json_objects
+from pairrel.io import iter_json_objects, read_text
 
 CONFIG_KEY = "evaluation.local_tasks"
 BEIR_FILES = ("corpus.jsonl", "queries.jsonl", "qrels/test.tsv")
@@ -102,12 +102,7 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 def _decoded(path: Path) -> str:
     """The file's text: UTF-8, a leading byte-order mark skipped (Windows editors write one; it
     would otherwise be part of the first column's name); other bytes are an error naming the line."""
-    data = path.read_bytes()
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        line = data.count(b"\n", 0, err.start) + 1
-        raise TaskFileError(f"{path}: line {line}: not valid UTF-8 (byte offset {err.start}); save the file as UTF-8") from None
+    return read_text(path, error=TaskFileError, skip_bom=True)
 
 
 def _text(path: Path, number: int, row: dict, column: str) -> str:
