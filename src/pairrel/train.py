@@ -473,7 +473,7 @@ class Trainer:
         bar = tqdm(total=total, initial=start, desc=self.cfg["run_id"],
                    disable=not (self.progress and main and to_terminal), dynamic_ncols=True)
         lines = StepLog(self.cfg["run_id"], total, start) if self.progress and main and not to_terminal else None
-        log_path = self.run_dir / "metrics.jsonl" if main else Path(os.devnull)  # one writer
+        log_path = self.run_dir / METRICS if main else Path(os.devnull)  # one writer
         skipped: list[int] = _skipped_before(loaded)  # steps skipped before the resume, too
         self._skipped = skipped
         consecutive_skips = 0
