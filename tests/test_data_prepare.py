@@ -139,7 +139,7 @@ def test_bad_jsonl_names_file_and_line(tmp_path, line, message):
     path = tmp_path / "bad.jsonl"
     path.write_text('{"query": "a", "positive": "b"}\n' + line + "\n")
     out = tmp_path / "out" / "bad.parquet"
-    with pytest.raises(SourceError, match=f"bad.jsonl {message}"):
+    with pytest.raises(SourceError, match=f"bad.jsonl: {message}"):
         prepare_source("bad", {"jsonl": str(path)}, out)
     assert not out.exists() and no_leftovers(out.parent)
 

@@ -101,7 +101,7 @@ def test_pool_errors_name_the_part_and_leave_nothing(tmp_path):
         prepare_source("allnli", cfg, out)
     bad = pool_config(tmp_path)
     Path(bad["parts"]["allnli_split1"]["jsonl"]).write_text('{"query": "x", "positive": "y"}\n{"query": 3}\n')
-    with pytest.raises(SourceError, match="allnli_split1.jsonl line 2"):
+    with pytest.raises(SourceError, match="allnli_split1.jsonl: line 2"):
         prepare_source("allnli", bad, out)
     assert not out.parent.exists() or not any(out.parent.iterdir())
     # what the schema refuses is refused by ``pairrel data prepare`` on an unvalidated config too

@@ -146,4 +146,4 @@ def test_jsonl_check_reports_unparsable_lines_by_file_and_line(tmp_path):
     path.write_text(json.dumps({"query": "q", "positive": "p"}) + "\n" + "[1, 2]\n")
     assert jsonl_problems("s", path, None) == [f"s: {path}: line 2: expected a JSON object, got list"]
     path.write_bytes(b'{"query": "q", "positive": "p"}\n{"query": "\xff"}\n')
-    assert jsonl_problems("s", path, None) == [f"s: {path}: line 2: not UTF-8"]
+    assert jsonl_problems("s", path, None) == [f"s: {path}: line 2: not valid UTF-8; save the file as UTF-8"]

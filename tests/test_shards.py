@@ -10,7 +10,7 @@ from pairrel.data import quickstart
 from pairrel.data.registry import register_local_dir
 from pairrel.encoder import EncoderConfig, build_encoder
 from pairrel.evaluate.local_tasks import LocalRetrieval, local_tasks
-from pairrel.evaluate.model import PairrelModel, evaluate_model, model_identity
+from pairrel.evaluate.model import PairrelModel, evaluate_model
 from pairrel.evaluate.shards import ShardStore, digest
 
 DATASET = "pairrel-test-shards/test"
@@ -80,7 +80,7 @@ class KilledAfter(ShardStore):
 
 
 def test_a_killed_corpus_encoding_resumes_from_its_shards(collection, minilm, forwarded, tmp_path):
-    identity = model_identity(NAME, REVISION, KWARGS, minilm)
+    identity = f"{NAME}@{REVISION}"  # as pairrel.evaluate.run names a checkpoint's shards
     n_docs, n_queries = len(collection["docs"]), len(collection["queries"])
     assert n_docs > 4 * SHARD_TEXTS and n_queries > 0  # several corpus shards
 
@@ -107,7 +107,7 @@ def test_a_killed_corpus_encoding_resumes_from_its_shards(collection, minilm, fo
 
 
 def test_two_tasks_on_one_corpus_encode_it_once(collection, minilm, forwarded, tmp_path):
-    identity = model_identity(NAME, REVISION, KWARGS, minilm)
+    identity = f"{NAME}@{REVISION}"  # as pairrel.evaluate.run names a checkpoint's shards
     n_docs, n_queries = len(collection["docs"]), len(collection["queries"])
     tasks = [_retrieval(), _retrieval("PairrelTwinRetrieval")]
 

@@ -17,7 +17,6 @@ from pairrel.evaluate.user_tasks import (
     read_beir_folder,
     read_pair_file,
     read_sts_file,
-    select_named_tasks,
     user_tasks,
 )
 
@@ -187,12 +186,12 @@ def test_fingerprint_follows_the_bytes_not_the_location(tmp_path):
 @pytest.mark.parametrize(
     "name, content, message",
     [
-        ("s.csv", "sentence1,sentence2,score\na,b,1\nc,d,high\n", r"s\.csv:3: column 'score' must be a number, got 'high'"),
-        ("s.csv", "sentence1,sentence2,score\na,b,1\nc,d,7\n", r"s\.csv:3: score 7 outside \[min_score, max_score\]"),
+        ("s.csv", "sentence1,sentence2,score\na,b,1\nc,d,high\n", r"s\.csv: line 3: column 'score' must be a number, got 'high'"),
+        ("s.csv", "sentence1,sentence2,score\na,b,1\nc,d,7\n", r"s\.csv: line 3: score 7 outside \[min_score, max_score\]"),
         ("s.csv", "text1,sentence2,score\na,b,1\n", r"s\.csv: header lacks column\(s\) sentence1"),
-        ("s.csv", "sentence1,sentence2,score\na,b,1\n,d,2\n", r"s\.csv:3: column 'sentence1' is missing or empty"),
-        ("s.tsv", "sentence1\tsentence2\tscore\na\tb\t1\tx\n", r"s\.tsv:2: 4 fields, the header has 3"),
-        ("s.jsonl", '{"sentence1": "a", "sentence2": "b", "score": 1}\n{"sentence1": "a"\n', r"s\.jsonl:2: not valid JSON"),
+        ("s.csv", "sentence1,sentence2,score\na,b,1\n,d,2\n", r"s\.csv: line 3: column 'sentence1' is missing or empty"),
+        ("s.tsv", "sentence1\tsentence2\tscore\na\tb\t1\tx\n", r"s\.tsv: line 2: 4 fields, the header has 3"),
+        ("s.jsonl", '{"sentence1": "a", "sentence2": "b", "score": 1}\n{"sentence1": "a"\n', r"s\.jsonl: line 2: not valid JSON"),
         ("s.txt", "a,b,1\n", r"unsupported file type '\.txt'"),
     ],
 )
@@ -204,17 +203,17 @@ def test_bad_sts_files_name_file_and_line(tmp_path, name, content, message):
 
 def test_bad_pair_and_beir_files_name_file_and_line(tmp_path):
     (tmp_path / "p.csv").write_text("sentence1,sentence2,label\na,b,1\nc,d,2\n")
-    with pytest.raises(TaskFileError, match=r"p\.csv:3: column 'label' must be 0 or 1, got '2'"):
+    with pytest.raises(TaskFileError, match=r"p\.csv: line 3: column 'label' must be 0 or 1, got '2'"):
         read_pair_file(tmp_path / "p.csv")
     (tmp_path / "p.csv").write_text("sentence1,sentence2,label\na,b,1\nc,d,1\n")
     with pytest.raises(TaskFileError, match=r"both labels 0 and 1"):
         read_pair_file(tmp_path / "p.csv")
     write_beir(tmp_path / "beir", qrels=QRELS + [("q1", "d99", 1)])
-    with pytest.raises(TaskFileError, match=r"test\.tsv:13: corpus-id 'd99' is not in corpus\.jsonl"):
+    with pytest.raises(TaskFileError, match=r"test\.tsv: line 13: corpus-id 'd99' is not in corpus\.jsonl"):
         read_beir_folder(tmp_path / "beir")
     with open(tmp_path / "beir" / "corpus.jsonl", "a") as out:
         out.write(json.dumps({"_id": "d1", "text": "again"}) + "\n")
-    with pytest.raises(TaskFileError, match=r"corpus\.jsonl:13: duplicate _id 'd1'"):
+    with pytest.raises(TaskFileError, match=r"corpus\.jsonl: line 13: duplicate _id 'd1'"):
         read_beir_folder(tmp_path / "beir")
 
 
@@ -231,18 +230,6 @@ def test_bad_config_entries_name_the_key(tmp_path):
         user_tasks([{**good, "path": str(tmp_path / "nope.csv")}])
     with pytest.raises(TaskFileError, match=r"unknown key\(s\) score_range"):
         user_tasks([{**good, "score_range": [0, 5]}])
-
-
-def test_select_named_tasks_mixes_local_and_mteb_and_refuses_unknown_names(tmp_path):
-    shutil.copy(STS_CSV, tmp_path / "sts.csv")
-    local = [{"name": "MySTS", "type": "STS", "path": "sts.csv"}]
-    tasks = select_named_tasks(["STSBenchmark", "MySTS"], "MTEB(eng, v1)", local, base_dir=tmp_path)
-    assert [t.metadata.name for t in tasks] == ["STSBenchmark", "MySTS"]
-    assert tasks[1].metadata.type == "STS" and not tasks[1].data_loaded
-    with pytest.raises(ValueError, match=r"unknown task\(s\): MySTs \(did you mean MySTS"):
-        select_named_tasks(["MySTs"], "MTEB(eng, v1)", local, base_dir=tmp_path)
-    with pytest.raises(ValueError, match=r"STSBenchmarkk \(did you mean STSBenchmark"):
-        select_named_tasks(["STSBenchmarkk"], "MTEB(eng, v1)", local, base_dir=tmp_path)
 
 
 def test_report_of_a_folder_with_only_a_user_task_tables_that_task(minilm, tmp_path):

@@ -64,6 +64,7 @@ def cmd_config(args) -> int:
 
 def cmd_train(args) -> int:
     from pairrel.config import load_yaml, write_yaml
+    from pairrel.layout import RUN_CONFIG
     from pairrel.train import Trainer
 
     if args.run_config is not None:
@@ -75,7 +76,7 @@ def cmd_train(args) -> int:
     if not isinstance(run_cfg.get("dir"), str):
         raise ConfigError(f"{args.run_config}: not a resolved run config (no 'dir'; the workflow writes these)")
     run_dir = Path(run_cfg["dir"])
-    write_yaml(run_dir / "run.yaml", run_cfg)  # the settings this training job runs with
+    write_yaml(run_dir / RUN_CONFIG, run_cfg)  # the settings this training job runs with
     return Trainer(run_cfg, run_dir, progress=not args.no_progress).run()
 
 
@@ -104,7 +105,7 @@ def cmd_evaluate(args) -> int:
 
 def checkpoint_step(path: Path) -> int:
     """The step of a ``checkpoint-{step}`` folder."""
-    from pairrel.study import CHECKPOINT_PREFIX
+    from pairrel.layout import CHECKPOINT_PREFIX
 
     name = Path(path).name
     if not name.startswith(CHECKPOINT_PREFIX) or not name[len(CHECKPOINT_PREFIX):].isdigit():

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from pairrel.io import apply_umask
+from pairrel.layout import ADAPTER_CONFIG, ADAPTER_PICKLE, ADAPTER_TENSORS, STATE_JSON
 
 EXPORT_META = "pairrel_export.json"
 ADAPTER_DIR = "adapter"
@@ -79,11 +80,11 @@ def portable_model_id(name_or_path: str, hub_id: str | None, key: str) -> tuple[
 
 
 def _check_checkpoint(checkpoint_dir: Path) -> None:
-    if not (checkpoint_dir / "adapter_config.json").is_file():
-        raise ExportError(f"{checkpoint_dir}: not a checkpoint (no adapter_config.json)")
-    if not any((checkpoint_dir / name).is_file() for name in ("adapter_model.safetensors", "adapter_model.bin")):
-        raise ExportError(f"{checkpoint_dir}: no adapter weights (adapter_model.safetensors)")
-    if (checkpoint_dir / "trainer_state.json").is_file():  # a pairrel checkpoint: its checksums first
+    if not (checkpoint_dir / ADAPTER_CONFIG).is_file():
+        raise ExportError(f"{checkpoint_dir}: not a checkpoint (no {ADAPTER_CONFIG})")
+    if not any((checkpoint_dir / name).is_file() for name in (ADAPTER_TENSORS, ADAPTER_PICKLE)):
+        raise ExportError(f"{checkpoint_dir}: no adapter weights ({ADAPTER_TENSORS})")
+    if (checkpoint_dir / STATE_JSON).is_file():  # a pairrel checkpoint: its checksums first
         from pairrel.trainer_state import CheckpointError, verify_checkpoint
 
         try:
@@ -94,12 +95,12 @@ def _check_checkpoint(checkpoint_dir: Path) -> None:
 
 def _write_adapter(checkpoint_dir: Path, out: Path, base_id: str) -> None:
     out.mkdir(parents=True)
-    for name in ("adapter_model.safetensors", "adapter_model.bin"):
+    for name in (ADAPTER_TENSORS, ADAPTER_PICKLE):
         if (checkpoint_dir / name).is_file():
             shutil.copy2(checkpoint_dir / name, out / name)
-    config = json.loads((checkpoint_dir / "adapter_config.json").read_text())
+    config = json.loads((checkpoint_dir / ADAPTER_CONFIG).read_text())
     config["base_model_name_or_path"] = base_id
-    (out / "adapter_config.json").write_text(json.dumps(config, indent=2) + "\n")
+    (out / ADAPTER_CONFIG).write_text(json.dumps(config, indent=2) + "\n")
 
 
 def query_prompts(instructions: dict[str, str]) -> dict[str, str]:
@@ -254,8 +255,8 @@ def export_checkpoint(model_cfg: dict, checkpoint_dir, out_dir, merge: bool, car
         instructions = {name: s.get("instruction", "") for name, s in (card_info.get("data") or {}).items()}
     prompts = query_prompts(instructions)
     step = card_info.get("step")
-    if step is None and (checkpoint_dir / "trainer_state.json").is_file():
-        step = json.loads((checkpoint_dir / "trainer_state.json").read_text()).get("step")
+    if step is None and (checkpoint_dir / STATE_JSON).is_file():
+        step = json.loads((checkpoint_dir / STATE_JSON).read_text()).get("step")
     meta = {
         "format": 1,
         "name": card_info.get("title") or f"pairrel-{model_key}",
@@ -391,7 +392,7 @@ def cmd_export(args) -> int:
     if args.step not in run.steps:
         raise ConfigError(f"--step {args.step}: {run.id} writes checkpoints at steps {run.steps}")
     checkpoint = Path(args.checkpoint) if args.checkpoint else run.checkpoint(args.step)
-    state = checkpoint / "trainer_state.json"
+    state = checkpoint / STATE_JSON
     if state.is_file() and json.loads(state.read_text()).get("step") != args.step:
         raise ExportError(f"{checkpoint}: holds step {json.loads(state.read_text()).get('step')}, not --step {args.step}")
     out = export_checkpoint(run.config["model"], checkpoint, args.out, args.merge,

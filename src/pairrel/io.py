@@ -23,7 +23,7 @@ import os
 import shutil
 import threading
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 _UMASK_LOCK = threading.Lock()
 
@@ -38,11 +38,6 @@ def current_umask() -> int:
         mask = os.umask(0o022)
         os.umask(mask)
     return mask
-
-
-def file_mode() -> int:
-    """Mode of a newly created regular file: ``0o666 & ~umask``."""
-    return 0o666 & ~current_umask()
 
 
 def _temp_name(path: Path) -> Path:
@@ -130,15 +125,16 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         raise
 
 
-def read_text(path: str | Path) -> str:
-    """UTF-8 text of ``path``; undecodable bytes raise :class:`FileFormatError` with the line."""
+def read_text(path: str | Path, error: type[Exception] = FileFormatError, skip_bom: bool = False) -> str:
+    """UTF-8 text of ``path``; undecodable bytes raise ``error`` naming the file and line.
+    ``skip_bom``: a leading byte-order mark is not part of the text (Windows editors write one)."""
     path = Path(path)
     data = path.read_bytes()
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8-sig" if skip_bom else "utf-8")
     except UnicodeDecodeError as err:
         line = data.count(b"\n", 0, err.start) + 1
-        raise FileFormatError(f"{path}: line {line}: not valid UTF-8 (byte offset {err.start})") from None
+        raise error(f"{path}: line {line}: not valid UTF-8 (byte offset {err.start}); save the file as UTF-8") from None
 
 
 def read_json(path: str | Path) -> Any:
@@ -175,25 +171,32 @@ def read_jsonl(path: str | Path, drop_partial_last_line: bool = False) -> list[A
     return records
 
 
-def iter_json_objects(path: str | Path) -> Iterator[tuple[int, dict]]:
+def iter_json_objects(path: str | Path, error: type[Exception] = FileFormatError,
+                      on_blank: Callable[[int], None] | None = None) -> Iterator[tuple[int, dict]]:
     """Stream ``(line number, object)`` for each non-blank line of a JSONL file, never holding
-    the file in memory; a line that is not a JSON object (or not UTF-8) is a FileFormatError
-    naming the file and line."""
+    the file in memory: the one JSONL reader (metrics, recipes, user tasks, data sources).
+
+    A line that is not a JSON object (or not UTF-8) raises ``error`` with the message
+    ``{path}: line {N}: ...``. A leading byte-order mark is skipped (Windows editors write one).
+    A blank line is skipped, after ``on_blank(line number)`` when given (a caller counting them).
+    """
     path = Path(path)
     with open(path, "rb") as lines:  # bytes, decoded per line: a decoding error names its line
         for number, raw in enumerate(lines, 1):
             try:
-                line = raw.decode("utf-8")
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
             except UnicodeDecodeError:
-                raise FileFormatError(f"{path}: line {number}: not UTF-8") from None
+                raise error(f"{path}: line {number}: not valid UTF-8; save the file as UTF-8") from None
             if not line.strip():
+                if on_blank is not None:
+                    on_blank(number)
                 continue
             try:
                 value = json.loads(line)
             except json.JSONDecodeError as err:
-                raise FileFormatError(f"{path}: line {number}: not valid JSON ({err.msg})") from None
+                raise error(f"{path}: line {number}: not valid JSON ({err.msg})") from None
             if not isinstance(value, dict):
-                raise FileFormatError(f"{path}: line {number}: expected a JSON object, got {type(value).__name__}")
+                raise error(f"{path}: line {number}: expected a JSON object, got {type(value).__name__}")
             yield number, value
 
 

@@ -2,19 +2,8 @@
 
 A :class:`Study` is built once from a validated, defaults-filled config
 (:func:`pairrel.config.load_config`). The Snakefile, the CLI, the trainer, evaluation and the
-report all ask it; no other module builds a path, a run id or an mteb model name.
-
-Layout under ``results/{experiment}/``::
-
-    config.yaml                                   the merged config, frozen by a DAG job
-    data/{data}/{source}[.fold~{k}].parquet       prepared pairs (+ .meta.json; K-fold: .folds.json)
-    runs/{run_id}/run.yaml                        the resolved run config (training's input)
-    runs/{run_id}/checkpoint-{step}/, metrics.jsonl, done
-    models/{model}.yaml                           a base model's resolved config (its evaluation's input)
-    eval/{run_id}/step~{step}/{group}.done        one evaluation job (JSON: mteb name, revision, scores)
-    eval/base/model~{model}/{group}.done
-    mteb/results/<org>__<name>/<revision>/…       mteb's own result cache
-    logs/…, benchmarks/…                          one log and one timing file per job
+report all ask it; no other module builds a run id. Every path pattern and mteb name is
+:mod:`pairrel.layout`'s; a study fills them with its runs' values (``Study.layout``).
 
 **Run ids** read ``model~M/data~D/loss~L/labels~G[/fold~K]/seed~S`` (the fold part only for data
 mixes with a K-fold source). **Result identity**: each checkpoint is its own mteb model, named
@@ -35,12 +24,12 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from pairrel import layout
 from pairrel.config import ConfigError, deep_merge, load_config
+from pairrel.layout import RUN_ID_PATTERN, Layout, checkpoint_dir
 from pairrel.io import file_sha256
 from pairrel.evaluate.task_specs import QUICKSTART_BENCHMARK
 
-# Run-id axes in order; `fold` appears only for runs of a data mix with a K-fold source.
-RUN_AXES = ("model", "data", "loss", "labels", "fold", "seed")
 # Training settings that leave the weights unchanged: changing them never retrains a run.
 # (checkpoint_every is not one: a resumed run would lack the new intermediate checkpoints.)
 NEUTRAL_TRAINING_KEYS = ("num_threads", "log_every", "skip_nonfinite_batches", "min_applied_fraction", "gpus",
@@ -55,9 +44,6 @@ SPEED_KEYS = ("packing", "kernels", "compile")
 # Evaluation groups besides MTEB task types.
 ALL_GROUP, LOCAL_GROUP, HELDOUT_GROUP = "all", "local", "heldout"
 GROUP_JOIN = "+"  # task types evaluated by one job: "Classification+Clustering+STS"
-CHECKPOINT_PREFIX = "checkpoint-"
-RUN_ID_PATTERN = r"model~[^/~]+/data~[^/~]+/loss~[^/~]+/labels~[^/~]+(?:/fold~\d+)?/seed~\d+"
-_CHECKPOINT_NAME = re.compile(r"^pairrel/(?P<slug>.+)\.step-(?P<step>\d+)$")
 
 
 def canonical_json(obj: Any) -> str:
@@ -100,9 +86,9 @@ def training_fingerprint(run_cfg: dict) -> str:
 def checkpoint_revision(checkpoint_dir: str | Path, model_cfg: dict) -> str:
     """The mteb revision of a checkpoint: 12 hex digits of SHA-256 over its adapter weights and
     the encoder settings it is evaluated with. Same weights and settings, same revision."""
-    weights = Path(checkpoint_dir) / "adapter_model.safetensors"
+    weights = Path(checkpoint_dir) / layout.ADAPTER_TENSORS
     if not weights.is_file():
-        raise FileNotFoundError(f"{checkpoint_dir}: not a checkpoint (no adapter_model.safetensors)")
+        raise FileNotFoundError(f"{checkpoint_dir}: not a checkpoint (no {layout.ADAPTER_TENSORS})")
     return sha256_text(_weights_sha256(weights) + canonical_json(encoder_settings(model_cfg)))[:12]
 
 
@@ -110,7 +96,7 @@ def _weights_sha256(weights: Path) -> str:
     """SHA-256 of a checkpoint's adapter: the one its trainer_state.json records (the trainer
     checks it on every read), else read from the file (an 8B adapter is ~170 MB)."""
     try:
-        recorded = json.loads((weights.parent / "trainer_state.json").read_text())["files"][weights.name]
+        recorded = json.loads((weights.parent / layout.STATE_JSON).read_text())["files"][weights.name]
     except (OSError, ValueError, KeyError, TypeError):
         recorded = None
     if isinstance(recorded, str) and len(recorded) == 64 and weights.stat().st_size > (1 << 24):
@@ -121,11 +107,6 @@ def _weights_sha256(weights: Path) -> str:
 def base_revision(model_cfg: dict) -> str:
     """The mteb revision of an untrained base model: a fingerprint of its config."""
     return "base-" + sha256_text(canonical_json(encoder_settings(model_cfg)))[:10]
-
-
-def checkpoint_dir(run_dir: str | Path, step: int) -> Path:
-    """``{run_dir}/checkpoint-{step}``: one checkpoint of a run."""
-    return Path(run_dir) / f"{CHECKPOINT_PREFIX}{step}"
 
 
 def checkpoint_steps(training: dict) -> list[int]:
@@ -190,22 +171,22 @@ class Run:
 
     @property
     def dir(self) -> Path:
-        return self.study.results / "runs" / self.id
+        return self.study.layout.path(layout.RUN_DIR, run=self.id)
 
     @property
     def config_file(self) -> Path:
         """``run.yaml``: the resolved config of the run's last training job (for readers)."""
-        return self.dir / "run.yaml"
+        return self.dir / layout.RUN_CONFIG
 
     @cached_property  # the DAG asks it of every job; the config of a Study never changes
     def resolved_file(self) -> Path:
         """The resolved config, named by its content: a changed setting is another input file of
         the training job, so Snakemake retrains the run (and keeps the history of settings)."""
-        return self.dir / "resolved" / f"{sha256_text(canonical_json(self.config))[:12]}.yaml"
+        return self.study.layout.path(layout.RESOLVED_RUN, run=self.id, hash=sha256_text(canonical_json(self.config))[:12])
 
     @property
     def done_file(self) -> Path:
-        return self.dir / "done"
+        return self.dir / layout.DONE
 
     def checkpoint(self, step: int) -> Path:
         return checkpoint_dir(self.dir, step)
@@ -234,16 +215,16 @@ class Run:
         return step == self.final_step and self.study.gets_full_benchmark(self)
 
     def eval_marker(self, step: int, group: str) -> Path:
-        return self.study.results / "eval" / self.id / f"step~{step}" / f"{group}.done"
+        return self.study.layout.path(layout.EVAL_MARKER, run=self.id, step=step, group=group)
 
     def mteb_name(self, step: int) -> str:
-        return f"pairrel/{self.slug}.step-{step}"
+        return layout.checkpoint_model_name(self.slug, step)
 
     @property
     def prepared(self) -> dict[str, dict[str, str]]:
         """Prepared files of each source of the run's mix (K-fold sources: the run's fold)."""
         return {source: {"parquet": str(self.study.prepared(self.data, source, self.fold)),
-                         "meta": str(self.study.prepared(self.data, source, self.fold, ".meta.json"))}
+                         "meta": str(self.study.prepared(self.data, source, self.fold, layout.META))}
                 for source in self.study.cfg["data"][self.data]["sources"]}
 
     @property
@@ -274,8 +255,8 @@ class Study:
         self.cfg = cfg
         self.root = Path(root)
         self.experiment: str = cfg["experiment"]
-        self.results = self.root / "results" / self.experiment
-        self.figures = self.root / "paper_figures" / self.experiment
+        self.layout = Layout(self.root, self.experiment)
+        self.results, self.figures = self.layout.results, self.layout.figures
         self.evaluation: dict[str, Any] = cfg["evaluation"]
         self.runs: list[Run] = self._expand()
         self._by_id = {run.id: run for run in self.runs}
@@ -352,25 +333,24 @@ class Study:
     @property
     def config_file(self) -> Path:
         """The merged, defaults-filled config every job reads (a DAG output, written under the lock)."""
-        return self.results / "config.yaml"
+        return self.layout.path(layout.CONFIG)
 
     @property
     def mteb_cache(self) -> Path:
-        return self.results / "mteb"
+        return self.layout.path(layout.MTEB_CACHE)
 
     @property
     def embeddings_dir(self) -> Path:
         """On-disk corpus embeddings of running evaluations (resumable; removed when done)."""
-        return self.results / "embeddings"
+        return self.layout.path(layout.EMBEDDINGS)
 
-    def prepared(self, data: str, source: str, fold: int | None = None, suffix: str = ".parquet") -> Path:
+    def prepared(self, data: str, source: str, fold: int | None = None, suffix: str = layout.PARQUET) -> Path:
         """A prepared source file; a K-fold source has one per fold (its training queries)."""
         spec = self.cfg["data"][data]["sources"][source]
-        stem = f"{source}.fold~{fold}" if spec.get("folds") and fold is not None else source
-        return self.results / "data" / data / f"{stem}{suffix}"
+        return self.layout.prepared(data, source, fold if spec.get("folds") else None, suffix)
 
     def folds_file(self, data: str, source: str, fold: int) -> Path:
-        return self.prepared(data, source, fold, ".folds.json")
+        return self.prepared(data, source, fold, layout.FOLDS)
 
     def source_parts(self, data: str) -> list[tuple[str, int | None]]:
         """(source, fold) of every prepared file the mix's runs use."""
@@ -386,16 +366,10 @@ class Study:
     def model_file(self, model: str) -> Path:
         """A base model's resolved config, named by its content (as :attr:`Run.resolved_file`)."""
         cfg = self.cfg["models"][model]
-        return self.results / "models" / model / f"{sha256_text(canonical_json(cfg))[:12]}.yaml"
+        return self.layout.path(layout.RESOLVED_MODEL, model=model, hash=sha256_text(canonical_json(cfg))[:12])
 
     def base_marker(self, model: str, group: str) -> Path:
-        return self.results / "eval" / "base" / f"model~{model}" / f"{group}.done"
-
-    def log(self, *parts: str) -> Path:
-        return self.results / "logs" / Path(*parts)
-
-    def benchmark_file(self, *parts: str) -> Path:
-        return self.results / "benchmarks" / Path(*parts)
+        return self.layout.path(layout.BASE_MARKER, model=model, group=group)
 
     # -- evaluation plan ---------------------------------------------------------------------
     @property
@@ -528,8 +502,9 @@ class Study:
         if mteb_name in self._checkpoint_names:
             run, step = self._checkpoint_names[mteb_name]
             return run, run.model, step
-        if mteb_name.startswith("pairrel/") and mteb_name[len("pairrel/"):] in self.cfg["models"]:
-            return None, mteb_name[len("pairrel/"):], None
+        model = mteb_name.removeprefix(layout.base_model_name(""))
+        if model != mteb_name and model in self.cfg["models"]:
+            return None, model, None
         return None, None, None
 
     def evaluated_model(self, model: str) -> dict:
@@ -549,7 +524,7 @@ class Study:
         if run is None:
             return base_revision(self.evaluated_model(model))
         checkpoint = run.checkpoint(step)
-        if (checkpoint / "adapter_model.safetensors").is_file():
+        if (checkpoint / layout.ADAPTER_TENSORS).is_file():
             # The weights on disk decide: markers of an older training may still lie in eval/.
             return checkpoint_revision(checkpoint, self.evaluated_model(model))
         if run.dir.is_dir() and not run.done_file.is_file():

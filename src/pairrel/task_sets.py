@@ -22,10 +22,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from pairrel import layout
 from pairrel.config import ConfigError
 from pairrel.study import canonical_json, sha256_text
-
-TASK_SETS_DIR = "tasks"
 
 
 def _user_fingerprints(study, names: set[str], cache: dict) -> dict[str, str]:
@@ -56,7 +55,7 @@ def task_set(study, group: str, final: bool = True, _cache: dict | None = None) 
 def task_set_file(study, group: str, final: bool = True, _cache: dict | None = None) -> Path:
     """``results/{experiment}/tasks/{group}/{hash}.json`` of a job's task set."""
     content = task_set(study, group, final, _cache)
-    return study.results / TASK_SETS_DIR / group / f"{sha256_text(canonical_json(content))[:12]}.json"
+    return study.layout.path(layout.TASK_SET, group=group, hash=sha256_text(canonical_json(content))[:12])
 
 
 def used_task_sets(study) -> list[tuple[str, bool]]:

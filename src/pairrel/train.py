@@ -44,7 +44,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from pairrel.study import CHECKPOINT_PREFIX, checkpoint_dir, checkpoint_steps, training_fingerprint
+from pairrel.layout import CHECKPOINT_PREFIX, DONE, METRICS, STATE_JSON, checkpoint_dir
+from pairrel.study import checkpoint_steps, training_fingerprint
 from pairrel.trainer_state import CheckpointError
 
 PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM, what a scheduler expects from a terminated job
@@ -76,7 +77,7 @@ def _skipped_before(loaded) -> list[int]:
     if loaded is None:
         return []
     try:
-        state = json.loads((Path(loaded.path) / "trainer_state.json").read_text(encoding="utf-8"))
+        state = json.loads((Path(loaded.path) / STATE_JSON).read_text(encoding="utf-8"))
         return [int(step) for step in state.get("skipped_nonfinite_steps") or []]
     except (OSError, ValueError, TypeError, AttributeError):
         return []
@@ -101,7 +102,7 @@ def checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
     found = []
     for path in Path(run_dir).glob(f"{CHECKPOINT_PREFIX}*"):
         step = path.name[len(CHECKPOINT_PREFIX) :]
-        if step.isdigit() and (path / "trainer_state.json").exists():
+        if step.isdigit() and (path / STATE_JSON).exists():
             found.append((int(step), path))
     return sorted(found)
 
@@ -291,7 +292,7 @@ class Trainer:
         foreign = []
         for _, path in checkpoints(self.run_dir):
             try:
-                saved = json.loads((path / "trainer_state.json").read_text(encoding="utf-8")).get("fingerprint")
+                saved = json.loads((path / STATE_JSON).read_text(encoding="utf-8")).get("fingerprint")
             except (OSError, ValueError, AttributeError):
                 continue  # unreadable: not deleted here, set aside by the fallback when loading
             if saved != self.fingerprint:
@@ -303,7 +304,7 @@ class Trainer:
               "training from scratch", file=sys.stderr)
         for path in foreign:
             shutil.rmtree(path)
-        for name in ("metrics.jsonl", "done"):
+        for name in (METRICS, DONE):
             (self.run_dir / name).unlink(missing_ok=True)
 
     def _truncate_metrics(self, last_step: int) -> None:
@@ -315,7 +316,7 @@ class Trainer:
         """
         from pairrel.io import FileFormatError, atomic_write_text, read_jsonl
 
-        metrics = self.run_dir / "metrics.jsonl"
+        metrics = self.run_dir / METRICS
         if not metrics.exists():
             return
         records = read_jsonl(metrics, drop_partial_last_line=True)
@@ -472,7 +473,7 @@ class Trainer:
         bar = tqdm(total=total, initial=start, desc=self.cfg["run_id"],
                    disable=not (self.progress and main and to_terminal), dynamic_ncols=True)
         lines = StepLog(self.cfg["run_id"], total, start) if self.progress and main and not to_terminal else None
-        log_path = self.run_dir / "metrics.jsonl" if main else Path(os.devnull)  # one writer
+        log_path = self.run_dir / METRICS if main else Path(os.devnull)  # one writer
         skipped: list[int] = _skipped_before(loaded)  # steps skipped before the resume, too
         self._skipped = skipped
         consecutive_skips = 0
@@ -529,7 +530,7 @@ class Trainer:
             done = {"steps": total, "elapsed_s": round(time.perf_counter() - t0, 3)}
             if skipped:
                 done["skipped_nonfinite_steps"] = skipped
-            atomic_write_text(self.run_dir / "done", json.dumps(done) + "\n")
+            atomic_write_text(self.run_dir / DONE, json.dumps(done) + "\n")
             if lines is not None:
                 lines.close(checkpoints=f"{self.run_dir}/checkpoint-{{{','.join(map(str, sorted(checkpoint_at)))}}}")
         return 0

@@ -31,13 +31,10 @@ import numpy as np
 import torch
 
 from pairrel.io import file_sha256
+from pairrel.layout import ADAPTER_CONFIG, ADAPTER_TENSORS, STATE_JSON, STATE_TENSORS
+from pairrel.layout import LEGACY_STATE_PICKLE as LEGACY_PICKLE
 
 FORMAT = 2
-STATE_JSON = "trainer_state.json"
-STATE_TENSORS = "trainer_state.safetensors"
-ADAPTER_TENSORS = "adapter_model.safetensors"
-ADAPTER_CONFIG = "adapter_config.json"
-LEGACY_PICKLE = "trainer_state.pt"
 CHECKED_FILES = (ADAPTER_TENSORS, ADAPTER_CONFIG, STATE_TENSORS)
 
 

@@ -3,9 +3,6 @@
 #   snakemake --cores all --use-conda baseline_check
 # A table per model under results/{experiment}/baseline_check/; a task beyond the reference
 # file's tolerance fails the job (its table is left as <model>.failed.md).
-from pairrel.evaluate.baseline import REFERENCE_FILE, baseline_models, load_reference
-
-BASELINE_REFERENCE = str(REFERENCE_FILE)
 
 
 rule baseline_check_model:
@@ -13,11 +10,11 @@ rule baseline_check_model:
         reference=BASELINE_REFERENCE,
         config=ancient(CONFIG_FILE),
     output:
-        f"{RESULTS}/baseline_check/{{model}}.md",
+        LAYOUT.pattern(layout.BASELINE_TABLE),
     log:
-        f"{RESULTS}/logs/baseline_check/model~{{model}}.log",
+        LAYOUT.log_pattern("baseline_check_model"),
     benchmark:
-        f"{RESULTS}/benchmarks/baseline_check/model~{{model}}.tsv"
+        LAYOUT.benchmark_pattern("baseline_check_model")
     threads: STUDY.cfg["training"]["num_threads"] or 1
     resources:
         gpu=sized("evaluate", "gpu"),
@@ -30,8 +27,6 @@ rule baseline_check_model:
         " --reference {input.reference:q} --out {output:q} > {log:q} 2>&1"
 
 
-# One table per grid model with a published checkpoint; the reference file is read only when
-# this target is asked for.
 rule baseline_check:
     input:
-        lambda wc: [f"{RESULTS}/baseline_check/{m}.md" for m in baseline_models(STUDY, load_reference(BASELINE_REFERENCE))],
+        baseline_tables,

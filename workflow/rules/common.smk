@@ -2,11 +2,13 @@
 # the config validated against the package's schema (defaults filled in). Nothing is written
 # while the DAG is parsed.
 from pairrel.config import ConfigError, config_from_snakemake, put_interpreter_on_path, validate_config, write_yaml
+from pairrel.evaluate.baseline import REFERENCE_FILE, baseline_models, load_reference
 from pairrel.evaluate.records import damaged_markers
 from pairrel.io import write_json
 from pairrel.launch import launch_command, n_processes
 from pairrel.resources import job_resources
-from pairrel.study import RUN_ID_PATTERN, Study
+from pairrel import layout
+from pairrel.study import Study
 from pairrel.task_sets import task_set_files
 
 # Jobs call `pairrel`: found beside the Python running Snakemake even in a venv that is not
@@ -16,20 +18,14 @@ put_interpreter_on_path()
 # Fails before any job runs, naming the offending key. The config files are read again with
 # pairrel's loader (as `pairrel config` reads them): a key given twice is refused, 1.0e6 is a number.
 STUDY = Study(validate_config(config_from_snakemake(workflow, config)))
-RESULTS = str(STUDY.results)
-FIGURES = str(STUDY.figures)
+# Every output, log and benchmark pattern of the rules is pairrel.layout's (LAYOUT.pattern,
+# .log_pattern, .benchmark_pattern): no rule writes a path of its own.
+LAYOUT = STUDY.layout
 CONFIG_FILE = str(STUDY.config_file)
 
 
 wildcard_constraints:
-    run=RUN_ID_PATTERN,
-    model=r"[^/~]+",
-    data=r"[^/~]+",
-    source=r"[^/.~]+",
-    fold=r"\d+",
-    step=r"\d+",
-    group=r"[^/]+",
-    hash=r"[0-9a-f]{12}",
+    **layout.WILDCARD_CONSTRAINTS,
 
 
 def run_of(wildcards):
@@ -98,8 +94,6 @@ def _refuse_damaged_results():
 
 _refuse_damaged_results()
 
-REPORT_OUTPUTS = paths(STUDY.figures / f"main_table.{ext}" for ext in ("md", "csv", "tex"))
-
 
 def report_markers(wildcards):
     """Asked for alone (`snakemake report`), the report reads what is cached; as part of `all`
@@ -109,3 +103,20 @@ def report_markers(wildcards):
     if set(workflow.dag_settings.targets) == {"report"}:
         return [m for m in EVAL_MARKERS if os.path.exists(m)]
     return EVAL_MARKERS
+
+
+def shown(output, category, subcategory):
+    """The files of one table or figure of the report (pairrel.layout.REPORT_FILES): the first is
+    shown, with its caption (workflow/report/<output>.rst), by `snakemake --report report.html`."""
+    first, *rest = LAYOUT.report_files(output)
+    caption = os.path.join("..", "report", f"{output}.rst")  # relative to workflow/rules/
+    return [report(first, caption=caption, category=category, subcategory=subcategory), *rest]
+
+
+# LLM2Vec's published checkpoints (baseline.smk)
+BASELINE_REFERENCE = str(REFERENCE_FILE)
+
+
+def baseline_tables(wildcards):
+    """One table per grid model with a published checkpoint (read only when the target is asked for)."""
+    return [str(LAYOUT.path(layout.BASELINE_TABLE, model=m)) for m in baseline_models(STUDY, load_reference(BASELINE_REFERENCE))]

@@ -14,7 +14,7 @@ rule study_config:
     params:
         config=STUDY.cfg,
     log:
-        STUDY.log("study_config.log"),
+        str(LAYOUT.log("study_config")),
     run:
         # Written by a job, under Snakemake's lock: a refused or dry run leaves it untouched.
         write_yaml(output[0], params.config)
@@ -30,9 +30,9 @@ if STUDY.cfg["quickstart_corpus"]:
             root=lambda wildcards, output: os.path.dirname(os.path.dirname(output[0])),
             options=STUDY.corpus_options(),
         log:
-            STUDY.log("data", "quickstart_corpus.log"),
+            str(LAYOUT.log("quickstart_corpus")),
         benchmark:
-            STUDY.benchmark_file("data", "quickstart_corpus.tsv")
+            str(LAYOUT.benchmark("quickstart_corpus"))
         conda:
             "../../envs/pairrel.yaml"
         shell:
@@ -43,14 +43,14 @@ rule prepare_source:
     input:
         lambda wc: paths(STUDY.source_inputs(wc.data, wc.source)),
     output:
-        parquet=f"{RESULTS}/data/{{data}}/{{source}}.parquet",
-        meta=f"{RESULTS}/data/{{data}}/{{source}}.meta.json",
+        parquet=LAYOUT.prepared_pattern(folds=False),
+        meta=LAYOUT.prepared_pattern(folds=False, suffix=layout.META),
     params:
         job=lambda wc: STUDY.source_job_json(wc.data, wc.source),
     log:
-        f"{RESULTS}/logs/data/{{data}}/{{source}}.log",
+        LAYOUT.log_pattern("prepare_source"),
     benchmark:
-        f"{RESULTS}/benchmarks/data/{{data}}/{{source}}.tsv"
+        LAYOUT.benchmark_pattern("prepare_source")
     conda:
         "../../envs/pairrel.yaml"
     shell:
@@ -61,15 +61,15 @@ rule prepare_fold:
     input:
         lambda wc: paths(STUDY.source_inputs(wc.data, wc.source)),
     output:
-        parquet=f"{RESULTS}/data/{{data}}/{{source}}.fold~{{fold}}.parquet",
-        meta=f"{RESULTS}/data/{{data}}/{{source}}.fold~{{fold}}.meta.json",
-        folds=f"{RESULTS}/data/{{data}}/{{source}}.fold~{{fold}}.folds.json",
+        parquet=LAYOUT.prepared_pattern(folds=True),
+        meta=LAYOUT.prepared_pattern(folds=True, suffix=layout.META),
+        folds=LAYOUT.prepared_pattern(folds=True, suffix=layout.FOLDS),
     params:
         job=lambda wc: STUDY.source_job_json(wc.data, wc.source, int(wc.fold)),
     log:
-        f"{RESULTS}/logs/data/{{data}}/{{source}}.fold~{{fold}}.log",
+        LAYOUT.log_pattern("prepare_fold"),
     benchmark:
-        f"{RESULTS}/benchmarks/data/{{data}}/{{source}}.fold~{{fold}}.tsv"
+        LAYOUT.benchmark_pattern("prepare_fold")
     conda:
         "../../envs/pairrel.yaml"
     shell:
@@ -80,9 +80,9 @@ rule prefetch:
     input:
         ancient(CONFIG_FILE),
     output:
-        touch(f"{RESULTS}/prefetch.done"),
+        touch(LAYOUT.pattern(layout.PREFETCH_DONE)),
     log:
-        f"{RESULTS}/logs/data/prefetch.log",
+        LAYOUT.log_pattern("prefetch"),
     conda:
         "../../envs/pairrel.yaml"
     shell:

@@ -10,11 +10,11 @@ localrules:
 
 rule task_set:
     output:
-        f"{RESULTS}/tasks/{{group}}/{{hash}}.json",
+        LAYOUT.pattern(layout.TASK_SET),
     params:
         content=lambda wc, output: TASK_SET_CONTENT[output[0]],
     log:
-        f"{RESULTS}/logs/tasks/{{group}}/{{hash}}.log",
+        LAYOUT.log_pattern("task_set"),
     run:
         write_json(output[0], params.content)
 
@@ -22,18 +22,18 @@ rule task_set:
 rule evaluate_checkpoint:
     input:
         run=lambda wc: str(run_of(wc).resolved_file),
-        done=f"{RESULTS}/runs/{{run}}/done",
+        done=LAYOUT.pattern(layout.RUN_DONE),
         config=ancient(CONFIG_FILE),
         data=lambda wc: paths(STUDY.eval_inputs(run_of(wc), wc.group)),
         tasks=task_set_input(lambda wc: run_of(wc).full_benchmark(int(wc.step))),
     output:
-        f"{RESULTS}/eval/{{run}}/step~{{step}}/{{group}}.done",
+        LAYOUT.pattern(layout.EVAL_MARKER),
     params:
         tasks=lambda wc: ",".join(STUDY.tasks_for(wc.group, final=run_of(wc).full_benchmark(int(wc.step)))),
     log:
-        f"{RESULTS}/logs/evaluate/{{run}}/step~{{step}}/{{group}}.log",
+        LAYOUT.log_pattern("evaluate_checkpoint"),
     benchmark:
-        f"{RESULTS}/benchmarks/evaluate/{{run}}/step~{{step}}/{{group}}.tsv"
+        LAYOUT.benchmark_pattern("evaluate_checkpoint")
     threads: STUDY.cfg["training"]["num_threads"] or 1
     resources:
         gpu=sized("evaluate", "gpu"),
@@ -48,11 +48,11 @@ rule evaluate_checkpoint:
 
 rule resolve_model:
     output:
-        f"{RESULTS}/models/{{model}}/{{hash}}.yaml",
+        LAYOUT.pattern(layout.RESOLVED_MODEL),
     params:
         model=lambda wc: STUDY.cfg["models"][wc.model],
     log:
-        f"{RESULTS}/logs/resolve/model~{{model}}/{{hash}}.log",
+        LAYOUT.log_pattern("resolve_model"),
     run:
         write_yaml(output[0], params.model)
 
@@ -64,13 +64,13 @@ rule evaluate_base:
         data=lambda wc: paths(STUDY.eval_inputs(None, wc.group)),
         tasks=task_set_input(lambda wc: True),
     output:
-        f"{RESULTS}/eval/base/model~{{model}}/{{group}}.done",
+        LAYOUT.pattern(layout.BASE_MARKER),
     params:
         tasks=lambda wc: ",".join(STUDY.tasks_for(wc.group)),
     log:
-        f"{RESULTS}/logs/evaluate/base/model~{{model}}/{{group}}.log",
+        LAYOUT.log_pattern("evaluate_base"),
     benchmark:
-        f"{RESULTS}/benchmarks/evaluate/base/model~{{model}}/{{group}}.tsv"
+        LAYOUT.benchmark_pattern("evaluate_base")
     threads: STUDY.cfg["training"]["num_threads"] or 1
     resources:
         gpu=sized("evaluate", "gpu"),

@@ -10,11 +10,11 @@ localrules:
 
 rule resolve_run:
     output:
-        f"{RESULTS}/runs/{{run}}/resolved/{{hash}}.yaml",
+        LAYOUT.pattern(layout.RESOLVED_RUN),
     params:
         run=lambda wc: run_of(wc).config,
     log:
-        f"{RESULTS}/logs/resolve/{{run}}/{{hash}}.log",
+        LAYOUT.log_pattern("resolve_run"),
     run:
         write_yaml(output[0], params.run)
 
@@ -24,12 +24,12 @@ rule train_run:
         run=lambda wc: str(run_of(wc).resolved_file),
         prepared=lambda wc: [files["parquet"] for files in run_of(wc).prepared.values()],
     output:
-        done=f"{RESULTS}/runs/{{run}}/done",
-        run=f"{RESULTS}/runs/{{run}}/run.yaml",
+        done=LAYOUT.pattern(layout.RUN_DONE),
+        run=LAYOUT.pattern(layout.RUN_YAML),
     log:
-        f"{RESULTS}/logs/train/{{run}}.log",
+        LAYOUT.log_pattern("train_run"),
     benchmark:
-        f"{RESULTS}/benchmarks/train/{{run}}.tsv"
+        LAYOUT.benchmark_pattern("train_run")
     params:
         launcher=launcher,
     threads: lambda wc: run_of(wc).training["num_threads"] or 1

@@ -38,8 +38,6 @@ from pairrel.io import file_sha256
 
 _logger = logging.getLogger(__name__)
 
-COMPONENTS = ("docs", "queries", "qrels", "docpairs", "scoreddocs")
-
 
 @dataclass(frozen=True)
 class MissingFile:

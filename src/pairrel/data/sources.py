@@ -70,7 +70,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from pairrel.io import atomic_write_text
+from pairrel.io import atomic_write_text, iter_json_objects
 from pairrel.data import trecdl
 from pairrel.data.parts import is_pooled, source_parts
 from pairrel.data.prefetch import require_files, source_components
@@ -179,7 +179,7 @@ def _first_bad_qrels_line(dataset) -> str:
         for number, line in enumerate(lines, 1):
             cols = line.split()
             if line != "\n" and (len(cols) != 4 or not cols[3].lstrip("-").isdigit()):
-                return f"{path} line {number}: {line.rstrip()!r} (expected 'query_id 0 doc_id grade')"
+                return f"{path}: line {number}: {line.rstrip()!r} (expected 'query_id 0 doc_id grade')"
     return str(path)
 
 
@@ -210,7 +210,7 @@ def _check_grade(qrel, dataset, dataset_id: str, max_grade: int | None) -> None:
     where = dataset_id
     with contextlib.suppress(Exception):  # not every qrels handler has one plain file
         path = Path(dataset.qrels_handler().qrels_path())
-        where = f"{path} line {qrels_line(path, qrel.query_id, qrel.doc_id)}"
+        where = f"{path}: line {qrels_line(path, qrel.query_id, qrel.doc_id)}"
     raise SourceError(f"{where}: query {qrel.query_id} doc {qrel.doc_id} has grade {qrel.relevance}, outside "
                       f"0..{max_grade if max_grade is not None else ''}; training grades must lie in 0..max_grade")
 
@@ -310,43 +310,37 @@ def _jsonl_rows(path: Path, cap: int | None, warnings: _Warnings, chunk_size: in
     negatives_in_chunk: set[tuple[str, str]] = set()
     seen_queries: set[str] = set()
     rows = _rows()
-    with open(path, encoding="utf-8") as lines:
-        for number, line in enumerate(lines, 1):
-            where = f"{path} line {number}"
-            if not line.strip():
-                warnings.add("blank_lines", where)
+
+    def blank(number: int) -> None:
+        warnings.add("blank_lines", f"{path}: line {number}")
+
+    for number, record in iter_json_objects(path, error=SourceError, on_blank=blank):
+        where = f"{path}: line {number}"
+        query = record.get("query")
+        if not isinstance(query, str) or not query.strip():
+            raise SourceError(f"{where}: key 'query' must be a non-empty string")
+        docs = [(d, 1, positives) for d in _as_texts(record.get("positive"), "positive", where)]
+        if not docs:
+            warnings.add("no_positive", where)
+            continue
+        docs += [(d, 0, negatives_in_chunk) for d in _as_texts(record.get("negative"), "negative", where)]
+        qid = id_prefix + text_id("q", query)
+        if qid not in seen_queries:
+            if cap is not None and len(seen_queries) >= cap:
                 continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise SourceError(f"{where}: not valid JSON ({err.msg})") from None
-            if not isinstance(record, dict):
-                raise SourceError(f"{where}: expected a JSON object, got {type(record).__name__}")
-            query = record.get("query")
-            if not isinstance(query, str) or not query.strip():
-                raise SourceError(f"{where}: key 'query' must be a non-empty string")
-            docs = [(d, 1, positives) for d in _as_texts(record.get("positive"), "positive", where)]
-            if not docs:
-                warnings.add("no_positive", where)
+            seen_queries.add(qid)
+        for doc, grade, seen in docs:
+            doc_id = id_prefix + text_id("d", doc)
+            if (qid, doc_id) in seen or (grade == 0 and (qid, doc_id) in positives):
+                warnings.add("duplicate_pairs", f"{where}: {doc_id}")
                 continue
-            docs += [(d, 0, negatives_in_chunk) for d in _as_texts(record.get("negative"), "negative", where)]
-            qid = id_prefix + text_id("q", query)
-            if qid not in seen_queries:
-                if cap is not None and len(seen_queries) >= cap:
-                    continue
-                seen_queries.add(qid)
-            for doc, grade, seen in docs:
-                doc_id = id_prefix + text_id("d", doc)
-                if (qid, doc_id) in seen or (grade == 0 and (qid, doc_id) in positives):
-                    warnings.add("duplicate_pairs", f"{where}: {doc_id}")
-                    continue
-                seen.add((qid, doc_id))
-                for column, value in zip(rows, (qid, query, doc_id, doc, grade)):
-                    rows[column].append(value)
-            if len(rows["query_id"]) >= chunk_size:
-                yield rows
-                rows = _rows()
-                negatives_in_chunk.clear()
+            seen.add((qid, doc_id))
+            for column, value in zip(rows, (qid, query, doc_id, doc, grade)):
+                rows[column].append(value)
+        if len(rows["query_id"]) >= chunk_size:
+            yield rows
+            rows = _rows()
+            negatives_in_chunk.clear()
     yield rows
 
 

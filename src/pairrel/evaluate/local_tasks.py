@@ -79,7 +79,17 @@ def judged_pairs(dataset_id: str) -> tuple[list[str], list[str], list[int], int]
     return [queries[q.query_id] for q in qrels], [docs[q.doc_id].text for q in qrels], grades, max(grades)
 
 
-class _IrDatasetsTask:
+class OneSplitTask:
+    """Mixin: a task whose data is one split, held as mteb's loaders hold it (the local
+    ir_datasets tasks here, the user's file tasks in pairrel.evaluate.user_tasks)."""
+
+    def _store(self, split_data: Any) -> None:
+        split = self.metadata.eval_splits[0]
+        self.dataset = {"default": {split: split_data}}
+        self.data_loaded = True
+
+
+class _IrDatasetsTask(OneSplitTask):
     """Mixin: the task reads ``dataset_id`` through ir_datasets instead of the hub.
 
     mteb keeps ``metadata`` on the class (``unload_data`` drops instance copies), so each
@@ -87,11 +97,6 @@ class _IrDatasetsTask:
     """
 
     dataset_id: str
-
-    def _store(self, split_data: Any) -> None:
-        split = self.metadata.eval_splits[0]
-        self.dataset = {"default": {split: split_data}}
-        self.data_loaded = True
 
 
 class LocalRetrieval(_IrDatasetsTask, AbsTaskRetrieval):

@@ -19,8 +19,7 @@ embeddings)``, ``piece_size``):
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -67,16 +66,6 @@ class EmbeddingCache:
     def release(self) -> int:
         """Nothing on disk to delete (the same call as :meth:`ShardStore.release`)."""
         return 0
-
-
-def model_identity(name: str, revision: str, experiment_kwargs: dict | None, encoder: Encoder) -> str:
-    """What names a checkpoint's weights for the shard store, when no fingerprint is given:
-    the mteb name, revision and experiment kwargs, and the encoder settings that change vectors."""
-    settings = asdict(encoder.config)
-    return json.dumps(
-        {"name": name, "revision": revision, "experiment_kwargs": experiment_kwargs or {}, "encoder": settings},
-        sort_keys=True, default=str,
-    )
 
 
 def model_meta(encoder: Encoder, name: str, revision: str, experiment_kwargs: dict | None) -> ModelMeta:

@@ -16,12 +16,14 @@ import hashlib
 import json
 from pathlib import Path
 
+from pairrel.layout import result_folder
+
 RECORD_KEY = "result_files"
 
 
 def result_file(cache_dir: str | Path, name: str, revision: str, task: str) -> Path:
     """mteb's ``ResultCache`` file of one task of a model (no experiment kwargs)."""
-    return Path(cache_dir) / "results" / name.replace("/", "__") / revision / f"{task}.json"
+    return result_folder(cache_dir, name, revision) / f"{task}.json"
 
 
 def _sha256(path: Path) -> str:

@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from pairrel import layout
 from pairrel.config import ConfigError, atomic_write_text
 from pairrel.encoder import Encoder
 from pairrel.evaluate.model import mteb_model
@@ -125,7 +126,7 @@ def drop_stale_results(tasks: list, cache_dir: Path, name: str, revision: str) -
     writes its files in place, so a killed job can leave one truncated). Returns the names of the
     removed results.
     """
-    folder = Path(cache_dir) / "results" / name.replace("/", "__") / revision
+    folder = layout.result_folder(cache_dir, name, revision)
     removed = []
     for task in tasks:
         fingerprint = data_fingerprint(task)
@@ -183,7 +184,7 @@ def evaluate_study_model(study: Study, group: str, *, run: Run | None = None, st
         if model not in study.cfg["models"]:
             raise ConfigError(f"--base '{model}' is not defined under 'models' ({', '.join(study.cfg['models'])})")
         checkpoint, final = None, True
-        name, revision = f"pairrel/{model}", base_revision(study.evaluated_model(model))
+        name, revision = layout.base_model_name(model), base_revision(study.evaluated_model(model))
     task_objects = _select(study, run, group, tasks, final)
     threads = study.cfg["training"]["num_threads"]
     if threads:

@@ -38,7 +38,6 @@ data changed. Bad input raises :class:`TaskFileError` naming the file and line.
 from __future__ import annotations
 
 import csv
-import difflib
 import hashlib
 import io
 import json
@@ -54,8 +53,9 @@ from mteb.abstasks.retrieval import AbsTaskRetrieval
 from mteb.abstasks.sts import AbsTaskSTS
 from mteb.abstasks.task_metadata import TaskMetadata
 
-from pairrel.evaluate.local_tasks import LOCAL_TASK_METADATA
+from pairrel.evaluate.local_tasks import LOCAL_TASK_METADATA, OneSplitTask
 from pairrel.evaluate.task_specs import USER_TASK_TYPES, user_task_spec
+from pairrel.io import iter_json_objects, read_text
 
 CONFIG_KEY = "evaluation.local_tasks"
 BEIR_FILES = ("corpus.jsonl", "queries.jsonl", "qrels/test.tsv")
@@ -79,19 +79,10 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     suffix = path.suffix.lower()
     if suffix not in PAIR_SUFFIXES:
         raise TaskFileError(f"{path}: unsupported file type {suffix!r} (expected one of {', '.join(PAIR_SUFFIXES)})")
+    if suffix == ".jsonl":
+        yield from iter_json_objects(path, error=TaskFileError)
+        return
     with io.StringIO(_decoded(path), newline="") as handle:
-        if suffix == ".jsonl":
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise TaskFileError(f"{path}:{number}: not valid JSON ({err.msg})") from None
-                if not isinstance(row, dict):
-                    raise TaskFileError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
-                yield number, row
-            return
         if suffix == ".tsv":
             reader = csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
         else:
@@ -99,30 +90,25 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         try:
             for row in reader:
                 if None in row:  # more fields than the header names
-                    raise TaskFileError(f"{path}:{reader.line_num}: {len(reader.fieldnames) + len(row[None])} fields, "
+                    raise TaskFileError(f"{path}: line {reader.line_num}: {len(reader.fieldnames) + len(row[None])} fields, "
                                         f"the header has {len(reader.fieldnames)}")
                 if not any((value or "").strip() for value in row.values()):
                     continue  # blank line
                 yield reader.line_num, row
         except csv.Error as err:
-            raise TaskFileError(f"{path}:{reader.line_num}: {err}") from None
+            raise TaskFileError(f"{path}: line {reader.line_num}: {err}") from None
 
 
 def _decoded(path: Path) -> str:
     """The file's text: UTF-8, a leading byte-order mark skipped (Windows editors write one; it
     would otherwise be part of the first column's name); other bytes are an error naming the line."""
-    data = path.read_bytes()
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        line = data.count(b"\n", 0, err.start) + 1
-        raise TaskFileError(f"{path}:{line}: not valid UTF-8 (byte offset {err.start}); save the file as UTF-8") from None
+    return read_text(path, error=TaskFileError, skip_bom=True)
 
 
 def _text(path: Path, number: int, row: dict, column: str) -> str:
     value = row.get(column)
     if not isinstance(value, str) or not value.strip():
-        raise TaskFileError(f"{path}:{number}: column '{column}' is missing or empty")
+        raise TaskFileError(f"{path}: line {number}: column '{column}' is missing or empty")
     return value
 
 
@@ -133,7 +119,7 @@ def _number(path: Path, number: int, row: dict, column: str) -> float:
     except (TypeError, ValueError):
         result = math.nan
     if not math.isfinite(result):
-        raise TaskFileError(f"{path}:{number}: column '{column}' must be a number, got {value!r}")
+        raise TaskFileError(f"{path}: line {number}: column '{column}' must be a number, got {value!r}")
     return result
 
 
@@ -153,7 +139,7 @@ def read_sts_file(path: str | Path, min_score: float | None = None, max_score: f
         _require_columns(path, number, row, ("sentence1", "sentence2", "score"))
         score = _number(path, number, row, "score")
         if (min_score is not None and score < min_score) or (max_score is not None and score > max_score):
-            raise TaskFileError(f"{path}:{number}: score {score:g} outside [min_score, max_score] = [{min_score}, {max_score}]")
+            raise TaskFileError(f"{path}: line {number}: score {score:g} outside [min_score, max_score] = [{min_score}, {max_score}]")
         columns["sentence1"].append(_text(path, number, row, "sentence1"))
         columns["sentence2"].append(_text(path, number, row, "sentence2"))
         columns["score"].append(score)
@@ -174,7 +160,7 @@ def read_pair_file(path: str | Path) -> dict[str, list]:
         if isinstance(label, str):
             label = label.strip()
         if label not in (0, 1, "0", "1") or isinstance(label, (bool, float)):
-            raise TaskFileError(f"{path}:{number}: column 'label' must be 0 or 1, got {row['label']!r}")
+            raise TaskFileError(f"{path}: line {number}: column 'label' must be 0 or 1, got {row['label']!r}")
         columns["sentence1"].append(_text(path, number, row, "sentence1"))
         columns["sentence2"].append(_text(path, number, row, "sentence2"))
         columns["labels"].append(int(label))
@@ -190,14 +176,14 @@ def _jsonl_records(path: Path, required: tuple[str, ...]) -> dict[str, dict]:
         _require_columns(path, number, row, required)
         record_id = row["_id"]
         if not isinstance(record_id, (str, int)) or isinstance(record_id, bool) or str(record_id) == "":
-            raise TaskFileError(f"{path}:{number}: '_id' must be a non-empty string or integer, got {record_id!r}")
+            raise TaskFileError(f"{path}: line {number}: '_id' must be a non-empty string or integer, got {record_id!r}")
         record_id = str(record_id)
         if record_id in records:
-            raise TaskFileError(f"{path}:{number}: duplicate _id {record_id!r}")
+            raise TaskFileError(f"{path}: line {number}: duplicate _id {record_id!r}")
         text = row["text"]
         title = row.get("title") or ""
         if not isinstance(text, str) or not isinstance(title, str) or not (text.strip() or title.strip()):
-            raise TaskFileError(f"{path}:{number}: 'text' must be a non-empty string")
+            raise TaskFileError(f"{path}: line {number}: 'text' must be a non-empty string")
         records[record_id] = {"text": text, "title": title}
     if not records:
         raise TaskFileError(f"{path}: no records")
@@ -225,22 +211,22 @@ def read_beir_folder(path: str | Path) -> tuple[dict[str, dict], dict[str, str],
                 continue
             fields = line.rstrip("\n").split("\t")
             if len(fields) != 3:
-                raise TaskFileError(f"{qrels_path}:{number}: expected 3 tab-separated fields "
+                raise TaskFileError(f"{qrels_path}: line {number}: expected 3 tab-separated fields "
                                     f"(query-id, corpus-id, score), got {len(fields)}")
             query_id, doc_id, grade = (f.strip() for f in fields)
             if number == 1 and not re.fullmatch(r"-?\d+", grade):
                 continue  # header line ("query-id  corpus-id  score")
             if not re.fullmatch(r"-?\d+", grade):
-                raise TaskFileError(f"{qrels_path}:{number}: score must be an integer grade, got {grade!r}")
+                raise TaskFileError(f"{qrels_path}: line {number}: score must be an integer grade, got {grade!r}")
             if not 0 <= int(grade) <= MAX_GRADE:
-                raise TaskFileError(f"{qrels_path}:{number}: grade {grade} is outside 0..{MAX_GRADE} (mteb uses "
+                raise TaskFileError(f"{qrels_path}: line {number}: grade {grade} is outside 0..{MAX_GRADE} (mteb uses "
                                     "grades as gains: a negative or huge grade would distort nDCG)")
             if query_id not in queries:
-                raise TaskFileError(f"{qrels_path}:{number}: query-id {query_id!r} is not in queries.jsonl")
+                raise TaskFileError(f"{qrels_path}: line {number}: query-id {query_id!r} is not in queries.jsonl")
             if doc_id not in corpus:
-                raise TaskFileError(f"{qrels_path}:{number}: corpus-id {doc_id!r} is not in corpus.jsonl")
+                raise TaskFileError(f"{qrels_path}: line {number}: corpus-id {doc_id!r} is not in corpus.jsonl")
             if doc_id in qrels[query_id]:
-                raise TaskFileError(f"{qrels_path}:{number}: ({query_id}, {doc_id}) is judged twice")
+                raise TaskFileError(f"{qrels_path}: line {number}: ({query_id}, {doc_id}) is judged twice")
             qrels[query_id][doc_id] = int(grade)
     if not qrels:
         raise TaskFileError(f"{qrels_path}: no judgments")
@@ -289,7 +275,7 @@ def fingerprint(entry: dict[str, Any], base_dir: str | Path | None = None) -> st
 _COMMON_METADATA: dict[str, Any] = {**LOCAL_TASK_METADATA, "license": "not specified", "sample_creation": "found"}
 
 
-class _UserFileTask:
+class _UserFileTask(OneSplitTask):
     """Mixin: the task reads ``source_path`` (a user's file or BEIR folder) with plain Python.
 
     mteb keeps ``metadata`` on the class, so :func:`user_task` makes one subclass per task.
@@ -297,11 +283,6 @@ class _UserFileTask:
 
     source_path: Path
     fingerprint: str
-
-    def _store(self, split_data: Any) -> None:
-        split = self.metadata.eval_splits[0]
-        self.dataset = {"default": {split: split_data}}
-        self.data_loaded = True
 
 
 class UserSTS(_UserFileTask, AbsTaskSTS):
@@ -444,83 +425,4 @@ def user_tasks(entries: list[dict[str, Any]] | None, base_dir: str | Path | None
             raise TaskFileError(f"config key '{key}.name': {task.metadata.name!r} is an MTEB task's name; choose another")
         seen.add(task.metadata.name)
         tasks.append(task)
-    return tasks
-
-
-def user_task_fingerprints(entries: list[dict[str, Any]] | None, base_dir: str | Path | None = None) -> dict[str, str]:
-    """``{task name: fingerprint}`` without building tasks (cheap: hashes the files only)."""
-    out = {}
-    for index, entry in enumerate(entries or []):
-        _check_entry(entry, f"{CONFIG_KEY}[{index}]")
-        out[entry["name"]] = fingerprint(entry, base_dir)
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
-# Picking tasks by name
-
-
-def select_named_tasks(
-    names: list[str],
-    benchmark: str | None,
-    local_task_specs: list[dict[str, Any]] | None,
-    base_dir: str | Path | None = None,
-    local_dataset: str | None = None,
-    local_instruction: str = "",
-) -> list:
-    """Tasks by name, in the order given: the config's local tasks, the quickstart's tasks (when
-    ``benchmark`` is ``pairrel-quickstart``), then any MTEB task.
-
-    ``local_task_specs`` is the config's ``evaluation.local_tasks`` list. Unknown names raise a
-    ``ValueError`` naming them, with the closest known names.
-    """
-    import mteb
-
-    from pairrel.evaluate.task_specs import QUICKSTART_BENCHMARK, QUICKSTART_TASK_SPECS
-
-    if not names:
-        raise ValueError("--tasks: no task names given")
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise ValueError(f"--tasks: named twice: {', '.join(duplicates)}")
-    entries = {e.get("name"): e for e in local_task_specs or [] if isinstance(e, dict)}
-    # Built all together so the whole list is checked (unique names, no clash with MTEB's).
-    local = {t.metadata.name: t for t in user_tasks(local_task_specs, base_dir)} if set(names) & set(entries) else {}
-    quickstart = {}
-    if benchmark == QUICKSTART_BENCHMARK and any(n in QUICKSTART_TASK_SPECS for n in names):
-        if not local_dataset:
-            raise ValueError(f"benchmark '{benchmark}' needs config key 'evaluation.local_dataset'")
-        from pairrel.evaluate.local_tasks import local_tasks
-
-        quickstart = {t.metadata.name: t for t in local_tasks(local_dataset, instruction=local_instruction)}
-    hub_names = [n for n in names if n not in local and n not in quickstart]
-    hub_tasks: dict[str, Any] = {}
-    unknown = []
-    for name in hub_names:
-        try:
-            hub_tasks[name] = mteb.get_task(name)
-        except (KeyError, ValueError):
-            unknown.append(name)
-    if unknown:
-        known = list(entries) + list(quickstart)
-        if benchmark and benchmark != QUICKSTART_BENCHMARK:
-            try:
-                known += [t.metadata.name for t in mteb.get_benchmark(benchmark).tasks]
-            except (KeyError, ValueError):
-                pass
-        hints = []
-        for name in unknown:
-            close = difflib.get_close_matches(name, known + [t.metadata.name for t in mteb.get_tasks()], n=3)
-            hints.append(f"{name} (did you mean {', '.join(close)}?)" if close else name)
-        local_names = ", ".join(n for n in entries if n) or "none"
-        raise ValueError(f"--tasks: unknown task(s): {'; '.join(hints)}. "
-                         f"Known: MTEB task names, and the config's {CONFIG_KEY} ({local_names})")
-    tasks = []
-    for name in names:
-        if name in local:
-            tasks.append(local[name])
-        elif name in quickstart:
-            tasks.append(quickstart[name])
-        else:
-            tasks.append(hub_tasks[name])
     return tasks

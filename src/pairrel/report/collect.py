@@ -42,6 +42,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
+from pairrel import layout
 from pairrel.evaluate.task_specs import HELDOUT_PREFIX
 from pairrel.report.scores import (
     ResultFile,
@@ -118,7 +119,7 @@ def _walk_json(root: Path) -> list[Path]:
         return [root]
     found: list[Path] = []
     for folder, dirs, files in os.walk(root):
-        if "run.yaml" in files or "metrics.jsonl" in files:
+        if layout.RUN_CONFIG in files or layout.METRICS in files:
             dirs[:] = []  # a training run folder, never results
             continue
         dirs[:] = sorted(d for d in dirs if not _SKIP_DIR.match(d))
@@ -152,16 +153,16 @@ def _identity(folder: Path, meta_cache: dict[Path, dict | None]) -> tuple[str, s
     in_experiments = folder.parent.name == "experiments"
     if in_experiments:
         revision_dir = folder.parent.parent
-        path_model = revision_dir.parent.name.replace("__", "/")
+        path_model = layout.model_name_of_cache_folder(revision_dir.parent.name)
         path_revision = revision_dir.name
         experiment = folder.name
     elif _REVISION_LIKE.match(folder.name) or (meta and "name" in meta) or (
-            folder.parent.name != "results" and "__" not in folder.name):
-        path_model = folder.parent.name.replace("__", "/")
+            folder.parent.name != layout.CACHE_RESULTS and layout.CACHE_NAME_SEPARATOR not in folder.name):
+        path_model = layout.model_name_of_cache_folder(folder.parent.name)
         path_revision = folder.name
         experiment = ""
     else:  # old layout without revision folders: results/<model>/<Task>.json
-        path_model = folder.name.replace("__", "/")
+        path_model = layout.model_name_of_cache_folder(folder.name)
         path_revision = "no_revision_available"
         experiment = ""
     meta = meta or {}
@@ -187,9 +188,9 @@ def _study_identity(study, model: str, revision: str, stale: set[str]) -> tuple 
         stale.add(f"{model} at revision {revision} (current: {current})")
         return None
     if run is None:
-        return f"pairrel/{model_key}", "base", "", {}
+        return layout.base_model_name(model_key), "base", "", {}
     grid = {k: v for k, v in run.grid.items() if k != "model"} | {"step": step}
-    return f"pairrel/{model_key}", "lora", f"{run.slug}.step-{step}", grid
+    return layout.base_model_name(model_key), "lora", f"{run.slug}.step-{step}", grid
 
 
 def read_sources(

@@ -29,8 +29,6 @@ DEFAULT_HEADERS = {
     "Reranking": "Rerank.", "Retrieval": "Retr.", "STS": "STS", "Summarization": "Summ.",
     "Average": "Avg.",
 }
-# Grid axes a display mapping may name, besides any other grid key.
-KNOWN_AXES = ("model", "data", "loss", "labels")
 
 
 def _check(display: object, where: str) -> dict:

@@ -29,6 +29,7 @@ import pandas as pd
 import yaml
 from matplotlib.ticker import MaxNLocator
 
+from pairrel import layout
 from pairrel.report import style
 from pairrel.report.collect import RESERVED_COLUMNS, grid_column
 from pairrel.report.style import plt
@@ -432,8 +433,8 @@ def find_runs(runs_dir: Path) -> list[Path]:
     """Run folders under ``runs_dir``: those holding both ``run.yaml`` and ``metrics.jsonl``."""
     runs = []
     for folder, dirs, files in os.walk(runs_dir):
-        dirs[:] = sorted(d for d in dirs if not d.startswith(("checkpoint-", ".")))
-        if "run.yaml" in files and "metrics.jsonl" in files:
+        dirs[:] = sorted(d for d in dirs if not d.startswith((layout.CHECKPOINT_PREFIX, ".")))
+        if layout.RUN_CONFIG in files and layout.METRICS in files:
             runs.append(Path(folder))
     return runs
 
@@ -486,12 +487,12 @@ def load_runs(runs_dir: Path, skip_bad: bool = False, warnings: list[str] | None
     curves = []
     for folder in find_runs(runs_dir):
         try:
-            config = yaml.safe_load((folder / "run.yaml").read_text(encoding="utf-8"))
+            config = yaml.safe_load((folder / layout.RUN_CONFIG).read_text(encoding="utf-8"))
         except yaml.YAMLError as err:
             raise ValueError(f"{folder / 'run.yaml'}: not valid YAML ({err})") from err
         if not isinstance(config, dict):
             raise ValueError(f"{folder / 'run.yaml'}: not a YAML mapping")
-        metrics = read_metrics(folder / "metrics.jsonl", skip_bad=skip_bad, warnings=warnings)
+        metrics = read_metrics(folder / layout.METRICS, skip_bad=skip_bad, warnings=warnings)
         if metrics.empty:
             continue
         metrics = metrics.sort_values("step").reset_index(drop=True)

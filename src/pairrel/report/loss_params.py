@@ -14,6 +14,7 @@ import math
 import pandas as pd
 import yaml
 
+from pairrel.layout import RUN_CONFIG
 from pairrel.report.collect import grid_column
 
 STUCK_FRACTION = 0.05
@@ -27,7 +28,7 @@ def final_loss_parameters(runs: list) -> pd.DataFrame:
     for run in runs:
         if run.loss_type != "bce" or "temperature" not in run.metrics or "bias" not in run.metrics:
             continue
-        loss = (yaml.safe_load((run.folder / "run.yaml").read_text(encoding="utf-8")) or {}).get("loss") or {}
+        loss = (yaml.safe_load((run.folder / RUN_CONFIG).read_text(encoding="utf-8")) or {}).get("loss") or {}
         last = run.metrics.iloc[-1]
         rows.append({**{grid_column(k): v for k, v in run.grid.items()},
                      "run": str(run.folder.name), "folder": str(run.folder),
