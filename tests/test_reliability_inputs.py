@@ -81,10 +81,13 @@ def test_snakemake_config_merges_as_snakemake_does(tmp_path):
     assert ours["training"]["learning_rate"] == 1e-3 and ours["experiment"] == "other"
 
 
-def test_compare_naming_a_value_off_the_grid_is_a_config_error(tmp_path):
+def test_compare_naming_a_value_defined_nowhere_is_a_config_error(tmp_path):
     preset = write(tmp_path / "c.yaml", "report:\n  compare: [loss=bce, loss=focal]\n")
-    with pytest.raises(ConfigError, match=r"'report\.compare\.1': 'loss=focal': loss 'focal' is not on the grid \(softmax, bce\)"):
+    with pytest.raises(ConfigError, match=r"'report\.compare\.1': 'loss=focal': 'focal' is not defined under 'losses' \(bce, softmax\)"):
         load_config(*QUICKSTART, preset)
+    # a defined value that a preset took off the grid compares nothing, as an exclusion of it
+    write(tmp_path / "narrow.yaml", "grid: {losses: [softmax]}\nreport:\n  compare: [loss=bce, loss=softmax]\n")
+    load_config(*QUICKSTART, tmp_path / "narrow.yaml")
     preset = write(tmp_path / "c.yaml", "report:\n  compare: [lr=1, loss=bce]\n")
     with pytest.raises(ConfigError, match=r"'report\.compare\.0': 'lr=1': 'lr' is not a grid axis"):
         load_config(*QUICKSTART, preset)

@@ -62,7 +62,8 @@ def test_run_writes_its_files_and_resumes_exactly(prepared, tmp_path):
     assert {"loss", "lr", "temperature", "bias", "rows_excluded", "elapsed_s"} <= metrics[0].keys()
     # t and b are learned (they move) and logged every step
     assert metrics[-1]["bias"] != pytest.approx(-4.0, abs=1e-6)
-    assert metrics[0]["lr"] == pytest.approx(2e-4)  # step 1 of warm-up 1: full learning rate
+    # step 1 of warm-up 1: the full learning rate
+    assert metrics[0]["lr"] == pytest.approx(run_config(prepared)["training"]["learning_rate"])
     final = adapter(run_dir / "checkpoint-4")
 
     # Interrupted after step 2: the last checkpoint and the end marker are gone.

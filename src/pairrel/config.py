@@ -283,52 +283,53 @@ def _check_local_model_paths(cfg: dict[str, Any]) -> None:
                                   f"(looked in {Path(value).expanduser().absolute()}); a hub id is written org/name")
 
 
+GRID_AXES = ("model", "data", "loss", "labels", "fold", "seed")
+
+
+def _check_defined(cfg: dict[str, Any], where: str, key: str, value: Any) -> None:
+    """``value`` of grid axis ``key`` names something the config defines: a model, data mix or
+    loss of its sections, a valid label granularity, a seed of the grid. A defined value that
+    is off the grid (a preset narrowed ``grid.data`` below the paper's exclusions or
+    comparisons) is fine: it selects nothing. A value defined nowhere is a typo: an error
+    naming ``where``."""
+    from pairrel.labels import parse_label_granularity
+
+    sections = {"model": "models", "data": "data", "loss": "losses"}
+    if key not in GRID_AXES:
+        raise ConfigError(f"{where}: '{key}' is not a grid axis ({', '.join(GRID_AXES)})")
+    if key in sections and str(value) not in {str(name) for name in cfg[sections[key]]}:
+        known = ", ".join(sorted(map(str, cfg[sections[key]])))
+        raise ConfigError(f"{where}: '{value}' is not defined under '{sections[key]}' ({known})")
+    if key == "labels":
+        try:
+            parse_label_granularity(str(value))
+        except ValueError as err:
+            raise ConfigError(f"{where}: {err}") from None
+    if key == "seed" and str(value) not in {str(v) for v in cfg["grid"]["seeds"]}:
+        # seeds are defined only by the grid: one off it is a typo of a seed on it
+        seeds = ", ".join(map(str, cfg["grid"]["seeds"]))
+        raise ConfigError(f"{where}: seed {value} is not on the grid ({seeds})")
+
+
 def _check_compare(cfg: dict[str, Any]) -> None:
-    """Each ``report.compare`` selector ``key=value[,…]`` names a grid axis and a value on it (a
-    selector without ``=`` is a row label, known only when the report is built)."""
-    grid = cfg["grid"]
-    values = {"model": grid["models"], "data": grid["data"], "loss": grid["losses"], "labels": grid["labels"],
-              "seed": grid["seeds"]}
+    """Each ``report.compare`` selector ``key=value[,…]`` names a grid axis and a value the
+    config defines (:func:`_check_defined`; ``step`` is free); a selector without ``=`` is a
+    row label, known only when the report is built."""
     for i, selector in enumerate(cfg["report"].get("compare") or []):
         parts = [p.strip() for p in str(selector).split(",")]
         if not all("=" in p and p.split("=", 1)[0].strip().isidentifier() for p in parts):
             continue
         for part in parts:
             key, value = (x.strip() for x in part.split("=", 1))
-            if key in values and value not in {str(v) for v in values[key]}:
-                raise ConfigError(f"config key 'report.compare.{i}': '{part}': {key} '{value}' is not on the grid "
-                                  f"({', '.join(map(str, values[key]))})")
-            if key not in values and key not in ("fold", "step"):
-                raise ConfigError(f"config key 'report.compare.{i}': '{part}': '{key}' is not a grid axis "
-                                  f"({', '.join([*values, 'fold', 'step'])})")
+            if key != "step":
+                _check_defined(cfg, f"config key 'report.compare.{i}': '{part}'", key, value)
 
 
 def _check_exclusions(cfg: dict[str, Any]) -> None:
-    """Each ``grid.exclude`` value must name something the config defines: a model, data mix or
-    loss of its sections, a valid label granularity, a seed of the grid. A defined value that
-    is off the grid (a preset narrowed ``grid.data`` below the paper's exclusions) is fine: its
-    rule excludes nothing. A value defined nowhere is a typo, and an error naming its key."""
-    from pairrel.labels import parse_label_granularity
-
-    grid = cfg["grid"]
-    axes = ("model", "data", "loss", "labels", "fold", "seed")
-    sections = {"model": "models", "data": "data", "loss": "losses"}
-    for i, rule in enumerate(grid["exclude"]):
+    """Each ``grid.exclude`` value names something the config defines (:func:`_check_defined`)."""
+    for i, rule in enumerate(cfg["grid"]["exclude"]):
         for key, value in rule.items():
-            where = f"config key 'grid.exclude.{i}.{key}'"
-            if key not in axes:
-                raise ConfigError(f"{where}: not a grid axis ({', '.join(axes)})")
-            if key in sections and str(value) not in {str(name) for name in cfg[sections[key]]}:
-                known = ", ".join(sorted(map(str, cfg[sections[key]])))
-                raise ConfigError(f"{where}: '{value}' is not defined under '{sections[key]}' ({known})")
-            if key == "labels":
-                try:
-                    parse_label_granularity(str(value))
-                except ValueError as err:
-                    raise ConfigError(f"{where}: {err}") from None
-            if key == "seed" and str(value) not in {str(v) for v in grid["seeds"]}:
-                # seeds are defined only by the grid: one off it is a typo of a seed on it
-                raise ConfigError(f"{where}: seed {value} is not on the grid ({', '.join(map(str, grid['seeds']))})")
+            _check_defined(cfg, f"config key 'grid.exclude.{i}.{key}'", key, value)
 
 
 def put_interpreter_on_path() -> None:
