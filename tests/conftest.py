@@ -16,6 +16,21 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 PUBLIC_DATA = REPO_ROOT / "tests" / "data"
 
 
+# What a copy of the workflow needs to plan and run (Snakemake's working directory).
+WORKFLOW_FILES = ["Snakefile", "config.yaml", "presets", "workflow", "profiles", "envs"]
+
+
+def copy_workflow(dest: Path, source: Path = REPO_ROOT, extra: tuple[str, ...] = ()) -> Path:
+    """Copy the workflow files (and ``extra`` names) of ``source`` into ``dest``: a DAG test
+    never plans or writes in the checkout."""
+    import shutil
+
+    for name in [*WORKFLOW_FILES, *extra]:
+        src = source / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, dest / name)
+    return dest
+
+
 @pytest.fixture
 def public_data() -> Path:
     """tests/data: real public files (TREC-DL 2019 qrels, published MTEB results); read-only

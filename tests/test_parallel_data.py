@@ -16,11 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import copy_workflow
 
 pytestmark = pytest.mark.slow
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
-WORKFLOW_FILES = ["Snakefile", "config.yaml", "presets", "workflow", "profiles", "envs"]
 DATASET_ID = "pairrel-test/judged"
 N_DOCS, N_QUERIES, JUDGED_PER_QUERY = 20_000, 25, 12  # enough documents that index builds overlap
 PRESET = f"""experiment: par
@@ -52,9 +51,7 @@ def write_collection(folder: Path) -> None:
 @pytest.fixture(scope="module")
 def root(tmp_path_factory):
     root = tmp_path_factory.mktemp("parallel")
-    for name in WORKFLOW_FILES:
-        src = REPO_ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, root / name)
+    copy_workflow(root)
     (root / "five.yaml").write_text(PRESET)
     write_collection(root / "judged")
     return root

@@ -1,7 +1,6 @@
 """The cost plan: job counts equal the DAG's, tokens from mteb's statistics, GPU-hours from throughput."""
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,10 +17,9 @@ from pairrel.plan import (
     main,
     plan_jobs,
 )
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, copy_workflow
 
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
-WORKFLOW_FILES = ["Snakefile", "config.yaml", "presets", "workflow", "profiles", "envs"]
 LLM2VEC_15 = ["SciFact", "ArguAna", "NFCorpus", "StackOverflowDupQuestions", "SciDocsRR", "BiorxivClusteringS2S",
               "MedrxivClusteringS2S", "TwentyNewsgroupsClustering", "SprintDuplicateQuestions",
               "Banking77Classification", "EmotionClassification", "MassiveIntentClassification", "STS17", "SICK-R",
@@ -36,9 +34,7 @@ def _counts(jobs):
 
 
 def test_quickstart_plan_has_the_dags_job_count(tmp_path):
-    for name in WORKFLOW_FILES:  # a copy: the dry run must not touch the checkout
-        src = REPO_ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / name)
+    copy_workflow(tmp_path)  # a copy: the dry run must not touch the checkout
     proc = subprocess.run([SNAKEMAKE, "-n", "--quiet", "rules", "--configfile", "presets/quickstart.yaml"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]

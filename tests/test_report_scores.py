@@ -396,3 +396,12 @@ def test_corrupt_file_raises_or_is_skipped_with_flag(tmp_path):
     assert coll.rows.iloc[0]["missing"] == ["SciFact"]
     assert any("SciFact.json" in w for w in coll.warnings)
     assert math.isnan(coll.scores.set_index("task")["score"].get("SciFact", math.nan))
+
+
+def test_mteb_task_spec_reads_mtebs_metadata_and_answers_none_for_an_unknown_task():
+    from pairrel.report.scores import TaskSpec, mteb_task_spec
+
+    assert mteb_task_spec("STS12") == TaskSpec(name="STS12", type="STS", main_score="cosine_spearman",
+                                               split="test", subset="default", components=())
+    assert mteb_task_spec("MSMARCO").split == "dev"  # the one MTEB(eng, v1) task published on dev
+    assert mteb_task_spec("NoSuchTask") is None

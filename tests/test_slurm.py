@@ -18,8 +18,8 @@ import subprocess
 
 import pytest
 
-from tests.test_workflow import QUICKSTART, WORKFLOW_FILES, snakemake
-from tests.conftest import REPO_ROOT
+from tests.test_workflow import QUICKSTART, snakemake
+from tests.conftest import REPO_ROOT, copy_workflow
 
 pytestmark = [pytest.mark.slow, pytest.mark.slurm]
 
@@ -94,9 +94,7 @@ def test_gpu_jobs_overlap_and_a_timed_out_job_resumes(tmp_path):
 
 @needs_cluster
 def test_quickstart_runs_through_the_slurm_profile(tmp_path):
-    for name in WORKFLOW_FILES:
-        src = REPO_ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / name)
+    copy_workflow(tmp_path)
     shutil.copy(REPO_ROOT / "tests" / "data" / "quickstart-tiny.yaml", tmp_path / "tiny.yaml")
     small = ["cpus_per_task=1", "mem_mb=2000"]
     proc = snakemake(

@@ -11,13 +11,12 @@ rules of the profile:
 """
 
 import re
-import shutil
 
 import pytest
 import yaml
 
-from tests.conftest import REPO_ROOT
-from tests.test_workflow import WORKFLOW_FILES, snakemake
+from tests.conftest import copy_workflow
+from tests.test_workflow import snakemake
 
 pytestmark = pytest.mark.slow
 MARGIN_S = 5 * 60
@@ -50,9 +49,7 @@ def test_planned_jobs_reads_rule_and_resources():
 
 @pytest.mark.parametrize("configfile", [[], ["--configfile", "presets/quickstart.yaml"]], ids=["paper", "quickstart"])
 def test_every_job_fits_the_sigterm_lead_and_its_partition(tmp_path, configfile):
-    for name in WORKFLOW_FILES:
-        src = REPO_ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / name)
+    copy_workflow(tmp_path)
     proc = snakemake(tmp_path, "-n", "--profile", "profiles/slurm", *configfile)
     jobs = planned_jobs(proc.stdout + proc.stderr)
     profile = yaml.safe_load((tmp_path / "profiles" / "slurm" / "config.yaml").read_text())

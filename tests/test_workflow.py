@@ -13,11 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT, save_tiny_llama
+from tests.conftest import REPO_ROOT, copy_workflow, save_tiny_llama
 
 pytestmark = pytest.mark.slow
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
-WORKFLOW_FILES = ["Snakefile", "config.yaml", "presets", "workflow", "profiles", "envs"]
 QUICKSTART = ["--configfile", "presets/quickstart.yaml", "tiny.yaml"]
 
 
@@ -31,9 +30,7 @@ def snakemake(cwd, *args, check=True):
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
     root = tmp_path_factory.mktemp("study")
-    for name in WORKFLOW_FILES:
-        src = REPO_ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, root / name)
+    copy_workflow(root)
     shutil.copy(REPO_ROOT / "tests" / "data" / "quickstart-tiny.yaml", root / "tiny.yaml")
     snakemake(root, "--cores", "2", *QUICKSTART)
     return root
@@ -111,9 +108,7 @@ def test_changed_learning_rate_retrains_and_the_table_shows_new_scores(study, tm
 @pytest.mark.parametrize("args", [["-n"], ["--lint"], ["-n", "--configfile", "presets/quickstart.yaml"]],
                          ids=["dry-run", "lint", "dry-run-quickstart"])
 def test_planning_writes_nothing(tmp_path, args):
-    for name in WORKFLOW_FILES:
-        src = REPO_ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / name)
+    copy_workflow(tmp_path)
     before = tree(tmp_path)
     snakemake(tmp_path, *args, check=False)
     assert tree(tmp_path) == before
@@ -123,9 +118,7 @@ def test_report_target_rebuilds_from_cached_results_only(study, tmp_path):
     # A fresh clone with only results/ copied in: no checkpoints, no corpus, no prepared data.
     clone = tmp_path / "clone"
     clone.mkdir()
-    for name in WORKFLOW_FILES + ["tiny.yaml"]:
-        src = study / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, clone / name)
+    copy_workflow(clone, study, extra=("tiny.yaml",))
     shutil.copytree(study / "results", clone / "results")
     for path in list((clone / "results" / "quickstart").glob("runs/**/checkpoint-*")) + [
         clone / "results" / "quickstart" / "corpus", clone / "results" / "quickstart" / "data"]:
@@ -169,9 +162,7 @@ def test_paper_grid_plans_offline():
 def test_bad_config_fails_before_any_job(tmp_path, mutate, key):
     import yaml
 
-    for name in WORKFLOW_FILES:
-        src = REPO_ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / name)
+    copy_workflow(tmp_path)
     cfg = yaml.safe_load((tmp_path / "config.yaml").read_text())
     mutate(cfg)
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
@@ -271,9 +262,7 @@ def test_truncated_result_under_its_marker_is_refused_naming_both(study, tmp_pat
 def test_configfile_presets_are_read_as_pairrel_config_reads_them(tmp_path, preset, message):
     import re
 
-    for name in WORKFLOW_FILES:
-        src = REPO_ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / name)
+    copy_workflow(tmp_path)
     (tmp_path / "bad.yaml").write_text(preset)
     proc = snakemake(tmp_path, "-n", "--configfile", "presets/quickstart.yaml", "bad.yaml", check=False)
     assert proc.returncode != 0 and re.search(message, proc.stdout + proc.stderr)

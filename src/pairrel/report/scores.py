@@ -398,8 +398,10 @@ def mteb_task_spec(name: str) -> TaskSpec | None:
     """The spec of mteb's task ``name`` (offline metadata), or None when mteb has no such task."""
     import mteb
 
+    from pairrel.evaluate.benchmark_table import task_entry
+
     try:
-        return _spec_from_mteb_task(mteb.get_task(name))
+        return _spec(task_entry(mteb.get_task(name)))
     except Exception:  # mteb raises KeyError/ValueError for an unknown name, by version
         return None
 
