@@ -196,7 +196,7 @@ class Run:
         """The global ``training:`` with the data mix's own ``training:`` merged over it."""
         return self.study.training_for(self.data)
 
-    @property
+    @cached_property  # asked of every evaluation job while the DAG is planned
     def steps(self) -> list[int]:
         return checkpoint_steps(self.training)
 
