@@ -5,7 +5,7 @@ Times, each as a fresh process (what a user, Snakemake or a SLURM job pays):
 * ``snakemake -n`` on ``config.yaml`` (the paper's DAG, every job planned): user+sys CPU;
 * ``pairrel --help``: wall;
 * ``pairrel report`` on three copies of a published MTEB results folder (``--published DIR``,
-  default ``../shared/data/mteb-results`` when present): wall;
+  default the published files the tests ship, ``tests/data/mteb-results``): wall;
 * baseline: a process that imports mteb and builds ``mteb.get_benchmark("MTEB(eng, v1)")``,
   which the Study and the report did before the generated task table: CPU and wall.
 
@@ -48,7 +48,7 @@ def median(cmd: list[str], cwd: Path, repeat: int) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--published", type=Path, default=REPO.parent / "shared" / "data" / "mteb-results")
+    parser.add_argument("--published", type=Path, default=REPO / "tests" / "data" / "mteb-results")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     with tempfile.TemporaryDirectory() as tmp:
