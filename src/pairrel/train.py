@@ -72,17 +72,6 @@ class _NonFiniteStep(Exception):
 
 
 
-def _skipped_before(loaded) -> list[int]:
-    """Steps skipped as non-finite before the checkpoint a run resumes from (its trainer_state.json)."""
-    if loaded is None:
-        return []
-    try:
-        state = json.loads((Path(loaded.path) / STATE_JSON).read_text(encoding="utf-8"))
-        return [int(step) for step in state.get("skipped_nonfinite_steps") or []]
-    except (OSError, ValueError, TypeError, AttributeError):
-        return []
-
-
 def _check_applied(run_dir: Path, total: int, skipped: list[int], min_fraction: float) -> None:
     """A run that applied no update, or fewer than ``training.min_applied_fraction`` of its steps
     (the rest skipped as non-finite), is no trained model: it fails and ``done`` is not written,
@@ -161,6 +150,7 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.progress = progress
         self.fingerprint = training_fingerprint(run_cfg)
+        self._skipped: list[int] = []  # steps skipped as non-finite so far (saved in each checkpoint)
         if self.train_cfg["num_threads"]:
             torch.set_num_threads(int(self.train_cfg["num_threads"]))
         _seed_everything(run_cfg["seed"])
@@ -237,7 +227,7 @@ class Trainer:
         with atomic_dir(final) as tmp:
             self._unwrapped().model.save_pretrained(tmp)  # the LoRA adapter only
             write_state(tmp, step, elapsed, self.cfg["run_id"], self._state_tree(), fingerprint=self.fingerprint,
-                        skipped_nonfinite_steps=list(getattr(self, "_skipped", [])))
+                        skipped_nonfinite_steps=list(self._skipped))
         return final
 
     def load_checkpoint(self, path: Path) -> tuple[int, float]:
@@ -474,7 +464,8 @@ class Trainer:
                    disable=not (self.progress and main and to_terminal), dynamic_ncols=True)
         lines = StepLog(self.cfg["run_id"], total, start) if self.progress and main and not to_terminal else None
         log_path = self.run_dir / METRICS if main else Path(os.devnull)  # one writer
-        skipped: list[int] = _skipped_before(loaded)  # steps skipped before the resume, too
+        # steps skipped before the resume count too (each checkpoint records them)
+        skipped: list[int] = list(loaded.skipped_nonfinite_steps) if loaded is not None else []
         self._skipped = skipped
         consecutive_skips = 0
         saved_step = start  # a checkpoint of this step exists: never write it twice
@@ -532,5 +523,5 @@ class Trainer:
                 done["skipped_nonfinite_steps"] = skipped
             atomic_write_text(self.run_dir / DONE, json.dumps(done) + "\n")
             if lines is not None:
-                lines.close(checkpoints=f"{self.run_dir}/checkpoint-{{{','.join(map(str, sorted(checkpoint_at)))}}}")
+                lines.close(checkpoints=f"{self.run_dir}/{CHECKPOINT_PREFIX}{{{','.join(map(str, sorted(checkpoint_at)))}}}")
         return 0

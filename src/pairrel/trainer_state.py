@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,8 @@ class LoadedCheckpoint:
     elapsed_s: float
     adapter: dict[str, torch.Tensor]
     state: dict[str, Any]
+    # steps skipped as non-finite before this checkpoint (they count against min_applied_fraction)
+    skipped_nonfinite_steps: list[int] = field(default_factory=list)
 
 
 # ----------------------------------------------------------------------------- encoding
@@ -201,4 +203,5 @@ def read_checkpoint(folder: Path) -> LoadedCheckpoint:
             raise CheckpointError(f"{folder / name}: cannot read ({err})") from None
     adapter, tensors = tensors_of[ADAPTER_TENSORS], tensors_of[STATE_TENSORS]
     state = decode(info["state"], tensors, str(state_json))
-    return LoadedCheckpoint(folder, int(info["step"]), float(info.get("elapsed_s", 0.0)), adapter, state)
+    skipped = [int(step) for step in info.get("skipped_nonfinite_steps") or []]
+    return LoadedCheckpoint(folder, int(info["step"]), float(info.get("elapsed_s", 0.0)), adapter, state, skipped)
