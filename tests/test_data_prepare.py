@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pairrel.config import deep_merge
-from pairrel.data.cli import main
+from pairrel import cli
 from pairrel.data.prefetch import DataUnavailableError, missing_files
 from pairrel.data.registry import register_local_dir
 from pairrel.data.sources import SourceError, prepare_source
@@ -170,10 +170,10 @@ def test_cli_prepare_with_merged_configs(tmp_path, capsys):
     base.write_text(f"data:\n  mix:\n    sources:\n      s: {{dataset: {dataset_id}, weight: 0.3, instruction: A}}\n")
     override.write_text("data:\n  mix:\n    sources:\n      s: {instruction: B}\n")
     out = tmp_path / "s.parquet"
-    assert main(["prepare", "--config", str(base), "--config", str(override), "--data", "mix", "--source", "s",
+    assert cli.main(["data", "prepare", "--config", str(base), "--config", str(override), "--data", "mix", "--source", "s",
                  "--out", str(out)]) == 0
     meta = json.loads(capsys.readouterr().out)
     assert (meta["instruction"], meta["weight"], meta["n_pairs"]) == ("B", 0.3, 2)
-    assert main(["prepare", "--config", str(base), "--data", "mix", "--source", "nope", "--out", str(out)]) == 1
+    assert cli.main(["data", "prepare", "--config", str(base), "--data", "mix", "--source", "nope", "--out", str(out)]) == 1
     assert "config has no key 'data.mix.sources.nope'" in capsys.readouterr().err
     assert deep_merge({"a": {"b": 1, "c": 2}, "d": [1]}, {"a": {"c": 3}, "d": [2]}) == {"a": {"b": 1, "c": 3}, "d": [2]}

@@ -10,13 +10,13 @@ import subprocess
 import sys
 import uuid
 
-from pairrel.data.cli import main
+from pairrel import cli
 from pairrel.data.summary import summarize
 
 
 def run_cli(args, ir_home):
     env = {**os.environ, "IR_DATASETS_HOME": str(ir_home)}
-    return subprocess.run([sys.executable, "-m", "pairrel.data.cli", *args], env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "pairrel.cli", "data", *args], env=env, capture_output=True,
                           text=True, timeout=120)
 
 
@@ -68,14 +68,14 @@ def test_local_dataset_summary_by_hand(tmp_path, capsys):
     (directory / "qrels.txt").write_text("q1 0 d1 2\nq1 0 d2 0\nq3 0 d1 0\nq3 0 d3 -1\n")
     (directory / "meta.json").write_text(json.dumps({"qrels_defs": {"2": "good", "0": "bad", "-1": "junk"}}))
     dataset_id = f"pairrel-test/{uuid.uuid4().hex[:8]}"
-    assert main(["summary", dataset_id, "--register", f"{dataset_id}={directory}"]) == 0
+    assert cli.main(["data", "summary", dataset_id, "--register", f"{dataset_id}={directory}"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary == summarize(dataset_id)
     assert summary == {"dataset_id": dataset_id, "provides": ["docs", "queries", "qrels"], "n_queries": 3,
                        "n_judged_queries": 2, "n_docs": 3, "n_qrels": 4,
                        "qrels_per_grade": {"-1": 1, "0": 2, "2": 1},
                        "qrels_defs": {"-1": "junk", "0": "bad", "2": "good"}, "n_docpairs": None}
-    assert main(["summary", "x", "--register", "nodir"]) == 1
+    assert cli.main(["data", "summary", "x", "--register", "nodir"]) == 1
     assert "--register expects ID=DIR" in capsys.readouterr().err
 
 
@@ -89,8 +89,8 @@ def test_summary_registers_the_configs_local_datasets(tmp_path, capsys):
     dataset_id = f"pairrel-test/{uuid.uuid4().hex[:8]}"
     config = tmp_path / "c.yaml"
     config.write_text(f"local_datasets:\n  {dataset_id}: {directory}\n")
-    assert main(["summary", dataset_id, "--config", str(config)]) == 0
+    assert cli.main(["data", "summary", dataset_id, "--config", str(config)]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert (summary["n_queries"], summary["n_qrels"], summary["qrels_per_grade"]) == (2, 2, {"0": 1, "1": 1})
-    assert main(["summary", f"{dataset_id}-absent", "--config", str(config)]) == 1
+    assert cli.main(["data", "summary", f"{dataset_id}-absent", "--config", str(config)]) == 1
     assert "add it under 'local_datasets:'" in capsys.readouterr().err

@@ -147,7 +147,7 @@ def test_real_trec_dl_2023_files(tmp_path, ir_home):
     for name in ("queries.tsv", "qrels.withDupes.txt"):
         shutil.copy(os.path.join(source, name), target / name)
     env = {**os.environ, "IR_DATASETS_HOME": str(ir_home)}
-    result = subprocess.run([sys.executable, "-m", "pairrel.data.cli", "summary", "msmarco-passage-v2/trec-dl-2023/judged"],
+    result = subprocess.run([sys.executable, "-m", "pairrel.cli", "data", "summary", "msmarco-passage-v2/trec-dl-2023/judged"],
                             env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)

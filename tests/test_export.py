@@ -178,7 +178,7 @@ def test_export_command_reads_the_run_from_the_config(minilm_export, tmp_path):
     import argparse
 
     from pairrel.config import ConfigError
-    from pairrel.export import register
+    from pairrel.cli.export import register
     from tests.conftest import REPO_ROOT
 
     checkpoint, _ = minilm_export

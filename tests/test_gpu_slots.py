@@ -1,6 +1,6 @@
 """The local GPU slot pool, on the CPU with fake device ids (PAIRREL_GPUS).
 
-Jobs are real processes started through ``python -m pairrel.gpu_slots`` (the ``pairrel gpu-run``
+Jobs are real processes started through ``python -m pairrel.cli gpu-run`` (the ``pairrel gpu-run``
 command); each child reports the CUDA_VISIBLE_DEVICES it was given.
 """
 
@@ -37,7 +37,7 @@ def start(tmp_path, gpus, out, name, expect, devices="0,1,2,3", extra_env=None):
            gpu_slots.ENV_LOCK_DIR: str(tmp_path / "locks"), **(extra_env or {})}
     env.pop("SLURM_JOB_ID", None)
     return subprocess.Popen(
-        [sys.executable, "-m", "pairrel.gpu_slots", "--gpus", str(gpus), "--poll", "0.05", "--",
+        [sys.executable, "-m", "pairrel.cli", "gpu-run", "--gpus", str(gpus), "--poll", "0.05", "--",
          sys.executable, "-c", CHILD, str(out), name, str(expect)],
         env=env, stderr=subprocess.PIPE, text=True)
 
@@ -116,7 +116,7 @@ def test_no_gpu_runs_the_command_unchanged(tmp_path):
     env = {**os.environ, "PYTHONPATH": SRC, "PATH": "/usr/bin:/bin", gpu_slots.ENV_LOCK_DIR: str(tmp_path)}
     env.pop(gpu_slots.ENV_GPUS, None)
     env.pop("CUDA_VISIBLE_DEVICES", None)
-    proc = subprocess.run([sys.executable, "-m", "pairrel.gpu_slots", "--gpus", "1", "--", sys.executable, "-c",
+    proc = subprocess.run([sys.executable, "-m", "pairrel.cli", "gpu-run", "--gpus", "1", "--", sys.executable, "-c",
                            "import os; print(os.environ.get('CUDA_VISIBLE_DEVICES', '<unset>'))"],
                           env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
@@ -127,12 +127,12 @@ def test_no_gpu_runs_the_command_unchanged(tmp_path):
 def test_under_slurm_the_granted_devices_are_kept(tmp_path):
     env = {**os.environ, "PYTHONPATH": SRC, gpu_slots.ENV_GPUS: "2", gpu_slots.ENV_LOCK_DIR: str(tmp_path),
            "SLURM_JOB_ID": "17", "CUDA_VISIBLE_DEVICES": "3"}
-    proc = subprocess.run([sys.executable, "-m", "pairrel.gpu_slots", "--gpus", "1", "--", sys.executable, "-c",
+    proc = subprocess.run([sys.executable, "-m", "pairrel.cli", "gpu-run", "--gpus", "1", "--", sys.executable, "-c",
                            "import os; print(os.environ['CUDA_VISIBLE_DEVICES'])"],
                           env=env, capture_output=True, text=True, timeout=60)
     assert proc.stdout.strip() == "3"
     env.pop("CUDA_VISIBLE_DEVICES")
-    proc = subprocess.run([sys.executable, "-m", "pairrel.gpu_slots", "--gpus", "1", "--", sys.executable, "-c",
+    proc = subprocess.run([sys.executable, "-m", "pairrel.cli", "gpu-run", "--gpus", "1", "--", sys.executable, "-c",
                            "import os; print(os.environ.get('CUDA_VISIBLE_DEVICES', '<unset>'))"],
                           env=env, capture_output=True, text=True, timeout=60)
     assert proc.stdout.strip() == "<unset>"

@@ -14,7 +14,7 @@ from pairrel.data.sources import prepare_source
 from pairrel.encoder import EncoderConfig, build_encoder
 from pairrel.config import validate_config
 from pairrel.evaluate.run import evaluate, heldout_tasks
-from pairrel.report.cli import main as report_main
+from pairrel.cli import main as report_main
 from pairrel.study import Study
 
 DATASET = "pairrel-test-heldout/all"

@@ -27,7 +27,7 @@ RUN = "model~tiny-llama/data~quickstart/loss~bce/labels~binary@2/seed~42"
 def test_launch_argv():
     args = ["train", "--run-config", "runs/model~a/b c/run.yaml"]
     assert launch_argv(1, args) == ["pairrel", *args]
-    assert launch_argv(2, args) == ["torchrun", "--standalone", "--nproc-per-node=2", "-m", "--", "pairrel.launch", *args]
+    assert launch_argv(2, args) == ["torchrun", "--standalone", "--nproc-per-node=2", "-m", "--", "pairrel.cli.worker", *args]
     assert launch_argv(1, args, python="/py") == ["/py", "-m", "pairrel.cli", *args]
     assert launch_argv(8, args, python="/py")[:5] == ["/py", "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=8"]
     assert launch_command(2, args).endswith("--run-config 'runs/model~a/b c/run.yaml'")

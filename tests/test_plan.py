@@ -14,9 +14,9 @@ from pairrel.plan import (
     jobs_from_config,
     format_plan,
     load_throughput,
-    main,
     plan_jobs,
 )
+from pairrel.cli import main
 from tests.conftest import REPO_ROOT, copy_workflow
 
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))

@@ -6,7 +6,8 @@ from pairrel.config import load_config
 from pairrel.study import Study
 from pairrel.data.parts import source_parts
 from pairrel.data.prefetch import check_available, jsonl_problems
-from pairrel.recipe import LLM2VEC_SUPERVISED, main, recipe_differences
+from pairrel import cli
+from pairrel.recipe import LLM2VEC_SUPERVISED, recipe_differences
 
 from .conftest import REPO_ROOT
 
@@ -40,7 +41,7 @@ def test_softmax_runs_of_the_preset_have_no_differences(capsys):
     bce = recipe_differences(runs(CONFIG, PRESET)["bce"])
     assert [line.split(":")[0] for line in bce] == ["loss"]
     run = "model~llama3-8b/data~echo-data/loss~softmax/labels~binary@1/seed~42"
-    assert main(["diff", "--config", str(CONFIG), "--config", str(PRESET), "--run", run]) == 0
+    assert cli.main(["recipe", "diff", "--config", str(CONFIG), "--config", str(PRESET), "--run", run]) == 0
     assert capsys.readouterr().out == f"{run}: no differences\n"
 
 
@@ -87,10 +88,10 @@ def test_recipe_differences_catch_each_setting():
 
 def test_cli_prints_no_differences_line_per_run_and_exits_0(capsys):
     run = "model~llama3-8b/data~open-mix/loss~softmax/labels~binary@1/seed~42"
-    assert main(["diff", "--config", str(CONFIG), "--run", run]) == 0
+    assert cli.main(["recipe", "diff", "--config", str(CONFIG), "--run", run]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out and all(line.startswith(run + ": ") for line in out)
-    assert main(["diff", "--config", str(CONFIG), "--config", str(REPO_ROOT / "nowhere.yaml")]) == 1
+    assert cli.main(["recipe", "diff", "--config", str(CONFIG), "--config", str(REPO_ROOT / "nowhere.yaml")]) == 1
 
 
 def test_jsonl_check_presence_schema_and_checksum(tmp_path):
@@ -125,7 +126,7 @@ def test_sizes_cap_each_ir_datasets_source_at_its_released_file(tmp_path, capsys
              {"query": "q2", "positive": "a", "negative": "d"}, {"query": "q3", "positive": "e"}]
     (release / "msmarco_passage.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n\n")
     (release / "fever.jsonl").write_text(json.dumps({"query": "claim", "positive": "doc"}) + "\n")
-    assert main(["sizes", "--config", str(CONFIG), "--release", str(release)]) == 0
+    assert cli.main(["recipe", "sizes", "--config", str(CONFIG), "--release", str(release)]) == 0
     out = capsys.readouterr().out
     assert "# open-mix/msmarco-passage: max_queries 3 (4 examples in msmarco_passage.jsonl)" in out
     assert "# open-mix/nq: nq.jsonl not in" in out
@@ -136,9 +137,9 @@ def test_sizes_cap_each_ir_datasets_source_at_its_released_file(tmp_path, capsys
     assert sources["msmarco-passage"]["max_queries"] == 3 and sources["fever"]["max_queries"] == 1
     assert sources["nq"]["max_queries"] is None and sources["squad"]["max_queries"] is None  # JSONL: the release itself
     (release / "fever.jsonl").write_text("not json\n")
-    assert main(["sizes", "--config", str(CONFIG), "--release", str(release)]) == 1
+    assert cli.main(["recipe", "sizes", "--config", str(CONFIG), "--release", str(release)]) == 1
     assert "fever.jsonl: line 1: not valid JSON" in capsys.readouterr().err
-    assert main(["sizes", "--config", str(CONFIG), "--release", str(tmp_path / "none")]) == 1
+    assert cli.main(["recipe", "sizes", "--config", str(CONFIG), "--release", str(tmp_path / "none")]) == 1
 
 
 def test_jsonl_check_reports_unparsable_lines_by_file_and_line(tmp_path):

@@ -512,7 +512,7 @@ def _paper_grid():
 
 
 def test_paper_grid_tables_fit_a_two_column_page(tmp_path):
-    from pairrel.report.cli import _latex
+    from pairrel.report.build import _latex
     from pairrel.report.final import per_task_tables
     from pairrel.report.scores import TASK_TYPE_ORDER
 
@@ -589,7 +589,7 @@ def test_csv_keeps_the_digits_of_a_score_and_drops_float_noise():
 
 
 def test_report_notes_say_what_the_papers_cells_were_computed_on():
-    from pairrel.report.cli import _scope_notes
+    from pairrel.report.build import _scope_notes
     from pairrel.study import Study
     from tests.conftest import REPO_ROOT
 

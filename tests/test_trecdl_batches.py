@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from pairrel.config import load_config
-from pairrel.data.inspect import batch_summaries, main as batches_main
+from pairrel import cli
+from pairrel.data.inspect import batch_summaries
 from pairrel.data.registry import register_local_dir
 from pairrel.data.sources import prepare_source
 from pairrel.data.trecdl import kfold_queries
@@ -98,12 +99,12 @@ def test_pairrel_batches_cli(trecdl, tmp_path, capsys):
     run = "model~llama3-8b/data~trec-dl-2023/loss~bce/labels~graded-linear/fold~2/seed~42"
     folder = study.prepared("trec-dl-2023", source_name, 2).parent
     args = ["--config", str(REPO_ROOT / "config.yaml"), "--config", str(root / "dl19.yaml"), "--run", run]
-    assert batches_main([*args, "--prepared", str(folder), "--steps", "2"]) == 0
+    assert cli.main(["batches", *args, "--prepared", str(folder), "--steps", "2"]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [line["step"] for line in lines] == [0, 1]
     assert {"step", "source", "n_queries", "n_docs", "judged_per_query", "target_values", "grade_counts"} <= set(lines[0])
     # missing prepared files: the error names them and the snakemake command that writes them
-    assert batches_main([*args, "--prepared", str(tmp_path / "nowhere")]) == 1
+    assert cli.main(["batches", *args, "--prepared", str(tmp_path / "nowhere")]) == 1
     err = capsys.readouterr().err
     assert f"{tmp_path / 'nowhere' / source_name}.fold~2.parquet" in err
     assert "snakemake --cores 1 --configfile" in err and "dl19.yaml" in err

@@ -241,7 +241,7 @@ def test_report_of_a_folder_with_only_a_user_task_tables_that_task(minilm, tmp_p
     import yaml
 
     from pairrel.config import load_config
-    from pairrel.report import cli as report_cli
+    from pairrel import cli as report_cli
     from pairrel.report.collect import collect
     from pairrel.study import Study
 

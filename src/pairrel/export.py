@@ -381,35 +381,18 @@ def run_scores(run, step: int) -> dict[str, float]:
     return scores
 
 
-def cmd_export(args) -> int:
-    """``pairrel export``: the run's model and card from the study; the checkpoint folder is the
-    study's ``checkpoint-<step>`` of the run unless ``--checkpoint`` names another."""
+def export_run(study, run_id: str, step: int, out: Path, merge: bool = False, checkpoint: Path | None = None) -> Path:
+    """``pairrel export``: export step ``step`` of the study's run ``run_id`` to ``out``, with the
+    run's model and a card from the study. The checkpoint folder is the run's
+    ``checkpoint-<step>`` unless ``checkpoint`` names another (it must hold that step)."""
     from pairrel.config import ConfigError
-    from pairrel.study import Study
 
-    study = Study.from_files(*args.config)
-    run = study.run(args.run)
-    if args.step not in run.steps:
-        raise ConfigError(f"--step {args.step}: {run.id} writes checkpoints at steps {run.steps}")
-    checkpoint = Path(args.checkpoint) if args.checkpoint else run.checkpoint(args.step)
+    run = study.run(run_id)
+    if step not in run.steps:
+        raise ConfigError(f"--step {step}: {run.id} writes checkpoints at steps {run.steps}")
+    checkpoint = Path(checkpoint) if checkpoint else run.checkpoint(step)
     state = checkpoint / STATE_JSON
-    if state.is_file() and json.loads(state.read_text()).get("step") != args.step:
-        raise ExportError(f"{checkpoint}: holds step {json.loads(state.read_text()).get('step')}, not --step {args.step}")
-    out = export_checkpoint(run.config["model"], checkpoint, args.out, args.merge,
-                            card_info_from_run(run.config, args.step, run_scores(run, args.step)), model_key=run.model)
-    print(out)
-    return 0
-
-
-def register(subparsers):
-    """Add ``pairrel export`` to a ``pairrel`` sub-command parser set."""
-    p = subparsers.add_parser("export", help="write a checkpoint as a portable adapter (and merged model with --merge)")
-    p.add_argument("--config", action="append", required=True, type=Path,
-                   help="config file; repeat to merge presets over it (later files win)")
-    p.add_argument("--run", required=True, help="run id, e.g. model~minilm/data~quickstart/loss~bce/labels~binary@2/seed~42")
-    p.add_argument("--step", required=True, type=int, help="checkpoint step")
-    p.add_argument("--checkpoint", type=Path, help="checkpoint folder (default: the run's checkpoint-<step>)")
-    p.add_argument("--out", required=True, type=Path, help="new folder to write")
-    p.add_argument("--merge", action="store_true", help="also write the merged model as a sentence-transformers folder")
-    p.set_defaults(func=cmd_export)
-    return p
+    if state.is_file() and json.loads(state.read_text()).get("step") != step:
+        raise ExportError(f"{checkpoint}: holds step {json.loads(state.read_text()).get('step')}, not --step {step}")
+    return export_checkpoint(run.config["model"], checkpoint, out, merge,
+                             card_info_from_run(run.config, step, run_scores(run, step)), model_key=run.model)

@@ -30,7 +30,6 @@ unchanged.
 
 from __future__ import annotations
 
-import argparse
 import errno
 import fcntl
 import os
@@ -157,7 +156,9 @@ def holders(ids: list[str], directory: Path) -> dict[str, str | None]:
 
 
 def run(n: int, command: list[str], environ=None, poll_seconds: float = 2.0, timeout: float | None = None):
-    """Take ``n`` slots, set CUDA_VISIBLE_DEVICES and exec ``command`` (does not return)."""
+    """Take ``n`` slots, set CUDA_VISIBLE_DEVICES and exec ``command``: does not return, the
+    process becomes ``command`` (its exit status is the command's own); SlotError when the slots
+    cannot be had or the command does not exist."""
     environ = dict(os.environ if environ is None else environ)
     if n < 0:
         raise SlotError(f"--gpus must be >= 0, got {n}")
@@ -175,48 +176,7 @@ def run(n: int, command: list[str], environ=None, poll_seconds: float = 2.0, tim
         else:
             print("pairrel gpu-run: no GPU found (nvidia-smi -L, PAIRREL_GPUS); running on the CPU",
                   file=sys.stderr, flush=True)
-    os.execvpe(command[0], command, environ)
-
-
-def cmd_gpu_run(args) -> int:
     try:
-        if args.status:
-            ids = device_ids()
-            for device, holder in holders(ids, lock_dir()).items():
-                print(f"gpu {device}: {holder or 'free'}")
-            return 0
-        command = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
-        run(args.gpus, command, poll_seconds=args.poll, timeout=args.timeout)
-    except SlotError as err:
-        print(f"pairrel gpu-run: error: {err}", file=sys.stderr)
-        return 1
-    except FileNotFoundError as err:
-        print(f"pairrel gpu-run: error: command not found: {err.filename}", file=sys.stderr)
-        return 127
-    return 0  # not reached: run() execs
-
-
-def register(subparsers) -> argparse.ArgumentParser:
-    """Add ``gpu-run`` to a ``pairrel`` sub-command parser set."""
-    p = subparsers.add_parser(
-        "gpu-run", help="run a command on N free GPUs of this machine (sets CUDA_VISIBLE_DEVICES)",
-        description="Take N free GPU slots (lock files in $PAIRREL_GPU_LOCK_DIR), export "
-                    "CUDA_VISIBLE_DEVICES and exec CMD. Devices: $PAIRREL_GPUS (count or ids) or nvidia-smi -L.")
-    p.add_argument("--gpus", type=int, default=1, help="slots to take (default 1; 0 runs CMD unchanged)")
-    p.add_argument("--timeout", type=float, default=None, help="give up after this many seconds of waiting")
-    p.add_argument("--poll", type=float, default=2.0, help="seconds between tries while all slots are taken")
-    p.add_argument("--status", action="store_true", help="list the slots and their holders, then exit")
-    p.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD ARG...")
-    p.set_defaults(func=cmd_gpu_run)
-    return p
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="pairrel")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["gpu-run", *(sys.argv[1:] if argv is None else argv)])
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        os.execvpe(command[0], command, environ)
+    except FileNotFoundError:
+        raise SlotError(f"command not found: {command[0]}") from None

@@ -12,11 +12,10 @@ free port, so several multi-process runs on one node (Snakemake jobs side by sid
 collide on a fixed port (``accelerate launch`` uses 29500 unless told otherwise), and it needs
 no accelerate config file.
 
-Each process runs ``python -m pairrel.launch <args>`` (:func:`worker_main`), which is
-``python -m pairrel.cli <args>`` (no dependence on the ``pairrel`` script being on PATH) plus one
-decision that can only be made on the node that runs the job: without CUDA, accelerate must be
-told to use CPU processes (``ACCELERATE_USE_CPU``), or it silently runs N independent
-single-process trainings that race on the same run directory.
+Each process runs ``python -m pairrel.cli.worker <args>`` (:data:`WORKER_MODULE`), which is
+``python -m pairrel.cli <args>`` (no dependence on the ``pairrel`` script being on PATH) plus the
+one decision that can only be made on the node that runs the job (CPU processes without CUDA).
+This module only names the command line's modules; it never imports them.
 
 Which GPUs a run gets is the scheduler's business: under SLURM the job sees its N GPUs
 (``--gpus=N``, from Snakemake's ``resources: gpu=N``); on one machine without a scheduler a
@@ -25,11 +24,11 @@ run uses GPUs 0 … N−1 unless CUDA_VISIBLE_DEVICES says otherwise.
 
 from __future__ import annotations
 
-import os
-import sys
 from typing import Any, Sequence
 
 GPUS_KEY = "training.gpus"
+CLI_MODULE = "pairrel.cli"  # `python -m` of the `pairrel` command
+WORKER_MODULE = "pairrel.cli.worker"  # one process of a multi-process run
 
 
 def n_processes(training: dict[str, Any]) -> int:
@@ -51,18 +50,18 @@ def launch_argv(processes: int, cli_args: Sequence[str], python: str | None = No
         launch_argv(1, ["train", "--config", "c.yaml"])
             → ["pairrel", "train", "--config", "c.yaml"]
         launch_argv(4, ["train", "--config", "c.yaml"])
-            → ["torchrun", "--standalone", "--nproc-per-node=4", "-m", "--", "pairrel.launch",
+            → ["torchrun", "--standalone", "--nproc-per-node=4", "-m", "--", "pairrel.cli.worker",
                "train", "--config", "c.yaml"]
     """
     if isinstance(processes, bool) or not isinstance(processes, int) or processes < 1:
         raise ValueError(f"processes must be an integer >= 1, got {processes!r}")
     args = [str(arg) for arg in cli_args]
     if processes == 1:
-        return [python, "-m", "pairrel.cli", *args] if python else ["pairrel", *args]
+        return [python, "-m", CLI_MODULE, *args] if python else ["pairrel", *args]
     torchrun = [python, "-m", "torch.distributed.run"] if python else ["torchrun"]
     # "--" ends torchrun's own options: its parser would otherwise take an abbreviation of one
     # of them in the command's arguments (``--run`` is ambiguous with ``--run-path``).
-    return [*torchrun, "--standalone", f"--nproc-per-node={processes}", "-m", "--", "pairrel.launch", *args]
+    return [*torchrun, "--standalone", f"--nproc-per-node={processes}", "-m", "--", WORKER_MODULE, *args]
 
 
 def launch_command(processes: int, cli_args: Sequence[str], python: str | None = None) -> str:
@@ -70,19 +69,3 @@ def launch_command(processes: int, cli_args: Sequence[str], python: str | None =
     import shlex
 
     return shlex.join(launch_argv(processes, cli_args, python))
-
-
-def worker_main(argv: Sequence[str] | None = None) -> int:
-    """One of the N processes: ``pairrel.cli.main(argv)``, on CPU processes (gloo) where the
-    node has no CUDA device."""
-    import torch
-
-    if not torch.cuda.is_available():
-        os.environ.setdefault("ACCELERATE_USE_CPU", "true")
-    from pairrel.cli import main
-
-    return main(list(argv) if argv is not None else None)
-
-
-if __name__ == "__main__":
-    sys.exit(worker_main())

@@ -94,13 +94,48 @@ JOB_FILES = {  # job -> its path under logs/ (.log) and benchmarks/ (.tsv), with
 }
 
 # -- the report's outputs, under paper_figures/{experiment}/ -----------------------------------
-REPORT_FILES = {
-    "main_table": ("main_table.csv", "main_table.md", "main_table.tex"),
-    "per_task": ("per_task.csv",),
-    "type_scores": ("type_scores.png", "type_scores.pdf"),
-    "training_curves": ("training_curves.png", "training_curves.pdf"),
-    "ablation_step": ("ablation_step.png", "ablation_step.pdf"),  # when a run has >= 2 evaluated steps
+TABLE_FORMATS = (".csv", ".md", ".tex")
+FIGURE_FORMATS = (".png", ".pdf")
+ABLATION_FIGURE = "ablation_{axis}"  # one per numeric grid axis (and step)
+
+
+def _files(stem: str, formats: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(stem + suffix for suffix in formats)
+
+
+REPORT_FILES = {  # output -> its files: everything `pairrel report` writes (pairrel.report.build)
+    "main_table": _files("main_table", TABLE_FORMATS),
+    "all_checkpoints": ("all_checkpoints.csv",),
+    "per_step": _files("per_step", TABLE_FORMATS),  # when a variant has several evaluated steps
+    "per_task": _files("per_task", TABLE_FORMATS),
+    "comparison": ("comparison.csv", "comparison.md"),
+    "comparison_summary": ("comparison_summary.csv",),
+    "heldout": _files("heldout", TABLE_FORMATS),  # held-out K-fold queries
+    "heldout_comparison": _files("heldout_comparison", TABLE_FORMATS),
+    "type_scores": _files("type_scores", FIGURE_FORMATS),
+    "training_curves": _files("training_curves", FIGURE_FORMATS),
+    "ablation_step": _files(ABLATION_FIGURE.format(axis="step"), FIGURE_FORMATS),
+    "notes": ("notes.md",),
 }
+# The files the workflow's report rule declares (Layout.report_files): the report writes each of
+# them on every run; of per_task only the CSV stands for the three.
+REPORT_RULE_FILES = {
+    "main_table": REPORT_FILES["main_table"],
+    "per_task": REPORT_FILES["per_task"][:1],
+    "type_scores": REPORT_FILES["type_scores"],
+    "training_curves": REPORT_FILES["training_curves"],
+    "ablation_step": REPORT_FILES["ablation_step"],  # declared when a run has >= 2 evaluated steps
+}
+
+
+def report_file(output: str, suffix: str) -> str:
+    """The name of the file of a report output in one format: ``("main_table", ".md")`` ->
+    ``main_table.md``."""
+    for name in REPORT_FILES[output]:
+        if name.endswith(suffix):
+            return name
+    raise KeyError(f"the report's {output} has no {suffix} file ({', '.join(REPORT_FILES[output])})")
+
 
 # -- names in mteb -----------------------------------------------------------------------------
 MTEB_ORG = "pairrel"
@@ -167,7 +202,8 @@ class Layout:
         return str(self.results / BENCHMARKS / (JOB_FILES[job] + ".tsv"))
 
     def report_files(self, output: str) -> list[str]:
-        return [str(self.figures / name) for name in REPORT_FILES[output]]
+        """The files of a report output that the workflow's report rule declares."""
+        return [str(self.figures / name) for name in REPORT_RULE_FILES[output]]
 
     def prepared(self, data: str, source: str, fold: int | None, suffix: str = PARQUET) -> Path:
         """A prepared source file (``fold`` None: a source without folds)."""

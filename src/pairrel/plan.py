@@ -30,13 +30,12 @@ k-means, logistic regression) and data preparation are not counted.
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from pairrel.config import ConfigError, atomic_write_text
+from pairrel.config import ConfigError
 
 # Default throughput: one NVIDIA H200, bf16, random-init weights of the real shapes, passages
 # with MS MARCO-like lengths (log-normal, median 70 words, 85.6 tokens on average), measured
@@ -66,7 +65,7 @@ DEFAULT_THROUGHPUT: dict[str, Any] = {
     },
 }
 
-# The report tables a GPU job feeds (pairrel.report.cli's outputs): the main table (and
+# The report tables a GPU job feeds (pairrel.report.build writes them): the main table (and
 # per_task) from full-benchmark checkpoints and base models; the held-out table from every
 # K-fold run's held-out fold and its subset score at the final step; the curves (per_step)
 # from earlier checkpoints; training feeds every table.
@@ -440,68 +439,3 @@ def measure_model(model_cfg: dict, n_texts: int = 2048, batch_size: int = 64, tr
         "input_order_tokens_per_s": n_tokens / input_s,
         "train_tokens_per_s": chunk_tokens / train_s,
     }
-
-
-# --------------------------------------------------------------------------------------- CLI
-
-
-def cmd_plan(args) -> int:
-    from pairrel.config import load_config
-
-    cfg = load_config(*args.config)
-    throughput, source = load_throughput(args.throughput)
-    plan = plan_jobs(jobs_from_config(cfg, throughput), throughput, args.input_order, source)
-    if args.json:
-        print(json.dumps({**plan.as_dict(), "device": throughput["device"], "input_order": args.input_order}, indent=2))
-    else:
-        print(format_plan(plan, f"{throughput['device']} ({source})" + (", input-order encoding" if args.input_order else "")))
-    return 0
-
-
-def cmd_bench(args) -> int:
-    import torch
-
-    from pairrel.config import load_config
-
-    cfg = load_config(*args.config)
-    from pairrel.study import Study
-
-    keys = args.model or Study(cfg).models_used
-    unknown = [k for k in keys if k not in cfg["models"]]
-    if unknown:
-        raise ConfigError(f"--model: not defined under 'models': {', '.join(unknown)}")
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
-    measured = {cfg["models"][k]["name_or_path"]: measure_model(cfg["models"][k], args.n_texts) for k in keys}
-    old = json.loads(args.out.read_text()) if args.out.exists() else {}
-    data = {**old, "device": f"{device} (pairrel bench)", "models": {**old.get("models", {}), **measured}}
-    atomic_write_text(args.out, json.dumps(data, indent=2) + "\n")
-    print(json.dumps(data, indent=2))
-    return 0
-
-
-def register(subparsers) -> None:
-    """Add ``plan`` and ``bench`` to the ``pairrel`` command line."""
-    p = subparsers.add_parser("plan", help="jobs, tokens and estimated GPU-hours per rule, before running")
-    p.add_argument("--config", action="append", required=True, type=Path, help="config file; repeat to merge presets")
-    p.add_argument("--throughput", type=Path, help="throughput file written by `pairrel bench` (default: H200 figures)")
-    p.add_argument("--input-order", action="store_true", help="estimate encoding at the input-order (pre-embed) speed")
-    p.add_argument("--json", action="store_true", help="one JSON object; total_gpu_hours is a number")
-    p.set_defaults(func=cmd_plan)
-
-    p = subparsers.add_parser("bench", help="measure encode/train tokens per second of the config's models on this GPU")
-    p.add_argument("--config", action="append", required=True, type=Path, help="config file; repeat to merge presets")
-    p.add_argument("--model", action="append", help="models: key to measure (default: every model of the grid)")
-    p.add_argument("--n-texts", type=int, default=2048, help="synthetic passages to encode (default 2048)")
-    p.add_argument("--out", required=True, type=Path, help="throughput file to write (JSON; other models are kept)")
-    p.set_defaults(func=cmd_bench)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m pairrel.plan plan|bench …``: the ``pairrel`` command line's exit codes."""
-    from pairrel.cli import main as pairrel_main
-
-    return pairrel_main(list(sys.argv[1:] if argv is None else argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

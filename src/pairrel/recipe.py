@@ -1,4 +1,4 @@
-"""LLM2Vec's supervised recipe as data, and ``pairrel recipe diff``: how configured runs differ.
+"""LLM2Vec's supervised recipe as data, and how configured runs differ from it (``pairrel recipe``).
 
 ``LLM2VEC_SUPERVISED`` holds the facts of LLM2Vec's supervised contrastive stage
 (BehnamGhader et al. 2024, arXiv 2404.05961, App. G.2; McGill-NLP/llm2vec
@@ -27,8 +27,6 @@ source (``parts:``, pairrel.data.parts) holding both files.
 
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 
 # One released file of the echo-data release: instruction, and whether the instruction also goes
@@ -259,18 +257,6 @@ def release_caps(cfg: dict, release_dir: Path) -> tuple[dict, list[str]]:
     return fragment, notes
 
 
-def cmd_sizes(args) -> int:
-    import yaml
-
-    from pairrel.config import load_config
-
-    fragment, notes = release_caps(load_config(*args.config), args.release)
-    print("# max_queries at the sizes of the echo-data release (pairrel recipe sizes); merge it over the config")
-    print("\n".join(f"# {note}" for note in notes))
-    print(yaml.safe_dump(fragment, sort_keys=False), end="")
-    return 0
-
-
 def diff_report(study, run_ids: list[str] | None = None) -> list[str]:
     """Lines of ``pairrel recipe diff``: for each run, 'RUN: no differences' or 'RUN: <difference>'."""
     runs = [study.run(r) for r in run_ids] if run_ids else study.runs
@@ -351,66 +337,3 @@ def instruction_preview(study, model: str | None = None, text: str = "TEXT") -> 
     tasks = benchmark_tasks(ev["benchmark"], names, ev["local_dataset"], ev["local_instruction"], ev["local_tasks"],
                             study.root)
     return {task.metadata.name: preview(protocol, task, text) for task in tasks}
-
-
-def cmd_instructions(args) -> int:
-    import json
-
-    from pairrel.data.registry import register_from_config
-    from pairrel.config import load_config
-    from pairrel.study import Study
-
-    study = Study(load_config(*args.config))
-    register_from_config(study.cfg)
-    table = instruction_preview(study, args.model, args.text)
-    if args.json:
-        print(json.dumps(table, indent=2, ensure_ascii=False))
-        return 0
-    width = max(len(name) for name in table)
-    for name, seen in table.items():
-        print(f"{name:<{width}}  query:    {seen['query']}")
-        print(f"{'':<{width}}  document: {seen['document']}")
-    return 0
-
-
-def cmd_diff(args) -> int:
-    from pairrel.config import load_config
-    from pairrel.study import Study
-
-    for line in diff_report(Study(load_config(*args.config)), args.run):
-        print(line)
-    return 0
-
-
-def register(subparsers) -> argparse.ArgumentParser:
-    """Add ``pairrel recipe diff`` to a ``pairrel`` sub-command parser set."""
-    recipe = subparsers.add_parser("recipe", help="compare configured runs with LLM2Vec's supervised recipe")
-    commands = recipe.add_subparsers(dest="recipe_command", required=True, metavar="COMMAND")
-    p = commands.add_parser("diff", help="one line per difference from LLM2Vec's supervised recipe (exit 0)")
-    p.add_argument("--config", action="append", required=True, type=Path,
-                   help="config file; repeat to merge presets over it (later files win)")
-    p.add_argument("--run", action="append", default=None, help="only this run id (repeatable; default: every run)")
-    p.set_defaults(func=cmd_diff)
-    p = commands.add_parser("instructions", help="the text the encoder sees on each side of every evaluated task")
-    p.add_argument("--config", action="append", required=True, type=Path,
-                   help="config file; repeat to merge presets over it (later files win)")
-    p.add_argument("--json", action="store_true", help='JSON: {task: {"query": ..., "document": ...}}')
-    p.add_argument("--model", default=None, help="the model whose protocol to show (default: the grid's, if they share one)")
-    p.add_argument("--text", default="TEXT", help="the sample text (default: TEXT)")
-    p.set_defaults(func=cmd_instructions)
-    p = commands.add_parser("sizes", help="print a preset capping each ir_datasets source at its released file's size")
-    p.add_argument("--config", action="append", required=True, type=Path,
-                   help="config file; repeat to merge presets over it (later files win)")
-    p.add_argument("--release", required=True, type=Path, help="folder of the echo-data release's JSONL files")
-    p.set_defaults(func=cmd_sizes)
-    return recipe
-
-
-def main(argv=None) -> int:
-    from pairrel.cli import main as pairrel_main
-
-    return pairrel_main(["recipe", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    sys.exit(main())

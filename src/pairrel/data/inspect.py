@@ -1,4 +1,4 @@
-"""``pairrel batches``: what a run trains on, one JSON object per step, on CPU in seconds.
+"""What a run trains on, one JSON object per step, on CPU in seconds (``pairrel batches``).
 
 For the first N steps of a run it builds exactly the batches the trainer builds
 (``pairrel.data.batching.batcher_from_run`` over the prepared sources) and prints, per step:
@@ -19,9 +19,6 @@ the error names the Snakemake targets that write them.
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -84,38 +81,3 @@ def require_prepared(prepared: dict[str, dict[str, str]], config_files) -> None:
         "prepared source file(s) missing: " + ", ".join(map(str, missing))
         + f"\nprepare them with: snakemake --cores 1 {configs} {' '.join(targets)}"
     )
-
-
-def cmd_batches(args) -> int:
-    from pairrel.cli import study_from_args
-
-    run_cfg = study_from_args(args).run(args.run).config
-    if args.prepared is not None:
-        run_cfg["prepared"] = in_folder(run_cfg["prepared"], args.prepared)
-    require_prepared(run_cfg["prepared"], args.config)
-    for summary in batch_summaries(run_cfg, args.steps):
-        print(json.dumps(summary))
-    return 0
-
-
-def register(subparsers) -> argparse.ArgumentParser:
-    """Add ``pairrel batches`` to a ``pairrel`` sub-command parser set."""
-    p = subparsers.add_parser("batches", help="print what a run trains on: one JSON object per step")
-    p.add_argument("--config", action="append", required=True, type=Path,
-                   help="config file; repeat to merge presets over it (later files win)")
-    p.add_argument("--run", required=True, help="run id, e.g. model~minilm/data~quickstart/loss~bce/labels~binary@2/seed~42")
-    p.add_argument("--steps", type=int, default=3, help="number of steps from step 0 (default 3)")
-    p.add_argument("--prepared", type=Path, default=None,
-                   help="folder of the data mix's prepared sources (default: where the workflow writes them)")
-    p.set_defaults(func=cmd_batches)
-    return p
-
-
-def main(argv=None) -> int:
-    from pairrel.cli import main as pairrel_main
-
-    return pairrel_main(["batches", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -135,23 +135,3 @@ def run_baseline_check(study, model: str, out: Path, reference_path: str | Path 
             + f" (table: {out.with_suffix('.failed.md')})")
     atomic_write_text(out, markdown)
     return rows
-
-
-def cmd_baseline_check(args) -> int:
-    from pairrel.cli import study_from_args
-
-    study = study_from_args(args)
-    rows = run_baseline_check(study, args.model, args.out, args.reference)
-    print(Path(args.out).read_text(encoding="utf-8"), end="")
-    return 0 if all(r["ok"] for r in rows) else 1
-
-
-def register(subparsers) -> None:
-    p = subparsers.add_parser("baseline-check", help="evaluate LLM2Vec's published checkpoint of a model and "
-                                                     "compare with its published scores (exit 1 beyond tolerance)")
-    p.add_argument("--config", action="append", required=True, type=Path, metavar="FILE",
-                   help="config file; repeat to merge presets over it (later files win)")
-    p.add_argument("--model", required=True, help="model key (config 'models') with a published checkpoint")
-    p.add_argument("--reference", type=Path, default=None, help=f"reference file (default: {REFERENCE_FILE})")
-    p.add_argument("--out", type=Path, required=True, help="Markdown table to write (a .csv beside it)")
-    p.set_defaults(func=cmd_baseline_check)

@@ -590,7 +590,8 @@ def _legend_entries(axes) -> tuple[list[str], list]:
 
 # Figures the report always writes (the workflow declares them): a placeholder stands in when
 # there is nothing to plot, so an older figure never survives beside newer tables.
-ALWAYS_WRITTEN = ("type_scores", "training_curves", "ablation_step")
+ALWAYS_WRITTEN = tuple(output for output, files in layout.REPORT_RULE_FILES.items()
+                       if files[0].endswith(layout.FIGURE_FORMATS))
 
 
 def placeholder(out_base: Path, message: str) -> list[Path]:
@@ -619,7 +620,7 @@ def ablation_plots(main: pd.DataFrame, grid_columns: list[str], types: list[str]
     """Save every ``ablation_figures`` figure as ``out_dir/ablation_<axis>.{png,pdf}``."""
     written: list[Path] = []
     for key, fig in ablation_figures(main, grid_columns, types, display).items():
-        written += save_figure(fig, Path(out_dir) / f"ablation_{key}")
+        written += save_figure(fig, Path(out_dir) / layout.ABLATION_FIGURE.format(axis=key))
     return written
 
 

@@ -1,4 +1,4 @@
-"""`pairrel data ...`: quickstart, prepare, summary, prefetch, check.
+"""``pairrel data …`` (quickstart, prepare, summary, prefetch, check) and ``pairrel batches``.
 
     pairrel data quickstart --out DIR [--seed N] [--n-topics N] [--n-passages N] [--n-queries N]
                             [--test-fraction F]
@@ -7,26 +7,25 @@
     pairrel data summary ID [--config C.yaml ...] [--register ID=DIR ...]
     pairrel data prefetch --config C.yaml [--no-models] [--no-mteb]
     pairrel data check --config C.yaml [--no-models] [--no-mteb]
+    pairrel batches --config C.yaml --run RUN_ID [--steps N] [--prepared DIR]
 
-Later ``--config`` files are deep-merged over earlier ones (``pairrel.config.load_config``).
 Data commands need only their own keys, so they read a config without validating the whole
-study; every command that takes a config registers its ``local_datasets:`` first. Exit status
-as for every ``pairrel`` command: 0 success, 1 bad input (file, line or key named), 2 usage.
+study; every command that takes a config registers its ``local_datasets:`` first.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
-from pairrel.config import load_config
-from pairrel.data.registry import register_from_config, register_local_dir
+from pairrel.cli.options import EXIT_BAD_INPUT, EXIT_OK, add_config_option, study_from_args
 
 
 def _partial_config(paths: list) -> dict:
     """The merged config files, not validated as a whole study (see the module docstring)."""
+    from pairrel.config import load_config
+
     return load_config(*paths, validate=False)
 
 
@@ -40,10 +39,11 @@ def cmd_quickstart(args) -> int:
     paths = generate(args.out, seed=args.seed, n_topics=args.n_topics, n_passages=args.n_passages,
                      n_queries=args.n_queries, test_fraction=args.test_fraction)
     _print_json({split: str(path) for split, path in paths.items()})
-    return 0
+    return EXIT_OK
 
 
 def cmd_prepare(args) -> int:
+    from pairrel.data.registry import register_from_config
     from pairrel.data.sources import prepare_source
 
     if args.job is not None:
@@ -57,10 +57,11 @@ def cmd_prepare(args) -> int:
     register_from_config(job)
     meta = prepare_source(job["source"], job["spec"], Path(args.out), log=lambda m: print(m, file=sys.stderr))
     _print_json(meta)
-    return 0
+    return EXIT_OK
 
 
 def cmd_summary(args) -> int:
+    from pairrel.data.registry import register_from_config, register_local_dir
     from pairrel.data.summary import summarize
 
     if args.config:
@@ -71,7 +72,7 @@ def cmd_summary(args) -> int:
             raise ValueError(f"--register expects ID=DIR, got {item!r}")
         register_local_dir(dataset_id, directory)
     _print_json(summarize(args.dataset_id))
-    return 0
+    return EXIT_OK
 
 
 def cmd_prefetch(args) -> int:
@@ -79,7 +80,7 @@ def cmd_prefetch(args) -> int:
 
     for line in prefetch(_partial_config(args.config), include_models=not args.no_models, include_mteb=not args.no_mteb):
         print(f"fetched {line}", file=sys.stderr)
-    return 0
+    return EXIT_OK
 
 
 def cmd_check(args) -> int:
@@ -91,16 +92,23 @@ def cmd_check(args) -> int:
         print(problem, file=sys.stderr)
     if not problems:
         print("all files the config needs are available locally", file=sys.stderr)
-    return 1 if problems else 0
+    return EXIT_BAD_INPUT if problems else EXIT_OK
 
 
-def _add_config(parser, required: bool = True) -> None:
-    parser.add_argument("--config", action="append", required=required, type=Path,
-                        help="YAML config; repeat to deep-merge later files over earlier ones")
+def cmd_batches(args) -> int:
+    from pairrel.data.inspect import batch_summaries, in_folder, require_prepared
+
+    run_cfg = study_from_args(args).run(args.run).config
+    if args.prepared is not None:
+        run_cfg["prepared"] = in_folder(run_cfg["prepared"], args.prepared)
+    require_prepared(run_cfg["prepared"], args.config)
+    for summary in batch_summaries(run_cfg, args.steps):
+        print(json.dumps(summary))
+    return EXIT_OK
 
 
-def register(subparsers) -> argparse.ArgumentParser:
-    """Add the ``data`` command group to a ``pairrel`` sub-command parser set."""
+def register(subparsers) -> None:
+    """Add the ``data`` command group and ``batches``."""
     data = subparsers.add_parser("data", help="datasets: quickstart corpus, preparation, summaries, caches")
     commands = data.add_subparsers(dest="data_command", required=True, metavar="COMMAND")
 
@@ -114,7 +122,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_quickstart)
 
     p = commands.add_parser("prepare", help="prepare one source of a data mix as Parquet")
-    _add_config(p, required=False)
+    add_config_option(p, required=False)
     p.add_argument("--data", help="name of the data mix (config key data.NAME)")
     p.add_argument("--source", help="name of the source within the mix")
     p.add_argument("--fold", type=int, help="the fold whose training queries to write (K-fold sources)")
@@ -124,27 +132,23 @@ def register(subparsers) -> argparse.ArgumentParser:
 
     p = commands.add_parser("summary", help="print a JSON summary of an ir_datasets id")
     p.add_argument("dataset_id")
-    p.add_argument("--config", action="append", type=Path,
-                   help="YAML config whose local_datasets: are registered first; repeat to deep-merge")
+    add_config_option(p, required=False,
+                      help="config file whose local_datasets: are registered first; repeat to merge")
     p.add_argument("--register", action="append", metavar="ID=DIR", help="register a local dataset directory first")
     p.set_defaults(func=cmd_summary)
 
     for name, func, text in (("prefetch", cmd_prefetch, "download every dataset, model and MTEB task of a config"),
                              ("check", cmd_check, "list, offline, every file a config needs that is missing")):
         p = commands.add_parser(name, help=text)
-        _add_config(p)
+        add_config_option(p)
         p.add_argument("--no-models", action="store_true", help="skip models")
         p.add_argument("--no-mteb", action="store_true", help="skip MTEB task data")
         p.set_defaults(func=func)
-    return data
 
-
-def main(argv=None) -> int:
-    """Run ``pairrel data ...`` given the arguments after ``data``."""
-    from pairrel.cli import main as pairrel_main
-
-    return pairrel_main(["data", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    p = subparsers.add_parser("batches", help="print what a run trains on: one JSON object per step")
+    add_config_option(p)
+    p.add_argument("--run", required=True, help="run id, e.g. model~minilm/data~quickstart/loss~bce/labels~binary@2/seed~42")
+    p.add_argument("--steps", type=int, default=3, help="number of steps from step 0 (default 3)")
+    p.add_argument("--prepared", type=Path, default=None,
+                   help="folder of the data mix's prepared sources (default: where the workflow writes them)")
+    p.set_defaults(func=cmd_batches)

@@ -27,16 +27,15 @@ Every LaTeX file needs only ``\\usepackage{booktabs}`` in a standard ``article``
 
 from __future__ import annotations
 
-import argparse
-import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from pairrel.config import atomic_write_text
+from pairrel.layout import REPORT_FILES, report_file
 from pairrel.report import compare as compare_mod
 from pairrel.report import figures, final, heldout, render, tables
 from pairrel.report.collect import FOUND_BENCHMARK, collect, read_sources
 from pairrel.report.display import display_from_config, load_display
-from pairrel.report.scores import ResultFileError
 
 DEFAULT_REFERENCE_DIR = Path("results/reference")
 # Published baselines (LLM2Vec, arXiv 2404.05961) are MTEB(eng, v1) numbers; never put them beside others.
@@ -44,74 +43,37 @@ REFERENCE_BENCHMARK = "MTEB(eng, v1)"
 MAX_MISSING_SHOWN = 8
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", action="append", type=Path, metavar="FILE",
-                        help="the study's config files (repeatable): map its checkpoints' results "
-                             "back to their runs and leave stale results out")
-    parser.add_argument("--results", nargs="+", action="extend", required=True, type=Path,
-                        metavar="DIR",
-                        help="MTEB result caches: a folder holding results/, results/ itself, "
-                             "a harness experiment folder, or one model/revision folder; "
-                             "repeat the option or list several, every one is read")
-    parser.add_argument("--benchmark", default=None,
-                        help="an MTEB benchmark name (e.g. 'MTEB(eng, v1)') or "
-                             "'pairrel-quickstart'; default: the --config's evaluation.benchmark, "
-                             "else the tasks found in the results, grouped by type (published "
-                             "baselines only beside their own benchmark)")
-    parser.add_argument("--out", required=True, type=Path, metavar="OUTDIR",
-                        help="folder for tables and figures (created)")
-    parser.add_argument("--runs", type=Path, metavar="DIR",
-                        help="training runs (run.yaml + metrics.jsonl) for training curves and BCE's final t and b")
-    parser.add_argument("--reference", type=Path, metavar="PATH",
-                        help="published baselines (YAML/CSV file or folder); default: "
-                             f"{DEFAULT_REFERENCE_DIR} when it exists and the benchmark is "
-                             f"{REFERENCE_BENCHMARK}")
-    parser.add_argument("--no-reference", action="store_true",
-                        help="leave published baselines out")
-    parser.add_argument("--tasks", nargs="+", metavar="TASK",
-                        help="restrict the table to these tasks, the benchmark's or your own "
-                             "(averages over the subset; published baselines, which cover the "
-                             "whole benchmark, are left out)")
-    parser.add_argument("--compare", nargs=2, metavar=("A", "B"),
-                        help="two row labels or grid selectors (loss=bce loss=softmax); default: "
-                             "the two losses when the grid has exactly two")
-    parser.add_argument("--display", type=Path, metavar="YAML",
-                        help="display names: {model: {key: name}, data: …, loss: …, labels: …, "
-                             "columns: {PairClassification: PairCl.}} (see pairrel.report.display); "
-                             "merged over the --config's models.X.display, losses.X.display, "
-                             "report.display")
-    parser.add_argument("--reference-row", metavar="SELECTOR",
-                        help="the main table's Δ column: each row's Average minus this row's "
-                             "(a grid selector such as loss=softmax, or a row's display name); "
-                             "default: config key report.reference_row")
-    parser.add_argument("--skip-bad", action="store_true",
-                        help="skip corrupt or truncated result/metrics files with a warning "
-                             "instead of failing")
+@dataclass
+class ReportOptions:
+    """What to build the report from and where to write it (``pairrel report``'s options)."""
+
+    results: list[Path]  # MTEB result caches, every one read
+    out: Path  # folder for tables and figures (created)
+    config: list[Path] | None = None  # the study's config files: results mapped back to runs
+    benchmark: str | None = None  # default: the config's evaluation.benchmark, else the tasks found
+    runs: Path | None = None  # training runs: training curves and BCE's final t and b
+    reference: Path | None = None  # published baselines (default: DEFAULT_REFERENCE_DIR)
+    no_reference: bool = False
+    tasks: list[str] | None = None  # restrict the tables to these tasks
+    compare: tuple[str, str] | None = None  # default: the two losses when there are exactly two
+    display: Path | None = None  # display names, over the config's
+    reference_row: str | None = None  # the main table's Δ column (default: report.reference_row)
+    skip_bad: bool = False  # skip corrupt result/metrics files with a warning
 
 
-def register(subparsers) -> argparse.ArgumentParser:
-    """Add the ``report`` sub-command to a ``pairrel`` argument parser."""
-    parser = subparsers.add_parser(
-        "report", help="tables and figures from cached MTEB results",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    parser.set_defaults(func=run_report)
-    return parser
-
-
-def _references(args, benchmark: str, type_names: list[str], notes: list[str]):
-    if args.no_reference:
+def _references(options, benchmark: str, type_names: list[str], notes: list[str]):
+    if options.no_reference:
         return None
-    if args.tasks:
+    if options.tasks:
         notes.append("published baselines left out: they average the whole benchmark, not this subset")
         return None
-    if args.reference is not None:
-        if not args.reference.exists():
-            raise FileNotFoundError(f"--reference {args.reference}: no such file or directory")
+    if options.reference is not None:
+        if not options.reference.exists():
+            raise FileNotFoundError(f"--reference {options.reference}: no such file or directory")
         if benchmark != REFERENCE_BENCHMARK:
             notes.append(f"published baselines are {REFERENCE_BENCHMARK} numbers; this table "
                          f"is {benchmark}")
-        return tables.load_references(args.reference, type_names)
+        return tables.load_references(options.reference, type_names)
     if benchmark == REFERENCE_BENCHMARK and DEFAULT_REFERENCE_DIR.is_dir():
         return tables.load_references(DEFAULT_REFERENCE_DIR, type_names)
     return None
@@ -157,14 +119,24 @@ def _scope_notes(study) -> list[str]:
     return notes
 
 
-def _write_paper_table(out: Path, stem: str, table: final.PaperTable, notes=()) -> str:
+def _file(out: Path, output: str, suffix: str) -> Path:
+    """Where one output's file in one format goes (its name is pairrel.layout's)."""
+    return out / report_file(output, suffix)
+
+
+def _base(out: Path, output: str) -> Path:
+    """A figure's path without its format suffix (figures.save_figure adds .png and .pdf)."""
+    return out / Path(REPORT_FILES[output][0]).stem
+
+
+def _write_paper_table(out: Path, output: str, table: final.PaperTable, notes=()) -> str:
     """CSV (everything, full precision), Markdown and LaTeX (what a reader sees)."""
     notes = [*notes, *table.notes]
     style = dict(stds=table.stds, signed=table.signed, headers=table.headers)
     markdown = render.to_markdown(table.shown, notes, bold=table.bold, **style)
-    atomic_write_text(out / f"{stem}.csv", render.to_csv(table.csv))
-    atomic_write_text(out / f"{stem}.md", markdown)
-    atomic_write_text(out / f"{stem}.tex", _latex(table, notes, "footnotesize"))
+    atomic_write_text(_file(out, output, ".csv"), render.to_csv(table.csv))
+    atomic_write_text(_file(out, output, ".md"), markdown)
+    atomic_write_text(_file(out, output, ".tex"), _latex(table, notes, "footnotesize"))
     return markdown
 
 
@@ -178,7 +150,7 @@ def _latex(table: final.PaperTable, notes=(), font_size: str = "small") -> str:
                            headers=table.headers, groups=table.groups, column_sep_pt=3.0)
 
 
-def _write_parts(out: Path, stem: str, csv, parts: list, notes=()) -> None:
+def _write_parts(out: Path, output: str, csv, parts: list, notes=()) -> None:
     """One CSV, and Markdown/LaTeX with one titled table per part (per_task: per type)."""
     markdown, latex = [], []
     for title, table in parts:
@@ -191,9 +163,9 @@ def _write_parts(out: Path, stem: str, csv, parts: list, notes=()) -> None:
     markdown += [f"- {n}" for n in shared]
     latex += [rf"\par\noindent{{\footnotesize {render.latex_escape(n)}}}"
               for n in [*shared, *latex_only]]
-    atomic_write_text(out / f"{stem}.csv", render.to_csv(csv))
-    atomic_write_text(out / f"{stem}.md", "\n".join(markdown) + "\n")
-    atomic_write_text(out / f"{stem}.tex", "\n".join(latex) + "\n")
+    atomic_write_text(_file(out, output, ".csv"), render.to_csv(csv))
+    atomic_write_text(_file(out, output, ".md"), "\n".join(markdown) + "\n")
+    atomic_write_text(_file(out, output, ".tex"), "\n".join(latex) + "\n")
 
 
 def _side_name(selector: str, display: dict) -> str:
@@ -206,8 +178,8 @@ def _side_name(selector: str, display: dict) -> str:
 
 def _write_comparison(out: Path, coll, pair: tuple[str, str], display: dict | None = None) -> None:
     per_task, summary = compare_mod.compare(coll.scores, coll.grid_columns, *pair)
-    atomic_write_text(out / "comparison.csv", render.to_csv(per_task))
-    atomic_write_text(out / "comparison_summary.csv", render.to_csv(summary))
+    atomic_write_text(_file(out, "comparison", ".csv"), render.to_csv(per_task))
+    atomic_write_text(_file(out, "comparison_summary", ".csv"), render.to_csv(summary))
     shown = summary.copy()
     for column in ("sign_p", "wilcoxon_p", "min_p"):
         shown[column] = shown[column].map(lambda p: f"{p:.3g}")
@@ -225,14 +197,14 @@ def _write_comparison(out: Path, coll, pair: tuple[str, str], display: dict | No
              render.to_markdown(shown), "Columns:", "", compare_mod.describe_columns(shown.columns),
              "", "## Per task", "", "`a`, `b`: each side's score (0-100); `diff` = a − b.", "",
              render.to_markdown(per_task)]
-    atomic_write_text(out / "comparison.md", "\n".join(lines))
+    atomic_write_text(_file(out, "comparison", ".md"), "\n".join(lines))
 
 
-def _write_heldout(out: Path, args, coll, display: dict, pair, notes: list[str],
+def _write_heldout(out: Path, options, coll, display: dict, pair, notes: list[str],
                    study=None) -> None:
     """heldout.{csv,md,tex} and heldout_comparison.{csv,md,tex} from per-query scores."""
     # Per-query scores are not part of the collection: read the result files' own blocks.
-    frame = heldout.per_query_frame(read_sources(list(args.results), skip_bad=args.skip_bad,
+    frame = heldout.per_query_frame(read_sources(list(options.results), skip_bad=options.skip_bad,
                                                  study=study))
     if frame.empty:
         table = tables.heldout_table(coll)
@@ -240,9 +212,9 @@ def _write_heldout(out: Path, args, coll, display: dict, pair, notes: list[str],
                 "nDCG@10 per fold only, 0-100; re-evaluate for pooled scores and paired tests."]
         notes.append(note[0])
         task_cols = [c for c in table.columns if c not in ("model", *coll.grid_columns)]
-        atomic_write_text(out / "heldout.csv", render.to_csv(table))
-        atomic_write_text(out / "heldout.md", render.to_markdown(table, note))
-        atomic_write_text(out / "heldout.tex", render.to_latex(table, task_cols, notes=note))
+        atomic_write_text(_file(out, "heldout", ".csv"), render.to_csv(table))
+        atomic_write_text(_file(out, "heldout", ".md"), render.to_markdown(table, note))
+        atomic_write_text(_file(out, "heldout", ".tex"), render.to_latex(table, task_cols, notes=note))
         return
     grid_columns = [c for c in dict.fromkeys(["grid_model", *coll.grid_columns])
                     if c in frame.columns]
@@ -261,43 +233,37 @@ def _write_heldout(out: Path, args, coll, display: dict, pair, notes: list[str],
     _write_paper_table(out, "heldout_comparison", comparison)
 
 
-def run_report(args: argparse.Namespace) -> int:
-    """Build every output; returns 0, or 1 with a message on stderr for bad input."""
-    try:
-        return _run(args)
-    except (ResultFileError, FileNotFoundError, ValueError) as err:
-        print(f"pairrel report: error: {err}", file=sys.stderr)
-        return 1
-
-
-def _run(args: argparse.Namespace) -> int:
+def build_report(options: ReportOptions) -> tuple[str, list[str]]:
+    """Write every output to ``options.out``; returns the main table (Markdown) and the notes
+    worth showing (incomplete rows, unknown tasks, warnings). Bad input raises ValueError,
+    FileNotFoundError or ResultFileError, naming the file."""
     import time
 
     started = time.time()
-    out: Path = args.out
+    out: Path = options.out
     study = None
-    if args.config:
+    if options.config:
         from pairrel.config import load_config
         from pairrel.study import Study
 
-        study = Study(load_config(*args.config))
+        study = Study(load_config(*options.config))
     else:  # a harness folder's own frozen config: the same provenance rule as with --config
         from pairrel.report.provenance import study_of_results
 
-        study = study_of_results(list(args.results))
-    coll = collect(list(args.results), benchmark=args.benchmark, skip_bad=args.skip_bad,
-                   tasks=args.tasks, study=study)
+        study = study_of_results(list(options.results))
+    coll = collect(list(options.results), benchmark=options.benchmark, skip_bad=options.skip_bad,
+                   tasks=options.tasks, study=study)
     if coll.rows.empty:
-        raise ValueError(f"no MTEB result files under {', '.join(map(str, args.results))}")
+        raise ValueError(f"no MTEB result files under {', '.join(map(str, options.results))}")
     display = display_from_config(study.cfg) if study is not None else {}
-    if args.display:  # the file's names win over the config's
-        for axis, names in load_display(args.display).items():
+    if options.display:  # the file's names win over the config's
+        for axis, names in load_display(options.display).items():
             display[axis] = {**display.get(axis, {}), **names}
-    reference_row = args.reference_row or (
+    reference_row = options.reference_row or (
         (study.cfg.get("report") or {}).get("reference_row") if study is not None else None)
     notes_general: list[str] = _scope_notes(study) if study is not None else []
     type_names = tables.type_columns(coll)
-    refs = _references(args, coll.benchmark, type_names, notes_general)
+    refs = _references(options, coll.benchmark, type_names, notes_general)
     main = tables.main_table(coll, refs)
     n_total = len(coll.specs)
     model_names = tables.model_names(coll)
@@ -313,15 +279,15 @@ def _run(args: argparse.Namespace) -> int:
         table_notes.append(f"Own tasks ({', '.join(coll.own_specs)}) are outside {coll.benchmark} "
                            "and its Average: see per_task.md.")
     learned = None
-    if args.runs is not None:  # BCE's final t and b per run, and any that barely moved
+    if options.runs is not None:  # BCE's final t and b per run, and any that barely moved
         from pairrel.report import loss_params
 
-        learned = loss_params.final_loss_parameters(figures.load_runs(args.runs, skip_bad=args.skip_bad))
+        learned = loss_params.final_loss_parameters(figures.load_runs(options.runs, skip_bad=options.skip_bad))
         notes_general += loss_params.stuck_notes(learned)
     paper = final.final_table(paper_main, paper_grid, type_names, display, reference_row,
                               model_names, learned)
     markdown = _write_paper_table(out, "main_table", paper, table_notes)
-    atomic_write_text(out / "all_checkpoints.csv", render.to_csv(main))
+    atomic_write_text(_file(out, "all_checkpoints", ".csv"), render.to_csv(main))
     steps = final.per_step_table(paper_main, paper_grid, [*type_names, "Average"], display)
     if steps is not None:
         _write_paper_table(out, "per_step", steps)
@@ -341,9 +307,9 @@ def _run(args: argparse.Namespace) -> int:
                                                 display, model_names)
     _write_parts(out, "per_task", per_task_csv, parts, per_task_notes)
 
-    pair = tuple(args.compare) if args.compare else compare_mod.automatic_loss_pair(coll.scores)
+    pair = tuple(options.compare) if options.compare else compare_mod.automatic_loss_pair(coll.scores)
     if not coll.extra_scores.empty:
-        _write_heldout(out, args, coll, display, pair, notes_general, study)
+        _write_heldout(out, options, coll, display, pair, notes_general, study)
 
     if pair:
         try:
@@ -352,15 +318,16 @@ def _run(args: argparse.Namespace) -> int:
             notes_general.append(f"comparison {pair[0]} vs {pair[1]} skipped: {err}")
 
     warnings = list(coll.warnings)
-    figures.type_comparison(main, type_names, out / "type_scores", grid_columns=coll.grid_columns, display=display)
+    figures.type_comparison(main, type_names, _base(out, "type_scores"), grid_columns=coll.grid_columns, display=display)
     figures.ablation_plots(main, coll.grid_columns, type_names, out, display=display)
-    if args.runs is not None:
-        figures.training_curves(args.runs, out / "training_curves", skip_bad=args.skip_bad,
+    if options.runs is not None:
+        figures.training_curves(options.runs, _base(out, "training_curves"), skip_bad=options.skip_bad,
                                 warnings=warnings, display=display)
 
-    for stem in figures.ALWAYS_WRITTEN:
-        if not (out / f"{stem}.png").is_file() or (out / f"{stem}.png").stat().st_mtime < started:
-            figures.placeholder(out / stem, f"{stem.replace('_', ' ')}: nothing to plot\n(see notes.md)")
+    for output in figures.ALWAYS_WRITTEN:
+        png = out / REPORT_FILES[output][0]
+        if not png.is_file() or png.stat().st_mtime < started:
+            figures.placeholder(_base(out, output), f"{output.replace('_', ' ')}: nothing to plot\n(see notes.md)")
 
     notes = ["# Report notes", "", f"benchmark: {coll.benchmark} ({n_total} tasks)", ""]
     for _, row in main[(main["source"] == "results") & (main["missing"] != "")].iterrows():
@@ -369,20 +336,5 @@ def _run(args: argparse.Namespace) -> int:
     for label, tasks in coll.unknown_tasks.items():
         notes.append(f"- not in {coll.benchmark} (not in any table): {label}: {', '.join(tasks)}")
     notes += [f"- {n}" for n in notes_general + warnings]
-    atomic_write_text(out / "notes.md", "\n".join(notes) + "\n")
-    for line in notes[4:]:
-        print(f"pairrel report: {line.removeprefix('- ')}", file=sys.stderr)
-    print(markdown)
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m pairrel.report.cli report …`` (and tests) without the top-level CLI."""
-    parser = argparse.ArgumentParser(prog="pairrel")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    atomic_write_text(_file(out, "notes", ".md"), "\n".join(notes) + "\n")
+    return markdown, [line.removeprefix("- ") for line in notes[4:]]
