@@ -8,7 +8,7 @@ in one process:
 
 * baseline  ``mteb.ResultCache(dir).load_results(tasks=benchmark, load_experiments="match_name")``
             followed by ``.get_benchmark_result()`` (mteb's own loader and summary table);
-* pairrel   ``pairrel report`` in-process (``pairrel.report.cli.main``: read, tables, seeds,
+* pairrel   ``pairrel report`` in-process (``pairrel.cli.main``: read, tables, seeds,
             loss comparison, figures), and as a fresh subprocess (imports included: what a
             user waits for).
 
@@ -107,7 +107,7 @@ def main() -> None:
 
     import mteb  # imported once, shared by baseline and pairrel
 
-    from pairrel.report import cli
+    from pairrel import cli
 
     workdir = args.keep or Path(tempfile.mkdtemp(prefix="bench_report_"))
     started = time.perf_counter()
@@ -135,7 +135,7 @@ def main() -> None:
           f"= {in_process / baseline:.2f} x baseline")
 
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "pairrel.report.cli", "report", "--results",
+    subprocess.run([sys.executable, "-m", "pairrel.cli", "report", "--results",
                     str(workdir / "cache"), "--benchmark", BENCHMARK, "--no-reference",
                     "--out", str(workdir / "out_cli")], check=True, stdout=subprocess.DEVNULL)
     fresh = time.perf_counter() - t0

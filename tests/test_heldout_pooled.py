@@ -19,7 +19,7 @@ from pairrel.evaluate.heldout import (
     per_query_scores,
     pooled_scores,
 )
-from pairrel.report import cli
+from pairrel import cli
 from pairrel.report.collect import read_sources
 from pairrel.report.heldout import heldout_comparison, heldout_summary, per_query_frame
 
@@ -190,6 +190,12 @@ def test_cli_writes_heldout_tables_that_compile(tmp_path):
     assert list(summary.columns[:6]) == ["Variant", "Measure", "fold 0", "fold 1", "folds",
                                          "pooled"]
     assert (out / "heldout_comparison.csv").exists()
+    # every file the report wrote is named by pairrel.layout (figures vs a grid axis by pattern)
+    from pairrel.layout import REPORT_FILES, ablation_figure
+
+    named = {name for files in REPORT_FILES.values() for name in files}
+    assert {"heldout.tex", "heldout_comparison.md", "comparison.md", "notes.md"} <= {p.name for p in out.iterdir()}
+    assert {p.name for p in out.iterdir() if not p.name.startswith(ablation_figure(""))} <= named
     markdown = (out / "heldout_comparison.md").read_text()
     assert "| bce vs softmax |" not in markdown and "loss=bce" in markdown
     main = pd.read_csv(out / "main_table.csv")

@@ -8,7 +8,7 @@ import pytest
 import scipy.stats
 from tests.test_report_tables import QS, write_run
 
-from pairrel.report import cli
+from pairrel import cli
 from pairrel.report.collect import collect
 from pairrel.report.compare import (
     BOOTSTRAP_MIN_N,

@@ -391,7 +391,7 @@ def write_quickstart_results(results, steps=(30, 60), n_logged=60):
 
 def test_report_figures_from_a_harness_results_folder(tmp_path):
     """collect -> main table -> figures: final checkpoints, base row named without revision."""
-    from pairrel.report import cli
+    from pairrel import cli
     from pairrel.report.collect import collect
     from pairrel.report.tables import main_table, type_columns
 

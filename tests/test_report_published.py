@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pairrel.report import cli
+from pairrel import cli
 from pairrel.report.collect import collect
 from pairrel.report.tables import load_references, main_table, to_markdown, type_columns
 

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pairrel.report import cli
+from pairrel import cli
 from pairrel.report.collect import collect
 from pairrel.report.display import display_from_config, load_display
 from pairrel.report.final import final_table, per_step_table

@@ -96,7 +96,11 @@ JOB_FILES = {  # job -> its path under logs/ (.log) and benchmarks/ (.tsv), with
 # -- the report's outputs, under paper_figures/{experiment}/ -----------------------------------
 TABLE_FORMATS = (".csv", ".md", ".tex")
 FIGURE_FORMATS = (".png", ".pdf")
-ABLATION_FIGURE = "ablation_{axis}"  # one per numeric grid axis (and step)
+
+
+def ablation_figure(axis: str) -> str:
+    """The stem of the report's figure of score vs one numeric grid axis (and vs step)."""
+    return f"ablation_{axis}"
 
 
 def _files(stem: str, formats: tuple[str, ...]) -> tuple[str, ...]:
@@ -114,7 +118,7 @@ REPORT_FILES = {  # output -> its files: everything `pairrel report` writes (pai
     "heldout_comparison": _files("heldout_comparison", TABLE_FORMATS),
     "type_scores": _files("type_scores", FIGURE_FORMATS),
     "training_curves": _files("training_curves", FIGURE_FORMATS),
-    "ablation_step": _files(ABLATION_FIGURE.format(axis="step"), FIGURE_FORMATS),
+    "ablation_step": _files(ablation_figure("step"), FIGURE_FORMATS),
     "notes": ("notes.md",),
 }
 # The files the workflow's report rule declares (Layout.report_files): the report writes each of

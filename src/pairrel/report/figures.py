@@ -620,7 +620,7 @@ def ablation_plots(main: pd.DataFrame, grid_columns: list[str], types: list[str]
     """Save every ``ablation_figures`` figure as ``out_dir/ablation_<axis>.{png,pdf}``."""
     written: list[Path] = []
     for key, fig in ablation_figures(main, grid_columns, types, display).items():
-        written += save_figure(fig, Path(out_dir) / layout.ABLATION_FIGURE.format(axis=key))
+        written += save_figure(fig, Path(out_dir) / layout.ablation_figure(key))
     return written
 
 
