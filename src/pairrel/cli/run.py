@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from pairrel.cli.options import EPILOG, add_config_option, study_from_args
+from pairrel.cli.options import EPILOG, EXIT_OK, add_config_option, study_from_args
 from pairrel.config import ConfigError, load_config
 
 
@@ -25,7 +25,7 @@ def cmd_config(args) -> int:
     else:
         json.dump(study.cfg, sys.stdout, indent=2)
         print()
-    return 0
+    return EXIT_OK
 
 
 def cmd_train(args) -> int:
@@ -43,6 +43,7 @@ def cmd_train(args) -> int:
         raise ConfigError(f"{args.run_config}: not a resolved run config (no 'dir'; the workflow writes these)")
     run_dir = Path(run_cfg["dir"])
     write_yaml(run_dir / RUN_CONFIG, run_cfg)  # the settings this training job runs with
+    # EXIT_OK, or EXIT_TERMINATED after a SIGTERM (the trainer's PREEMPTED_EXIT_CODE, equal by test)
     return Trainer(run_cfg, run_dir, progress=not args.no_progress).run()
 
 
@@ -66,7 +67,7 @@ def cmd_evaluate(args) -> int:
     else:
         scores = evaluate_study_model(study, args.group, model=args.base, **common)
     print(json.dumps(scores, indent=2))
-    return 0
+    return EXIT_OK
 
 
 def checkpoint_step(path: Path) -> int:
