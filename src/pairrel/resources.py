@@ -68,6 +68,9 @@ LOAD_MINUTES_BASE = 5.0
 LOAD_MINUTES_PER_B = 1.0   # reading bf16 shards from a shared file system (~2 GB/min) and merging
 # SIGTERM this long before a training job's time limit: finish the step, checkpoint, exit 143.
 SIGTERM_LEAD_MINUTES = 10
+# The longest job asked of SLURM (many clusters cap jobs at 48 h). A longer evaluation resumes on
+# its retry from its shards and finished tasks, a longer training run from its last checkpoint.
+MAX_JOB_MINUTES = 48 * 60
 
 # Fallback GPU-hours per billion parameters on one H100 (see the module docstring).
 TRAIN_GPU_HOURS_PER_B = 1.2        # for REFERENCE_QUERIES queries in all (steps * batch_size)
@@ -110,7 +113,7 @@ def llama_param_count(hf_config: dict) -> int:
 
 def params_b(model_cfg: dict, hf_config: dict | None = None, name: str = "?") -> float:
     """Billions of parameters: ``models.<name>.params_b``, else counted from ``hf_config``."""
-    if model_cfg.get("params_b") is not None:
+    if model_cfg["params_b"] is not None:
         value = model_cfg["params_b"]
         if not isinstance(value, (int, float)) or value <= 0:
             raise ResourceError(f"models.{name}.params_b must be a positive number, got {value!r}")
@@ -156,7 +159,7 @@ def fallback_gpu_hours(kind: str, size_b: float, group=None, training_cfg: dict 
     """
     if kind == "train":
         cfg = training_cfg or {}
-        queries = cfg.get("steps", 1000) * cfg.get("batch_size", 512)
+        queries = cfg["steps"] * cfg["batch_size"]
         return TRAIN_GPU_HOURS_PER_B * size_b * queries / REFERENCE_QUERIES
     return sum(GPU_HOURS_PER_B.get(g, GPU_HOURS_PER_B_DEFAULT) for g in _groups(group)) * size_b
 
@@ -199,7 +202,7 @@ def job_resources(kind: str, model_cfg: dict, group=None, training_cfg: dict | N
     lead = sigterm_lead(kind)
     runtime = runtime_minutes(size, hours, n_gpus, attempt, safety) + lead["minutes"]
     return {
-        "mem_mb": mem_mb(kind, size, group, model_cfg.get("dtype", "bfloat16"), safety),
+        "mem_mb": mem_mb(kind, size, group, model_cfg["dtype"], safety),
         "runtime": min(runtime, max_minutes) if max_minutes else runtime,
         "gpu": n_gpus,
         "slurm_extra": lead["slurm_extra"],
