@@ -50,3 +50,24 @@ def test_each_mix_has_its_own_schedule(paper):
     ]
     quickstart = JobCatalogue(Study.from_files(PAPER, QUICKSTART)).get("report").args["schedules"]
     assert [(s["data"], s["steps"]) for s in quickstart] == [("quickstart", 24)]
+
+
+def test_slurm_run_time_is_the_plans_price(paper):
+    """runtime = load + 1.5 x the plan's GPU-hours (pairrel.plan.estimate_job), + the SIGTERM
+    lead for training; a task without mteb statistics counts 0.1 GPU-hours."""
+    from pairrel.plan import estimate_job
+
+    run = "model~llama3-8b/data~open-mix/loss~bce/labels~binary@1/seed~42"
+    train = paper.get("train_run", run=run)
+    assert paper.gpu_hours(train) == estimate_job(train)[1] == pytest.approx(147_456_000 / 4160 / 3600)
+    assert paper.resources(train)["runtime"] == 910  # ceil(13.03 + 90 * 9.846) + 10
+    assert paper.resources(train, attempt=2)["runtime"] == 1809  # ceil(2 * 899.17) + 10
+    full = paper.get("evaluate_checkpoint", run=run, step=1000, group="Retrieval")
+    assert paper.resources(full)["runtime"] == 2880  # 32 GPU-hours: the 48 h cap
+    fold = "model~llama3-8b/data~trec-dl-2023/loss~bce/labels~binary@2/fold~1/seed~42"
+    heldout = paper.get("evaluate_checkpoint", run=fold, step=100, group="heldout")
+    assert estimate_job(heldout)[1] == 0 and paper.gpu_hours(heldout) == pytest.approx(0.1)
+    assert paper.resources(heldout)["runtime"] == 23  # ceil(13.03 + 9)
+    baseline = paper.get("baseline_check_model", model="llama3-8b")
+    # the reference file's nine small tasks (SciFact, NFCorpus, STS ...), priced like any evaluation
+    assert baseline.kind == "evaluate" and len(baseline.tasks) == 9 and 0 < paper.gpu_hours(baseline) < 1

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from pairrel.config import ConfigError, atomic_write_text
-from pairrel.jobs import EVAL_RULES, REPORT_TABLES, TRAIN_RULE, Job, study_jobs
+from pairrel.jobs import REPORT_TABLES, Job, study_jobs
 
 # Default throughput: one NVIDIA H200, bf16, random-init weights of the real shapes, passages
 # with MS MARCO-like lengths (log-normal, median 70 words, 85.6 tokens on average), measured
@@ -210,12 +210,13 @@ def _model_throughput(throughput: dict, model: str, source: str) -> dict:
 
 
 def estimate_job(job: Job, throughput: dict | None = None, input_order: bool = False, source: str = "default throughput") -> tuple[float, float]:
-    """``(tokens, gpu_hours)`` of one job; the workflow can size a cluster job's time with it."""
+    """``(tokens, gpu_hours)`` of one job; the workflow sizes a cluster job's time with it
+    (:meth:`pairrel.jobs.JobCatalogue.resources`)."""
     throughput = throughput or DEFAULT_THROUGHPUT
-    if job.rule == TRAIN_RULE:
+    if job.kind == "train":
         rate = _model_throughput(throughput, job.model_path, source)["train_tokens_per_s"]
         return float(job.train_tokens), job.train_tokens / rate / 3600
-    if job.rule not in EVAL_RULES:
+    if job.kind != "evaluate":
         return 0.0, 0.0
     tokens, _ = _job_eval_tokens(job, throughput)
     key = "input_order_tokens_per_s" if input_order else "embed_tokens_per_s"
@@ -227,6 +228,11 @@ def _job_eval_tokens(job: Job, throughput: dict) -> tuple[float, set[str]]:
     tasks = [known[n] for n in job.tasks if n in known]
     tokens, missing = job_tokens(tasks, float(throughput["chars_per_token"]), job.max_length)
     return tokens, missing | {n for n in job.tasks if n not in known}
+
+
+def unpriced_tasks(job: Job) -> set[str]:
+    """The tasks of an evaluation job without mteb statistics (they count zero tokens)."""
+    return _job_eval_tokens(job, DEFAULT_THROUGHPUT)[1] if job.kind == "evaluate" else set()
 
 
 def _is_mteb_benchmark(name: str) -> bool:
@@ -241,7 +247,7 @@ def plan_jobs(jobs: list[Job], throughput: dict | None = None, input_order: bool
     plan = Plan()
     for job in jobs:
         tokens, hours = estimate_job(job, throughput, input_order, source)
-        if job.rule in EVAL_RULES:
+        if job.kind == "evaluate":
             plan.tasks_without_stats |= _job_eval_tokens(job, throughput)[1]
         rule = plan.rules.setdefault(job.rule, RulePlan())
         rule.jobs += 1

@@ -54,6 +54,7 @@ class JobCatalogue:
         self.cfg = study.cfg
         self.assumptions = assumptions or DEFAULT_THROUGHPUT
         self._cache: dict[tuple, Job] = {}
+        self._hours: dict[tuple, float] = {}
 
     # -- lookups -----------------------------------------------------------------------------
     def get(self, rule: str, wildcards=None, **values) -> Job:
@@ -238,15 +239,29 @@ class JobCatalogue:
         return Job("all")
 
     # -- resources ---------------------------------------------------------------------------
+    def gpu_hours(self, job: Job) -> float:
+        """GPU-hours of a training or evaluation job: its price in the cost plan
+        (:func:`pairrel.plan.estimate_job`, default throughput) plus a floor per task the plan
+        cannot price (:func:`pairrel.resources.job_gpu_hours`)."""
+        from pairrel.plan import estimate_job, unpriced_tasks
+        from pairrel.resources import job_gpu_hours
+
+        key = (job.rule, job.label)
+        if key not in self._hours:
+            _, hours = estimate_job(job)
+            self._hours[key] = job_gpu_hours(hours, len(unpriced_tasks(job)))
+        return self._hours[key]
+
     def resources(self, job: Job, attempt: int = 1) -> dict:
-        """``{"mem_mb", "runtime", "gpu", "slurm_extra"}`` of a training or evaluation job."""
-        from pairrel.resources import MAX_JOB_MINUTES, job_resources
+        """``{"mem_mb", "runtime", "gpu", "slurm_extra"}`` of a training or evaluation job
+        (:func:`pairrel.resources.job_resources`; each attempt asks for proportionally more time)."""
+        from pairrel.resources import job_resources
 
         if job.kind is None:
             raise KeyError(f"rule '{job.rule}' asks for no GPU resources")
-        return job_resources(job.kind, self.cfg["models"][job.model], group=job.group,
+        return job_resources(job.kind, self.cfg["models"][job.model], self.gpu_hours(job), group=job.group,
                              training_cfg=job.training if job.kind == "train" else None,
-                             attempt=attempt, model_name=job.model, max_minutes=MAX_JOB_MINUTES)
+                             attempt=attempt, model_name=job.model)
 
 
 def study_jobs(cfg: dict, assumptions: dict | None = None) -> list[Job]:
