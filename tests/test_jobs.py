@@ -71,3 +71,20 @@ def test_slurm_run_time_is_the_plans_price(paper):
     baseline = paper.get("baseline_check_model", model="llama3-8b")
     # the reference file's nine small tasks (SciFact, NFCorpus, STS ...), priced like any evaluation
     assert baseline.kind == "evaluate" and len(baseline.tasks) == 9 and 0 < paper.gpu_hours(baseline) < 1
+
+
+@pytest.mark.parametrize("caption", ["training_curves", "ablation_step"])
+def test_captions_state_every_mixs_schedule(paper, caption):
+    """The report's captions render with the report job's params (as `snakemake --report` does:
+    jinja2 over snakemake.config and snakemake.params): TREC-DL's 100 steps beside the open mix's 1000."""
+    from types import SimpleNamespace
+
+    import jinja2
+
+    template = (REPO_ROOT / "workflow" / "report" / f"{caption}.rst").read_text()
+    snakemake = SimpleNamespace(config=paper.cfg, params=SimpleNamespace(**paper.get("report").args))
+    text = " ".join(jinja2.Environment(undefined=jinja2.StrictUndefined).from_string(template)
+                    .render(snakemake=snakemake).split())
+    assert ("open-mix: 1000 steps of 512 queries, learning rate 0.0002, checkpoints at steps "
+            "200, 400, 600, 800, 1000; trec-dl-2023: 100 steps of 16 queries") in text
+    assert "checkpoints at steps 25, 50, 75, 100" in text

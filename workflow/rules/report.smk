@@ -16,6 +16,9 @@ rule report:
         shown("ablation_step", "Figures", "Training") if JOBS.get("report").args["ablation_step"] else [],
     params:
         args=JOBS.get("report").args["args"],
+        # each data mix's training schedule, for the captions (the global description only sees
+        # snakemake.config, the figures' captions also their job's params)
+        schedules=JOBS.get("report").args["schedules"],
     log:
         LAYOUT.log_pattern("report"),
     conda:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pairrel.config import ConfigError
+from pairrel.study import checkpoint_steps
 
 if TYPE_CHECKING:
     from pairrel.study import Study
@@ -114,8 +115,6 @@ def training_schedules(study: "Study") -> list[dict[str, Any]]:
         if data not in study.data_used:
             continue
         training = study.training_for(data)
-        from pairrel.study import checkpoint_steps
-
         schedules.append({"data": data, "steps": training["steps"], "batch_size": training["batch_size"],
                           "learning_rate": training["learning_rate"],
                           "checkpoint_every": training["checkpoint_every"],
