@@ -158,6 +158,17 @@ def task_texts(task) -> list[tuple[float, float, tuple | None]]:
     return parts
 
 
+_TEXTS: dict[int, tuple[Any, list]] = {}  # id(task) -> (task, its task_texts)
+
+
+def _cached_texts(task) -> list[tuple[float, float, tuple | None]]:
+    """:func:`task_texts`, once per task object: mteb reads a task's statistics file on every
+    access, and the workflow prices every evaluation job of a study while it plans."""
+    if id(task) not in _TEXTS:
+        _TEXTS[id(task)] = (task, task_texts(task))  # the task is kept: its id stays its own
+    return _TEXTS[id(task)][1]
+
+
 def _same_corpus(a: tuple, b: tuple, tolerance: float = 1e-4) -> bool:
     """Whether two corpora are the same text: documents and characters agree within ``tolerance``
     (ClimateFEVER's corpus is FEVER's: 5,416,593 vs 5,416,568 documents, 2,920.8 M characters each)."""
@@ -171,7 +182,7 @@ def job_tokens(tasks: list, chars_per_token: float, max_length: int) -> tuple[fl
     """
     tokens, seen, missing = 0.0, set(), set()  # seen: corpus identities
     for task in tasks:
-        parts = task_texts(task)
+        parts = _cached_texts(task)
         if not parts:
             missing.add(task.metadata.name)
         for chars, texts, corpus in parts:
