@@ -11,6 +11,9 @@ mixes with a K-fold source). **Result identity**: each checkpoint is its own mte
 encoder settings (:func:`checkpoint_revision`), so a retrained run can never show the scores of
 its old weights, and mteb's ``ResultCache`` loads every checkpoint as a model of its own. Base
 models are ``pairrel/<model>`` at revision ``base-<fingerprint of the model config>``.
+
+Which tasks each checkpoint runs (``Study.eval_plan``) and every job of the workflow are
+:mod:`pairrel.jobs`'.
 """
 
 from __future__ import annotations
@@ -260,6 +263,7 @@ class Study:
         return ks.pop() if ks else None
 
     def fold_values(self, data: str) -> list[int | None]:
+        """The folds of mix ``data`` on the grid (``grid.folds``); ``[None]`` for a mix without folds."""
         k = self.folds_of(data)
         if k is None:
             return [None]
