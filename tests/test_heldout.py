@@ -15,6 +15,7 @@ from pairrel.encoder import EncoderConfig, build_encoder
 from pairrel.config import validate_config
 from pairrel.evaluate.run import evaluate, heldout_tasks
 from pairrel.cli import main as report_main
+from pairrel.jobs import source_job
 from pairrel.study import Study
 
 DATASET = "pairrel-test-heldout/all"
@@ -37,7 +38,7 @@ def study(tmp_path_factory):
         "evaluation": {"benchmark": "pairrel-quickstart", "local_dataset": DATASET, "task_groups": ["heldout"]},
     })
     study = Study(cfg, root=root)
-    job = study.source_job("graded", "judged", 1)
+    job = source_job(study.cfg, "graded", "judged", 1)
     prepare_source("judged", job["spec"], study.prepared("graded", "judged", 1))
     return root, study
 

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 
 from pairrel.config import ConfigError, deep_merge, load_config
+from pairrel.jobs import Job, study_jobs
 from pairrel.plan import (
-    Job,
     estimate_job,
-    jobs_from_config,
     format_plan,
     load_throughput,
+    plan_config,
     plan_jobs,
 )
 from pairrel.cli import main
@@ -39,7 +39,7 @@ def test_quickstart_plan_has_the_dags_job_count(tmp_path):
                           cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     dag = {p[0]: int(p[1]) for p in (line.split() for line in proc.stdout.splitlines()) if len(p) == 2 and p[1].isdigit()}
-    jobs = jobs_from_config(load_config(REPO_ROOT / "config.yaml", REPO_ROOT / "presets" / "quickstart.yaml"))
+    jobs = study_jobs(load_config(REPO_ROOT / "config.yaml", REPO_ROOT / "presets" / "quickstart.yaml"))
     total = dag.pop("total")
     assert _counts(jobs) == dag and len(jobs) == total
     # 4 runs x 3 checkpoints x the local group, the base model, 1 source: by hand
@@ -48,7 +48,7 @@ def test_quickstart_plan_has_the_dags_job_count(tmp_path):
 
 def test_paper_grid_jobs_tiered_and_all_tasks_everywhere():
     cfg = load_config(REPO_ROOT / "config.yaml")
-    jobs = jobs_from_config(cfg)
+    jobs = study_jobs(cfg)
     counts = _counts(jobs)
     # Open mix: 2 models x 2 losses; TREC-DL 2023: 2 models x 2 losses x 2 labels x 5 folds.
     assert counts["train_run"] == 4 + 40
@@ -64,13 +64,14 @@ def test_paper_grid_jobs_tiered_and_all_tasks_everywhere():
     base = [j for j in jobs if j.rule == "evaluate_base" and "llama3-8b" in j.label and not j.label.endswith("heldout")]
     assert sum(len(j.tasks) for j in base) == 56
 
-    everything = jobs_from_config(deep_merge(cfg, {"evaluation": {"intermediate_tasks": None}}))
+    everything = study_jobs(deep_merge(cfg, {"evaluation": {"intermediate_tasks": None}}))
     assert _counts(everything)["evaluate_checkpoint"] == 4 * 5 * 2 + 40 * 4 * 3
     assert plan_jobs(jobs).total_gpu_hours < plan_jobs(everything).total_gpu_hours / 3
 
 
 def _eval_job(tasks, model="meta-llama/Meta-Llama-3-8B-Instruct", max_length=512):
-    return Job("evaluate_checkpoint", "x", model, max_length, tuple(tasks), "MTEB(eng, v1)")
+    return Job("evaluate_checkpoint", "x", model_path=model, max_length=max_length, tasks=tuple(tasks),
+               benchmark="MTEB(eng, v1)")
 
 
 def test_tokens_come_from_mtebs_statistics_and_a_shared_corpus_counts_once():
@@ -95,7 +96,7 @@ def test_tokens_come_from_mtebs_statistics_and_a_shared_corpus_counts_once():
 
 def test_training_tokens_and_hours_by_hand():
     cfg = load_config(REPO_ROOT / "config.yaml", REPO_ROOT / "presets" / "quickstart.yaml")
-    train = [j for j in jobs_from_config(cfg) if j.rule == "train_run"]
+    train = [j for j in study_jobs(cfg) if j.rule == "train_run"]
     # 24 steps x 8 queries x (min(32, max_length 40) query tokens + 2 documents x min(128, 40))
     assert {j.train_tokens for j in train} == {24 * 8 * (32 + 2 * 40)}
     tokens, hours = estimate_job(train[0])
@@ -108,10 +109,10 @@ def test_throughput_file_overrides_and_errors(tmp_path):
     throughput, source = load_throughput(path)
     assert throughput["models"]["my/model"]["embed_tokens_per_s"] == 1000
     assert "meta-llama/Meta-Llama-3-8B-Instruct" in throughput["models"]  # defaults stay
-    job = Job("train_run", "r", "my/model", 512, train_tokens=36_000)
+    job = Job("train_run", "r", model_path="my/model", max_length=512, train_tokens=36_000)
     assert estimate_job(job, throughput)[1] == pytest.approx(1.0)
     with pytest.raises(ConfigError, match="no throughput for model 'other/model'"):
-        estimate_job(Job("train_run", "r", "other/model", train_tokens=1), throughput, source=source)
+        estimate_job(Job("train_run", "r", model_path="other/model", train_tokens=1), throughput, source=source)
     path.write_text(json.dumps({"models": {"my/model": {"embed_tokens_per_s": 0, "train_tokens_per_s": 1}}}))
     with pytest.raises(ConfigError, match=r"throughput.json: models.'my/model'.embed_tokens_per_s"):
         load_throughput(path)
@@ -141,6 +142,7 @@ def test_paper_plan_fits_the_budget_and_is_priced_per_table(capsys):
     assert tables["per_step"]["jobs"] == 4 * 4 * 2 + 40 * 3 * 2  # held-out jobs of earlier steps: heldout
     assert tables["training"]["jobs"] == 44
     cfg = load_config(REPO_ROOT / "config.yaml")
-    everything = plan_jobs(jobs_from_config(deep_merge(cfg, {"evaluation": {"full_benchmark": "all"}})))
+    everything = plan_config(deep_merge(cfg, {"evaluation": {"full_benchmark": "all"}}))
     assert everything.total_gpu_hours > 2.5 * out["total_gpu_hours"]
-    assert "main_table + per_task" in format_plan(plan_jobs(jobs_from_config(cfg)), "H200")
+    assert "main_table + per_task" in format_plan(plan_config(cfg), "H200")
+    assert out["total_gpu_hours"] == pytest.approx(432.73, abs=0.01)  # the plan of config.yaml (H200)

@@ -25,7 +25,7 @@ def loaded_after(code: str) -> set[str]:
 
 def test_building_the_paper_study_imports_neither_mteb_nor_torch():
     code = ("from pairrel.config import load_config\nfrom pairrel.study import Study\n"
-            "study = Study(load_config('config.yaml'))\nassert len(study.tasks_for('Retrieval')) == 15")
+            "study = Study(load_config('config.yaml'))\nassert len(study.eval_plan.tasks_for('Retrieval')) == 15")
     assert loaded_after(code) == set()
 
 

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from pairrel.config import ConfigError, load_config
+from pairrel.jobs import JobCatalogue
 from pairrel.study import (
     Study,
     base_revision,
@@ -75,19 +76,19 @@ def test_paths_have_one_owner(paper):
 
 def test_tiered_evaluation(paper):
     run = paper.run("model~llama3-8b/data~open-mix/loss~bce/labels~binary@1/seed~42")
-    assert len(paper.eval_tasks(final=True)) == 56 and len(paper.eval_tasks(final=False)) == 15
+    assert len(paper.eval_plan.eval_tasks(final=True)) == 56 and len(paper.eval_plan.eval_tasks(final=False)) == 15
     # Intermediate checkpoints: the 15-task subset has no Summarization task and no held-out fold.
     small = "Classification+Clustering+PairClassification+Reranking+STS+Summarization"
-    assert paper.groups_for(run, final=False) == ["Retrieval", small]
-    assert paper.groups_for(run, final=True) == ["Retrieval", small]
+    assert paper.eval_plan.groups_for(run, final=False) == ["Retrieval", small]
+    assert paper.eval_plan.groups_for(run, final=True) == ["Retrieval", small]
     # the 15-task subset has no Summarization task: 12 of its tasks share one job
-    assert len(paper.tasks_for(small, final=False)) == 12 and len(paper.tasks_for(small, final=True)) == 41
-    assert paper.tasks_for("Retrieval", final=False) == ["SciFact", "ArguAna", "NFCorpus"]
-    assert len(paper.tasks_for("Retrieval", final=True)) == 15
+    assert len(paper.eval_plan.tasks_for(small, final=False)) == 12 and len(paper.eval_plan.tasks_for(small, final=True)) == 41
+    assert paper.eval_plan.tasks_for("Retrieval", final=False) == ["SciFact", "ArguAna", "NFCorpus"]
+    assert len(paper.eval_plan.tasks_for("Retrieval", final=True)) == 15
     trec = paper.run("model~llama3-8b/data~trec-dl-2023/loss~bce/labels~binary@2/fold~1/seed~42")
-    assert paper.groups_for(trec, final=False) == ["Retrieval", small, "heldout"]
-    assert paper.heldout_parts(trec) == [("trec-dl-2023", "trec-dl-2023", 1)]
-    assert len(paper.heldout_parts(None)) == 5   # base models: every fold
+    assert paper.eval_plan.groups_for(trec, final=False) == ["Retrieval", small, "heldout"]
+    assert paper.eval_plan.heldout_parts(trec) == [("trec-dl-2023", "trec-dl-2023", 1)]
+    assert len(paper.eval_plan.heldout_parts(None)) == 5   # base models: every fold
 
 
 def test_full_benchmark_on_the_first_fold_only(paper):
@@ -98,9 +99,9 @@ def test_full_benchmark_on_the_first_fold_only(paper):
     assert first.full_benchmark(100) and not first.full_benchmark(75)
     assert not other.full_benchmark(100)
     open_mix = paper.run("model~llama3-8b/data~open-mix/loss~bce/labels~binary@1/seed~42")
-    assert open_mix.full_benchmark(1000) and paper.gets_full_benchmark(None)
+    assert open_mix.full_benchmark(1000) and paper.eval_plan.gets_full_benchmark(None)
     # fold 3's final checkpoint: the 15-task subset (3 Retrieval + 12 others) and its held-out fold
-    markers = {m for m in paper.checkpoint_markers() if f"{variant}/fold~3/" in str(m)}
+    markers = {m for m in JobCatalogue(paper).eval_markers() if f"{variant}/fold~3/" in str(m)}
     assert {str(m).split("/step~")[1] for m in markers} == {
         f"{s}/{g}.done" for s in (25, 50, 75, 100) for g in ("Retrieval", small, "heldout")}
     # 8 variants x 1 fold on all 56 tasks; their 32 other folds on the 15-task subset

@@ -18,6 +18,7 @@ from pairrel.data.inspect import batch_summaries
 from pairrel.data.registry import register_local_dir
 from pairrel.data.sources import prepare_source
 from pairrel.data.trecdl import kfold_queries
+from pairrel.jobs import source_job
 from pairrel.study import Study
 
 from .conftest import REPO_ROOT
@@ -54,7 +55,7 @@ def trecdl(tmp_path_factory):
     (root / "dl19.yaml").write_text(json.dumps(override))  # JSON is YAML
     study = Study(load_config(REPO_ROOT / "config.yaml", root / "dl19.yaml"), root=root)
     for fold in range(FOLDS):
-        job = study.source_job("trec-dl-2023", source_name, fold)
+        job = source_job(study.cfg, "trec-dl-2023", source_name, fold)
         prepare_source(source_name, job["spec"], study.prepared("trec-dl-2023", source_name, fold))
     return study, source_name, root
 

@@ -371,7 +371,7 @@ def _refuse_pickled_weights(folder: Path) -> None:
 def run_scores(run, step: int) -> dict[str, float]:
     """Main scores of a checkpoint from its evaluation markers (``{task: score}``, 0–1 scale)."""
     scores: dict[str, float] = {}
-    for group in run.study.groups_for(run, final=run.full_benchmark(step)):
+    for group in run.study.eval_plan.groups_for(run, final=run.full_benchmark(step)):
         marker = run.eval_marker(step, group)
         if marker.is_file():
             try:

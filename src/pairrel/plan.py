@@ -3,12 +3,10 @@
     pairrel plan --config config.yaml [--config presets/X.yaml …] [--throughput FILE] [--json]
     pairrel bench --config config.yaml [--model KEY …] --out throughput.json
 
-**Jobs.** A plan is computed from a plain list of :class:`Job` (a rule, the model it runs, the
-evaluation tasks or the training tokens); :func:`jobs_from_config` enumerates them from a
-validated config through :class:`pairrel.study.Study`, as the workflow does: per run ×
-evaluated checkpoint × task group (``evaluate_checkpoint``; earlier checkpoints run
-``evaluation.intermediate_tasks``), per base model × group (``evaluate_base``), per run
-(``train_run``), per prepared source or fold, plus the one-off rules.
+**Jobs.** A plan prices a list of :class:`pairrel.jobs.Job` (a rule, the model it runs, the
+evaluation tasks or the training tokens): the jobs the workflow runs, listed once by
+:class:`pairrel.jobs.JobCatalogue` (:func:`plan_config` prices a config's). The workflow asks
+:func:`estimate_job` for the run time of each training and evaluation job it submits.
 
 **Tokens.** An evaluation task's tokens come from mteb's descriptive statistics (shipped with
 mteb, offline; ``task.metadata.descriptive_stats``): the characters of its evaluation splits
@@ -36,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from pairrel.config import ConfigError
+from pairrel.jobs import REPORT_TABLES, Job, study_jobs
 
 # Default throughput: one NVIDIA H200, bf16, random-init weights of the real shapes, passages
 # with MS MARCO-like lengths (log-normal, median 70 words, 85.6 tokens on average), measured
@@ -64,33 +63,6 @@ DEFAULT_THROUGHPUT: dict[str, Any] = {
         },
     },
 }
-
-# The report tables a GPU job feeds (pairrel.report.build writes them): the main table (and
-# per_task) from full-benchmark checkpoints and base models; the held-out table from every
-# K-fold run's held-out fold and its subset score at the final step; the curves (per_step)
-# from earlier checkpoints; training feeds every table.
-MAIN_TABLE, HELDOUT_TABLE, CURVES, TRAINING = "main_table", "heldout", "per_step", "training"
-REPORT_TABLES = {MAIN_TABLE: "main_table + per_task", HELDOUT_TABLE: "heldout (TREC-DL)",
-                 CURVES: "per_step (curves)", TRAINING: "training (every table)"}
-
-# Rules that run on a GPU (``resources: gpu=1``); the others cost no GPU-hours.
-EVAL_RULES = ("evaluate_checkpoint", "evaluate_base")
-TRAIN_RULE = "train_run"
-
-
-@dataclass(frozen=True)
-class Job:
-    """One Snakemake job: its rule, wildcards, the model it runs and what it encodes or trains on."""
-
-    rule: str
-    label: str = ""  # the job's wildcards, e.g. a run id, step and group
-    model: str | None = None  # name_or_path: the key of its throughput
-    max_length: int = 512
-    tasks: tuple[str, ...] = ()  # MTEB task names (evaluation)
-    benchmark: str | None = None  # where the task names come from
-    train_tokens: int = 0
-    table: str = ""  # the report table it feeds (REPORT_TABLES); "" for jobs without a cost
-
 
 @dataclass
 class RulePlan:
@@ -185,6 +157,17 @@ def task_texts(task) -> list[tuple[float, float, tuple | None]]:
     return parts
 
 
+_TEXTS: dict[int, tuple[Any, list]] = {}  # id(task) -> (task, its task_texts)
+
+
+def _cached_texts(task) -> list[tuple[float, float, tuple | None]]:
+    """:func:`task_texts`, once per task object: mteb reads a task's statistics file on every
+    access, and the workflow prices every evaluation job of a study while it plans."""
+    if id(task) not in _TEXTS:
+        _TEXTS[id(task)] = (task, task_texts(task))  # the task is kept: its id stays its own
+    return _TEXTS[id(task)][1]
+
+
 def _same_corpus(a: tuple, b: tuple, tolerance: float = 1e-4) -> bool:
     """Whether two corpora are the same text: documents and characters agree within ``tolerance``
     (ClimateFEVER's corpus is FEVER's: 5,416,593 vs 5,416,568 documents, 2,920.8 M characters each)."""
@@ -198,7 +181,7 @@ def job_tokens(tasks: list, chars_per_token: float, max_length: int) -> tuple[fl
     """
     tokens, seen, missing = 0.0, set(), set()  # seen: corpus identities
     for task in tasks:
-        parts = task_texts(task)
+        parts = _cached_texts(task)
         if not parts:
             missing.add(task.metadata.name)
         for chars, texts, corpus in parts:
@@ -210,73 +193,17 @@ def job_tokens(tasks: list, chars_per_token: float, max_length: int) -> tuple[fl
     return tokens, missing
 
 
-# ------------------------------------------------------------------------- jobs of a config
+# ---------------------------------------------------------------------- tokens of a training run
 
 
 def training_tokens(training: dict, model: dict, assumptions: dict) -> int:
     """``steps × batch_size × (query_tokens + (1 + n_negatives) × document_tokens)``, each
     text's tokens capped at the model's ``max_length``."""
-    max_length = int(model.get("max_length", 512))
+    max_length = model["max_length"]
     query = min(assumptions["query_tokens"], max_length)
     document = min(assumptions["document_tokens"], max_length)
-    per_query = query + (1 + int(training.get("n_negatives", 1))) * document
+    per_query = query + (1 + training["n_negatives"]) * document
     return int(training["steps"]) * int(training["batch_size"]) * per_query
-
-
-def jobs_from_config(cfg: dict[str, Any], assumptions: dict | None = None) -> list[Job]:
-    """Every job the workflow runs for ``cfg`` (validated, defaults filled), as
-    :class:`pairrel.study.Study` lays them out: full-benchmark checkpoints (the final ones
-    that ``evaluation.full_benchmark`` selects) and the base models run ``evaluation.tasks``,
-    the other checkpoints ``evaluation.intermediate_tasks``."""
-    from pairrel.evaluate.task_specs import heldout_task_name
-    from pairrel.study import HELDOUT_GROUP, Study
-    from pairrel.task_sets import task_set_files
-
-    assumptions = assumptions or DEFAULT_THROUGHPUT
-    study = Study(cfg)
-    benchmark = study.evaluation["benchmark"]
-
-    def evaluation_job(rule: str, label: str, model_key: str, run, group: str, final: bool, table: str) -> Job:
-        model = cfg["models"][model_key]
-        if group == HELDOUT_GROUP:
-            tasks = [heldout_task_name(source, fold) for _, source, fold in study.heldout_parts(run)]
-            table = HELDOUT_TABLE
-        else:
-            tasks = study.tasks_for(group, final=final)
-        return Job(rule, label, model["name_or_path"], int(model.get("max_length", 512)), tuple(tasks), benchmark,
-                   table=table)
-
-    jobs = [Job("study_config")]
-    # one task-set file per distinct (group, task list): evaluation jobs with equal sets share it
-    for path in sorted({path for path, _ in task_set_files(study).values()}):
-        jobs.append(Job("task_set", path))
-    if study.corpus_outputs():
-        jobs.append(Job("quickstart_corpus"))
-    for data in study.data_used:
-        for source, fold in study.source_parts(data):
-            rule = "prepare_source" if fold is None else "prepare_fold"
-            jobs.append(Job(rule, f"{data}/{source}" + ("" if fold is None else f".fold~{fold}")))
-    for run in study.runs:
-        model = cfg["models"][run.model]
-        jobs.append(Job("resolve_run", run.id))
-        jobs.append(Job(TRAIN_RULE, run.id, model["name_or_path"], int(model.get("max_length", 512)),
-                        train_tokens=training_tokens(run.training, model, assumptions), table=TRAINING))
-    for run in study.runs:
-        for step in run.eval_steps:
-            final = run.full_benchmark(step)
-            # a final checkpoint on the subset: a fold's generalisation score in the held-out table
-            table = MAIN_TABLE if final else HELDOUT_TABLE if step == run.final_step else CURVES
-            for group in study.groups_for(run, final=final):
-                jobs.append(evaluation_job("evaluate_checkpoint", f"{run.id}/step~{step}/{group}", run.model, run,
-                                           group, final, table))
-    if study.evaluation["include_base"]:
-        for key in study.models_used:
-            jobs.append(Job("resolve_model", key))
-            for group in study.groups_for(None):
-                jobs.append(evaluation_job("evaluate_base", f"base/model~{key}/{group}", key, None, group, True,
-                                           MAIN_TABLE))
-    jobs += [Job("report"), Job("all")]
-    return jobs
 
 
 # ------------------------------------------------------------------------------- the plan
@@ -293,16 +220,17 @@ def _model_throughput(throughput: dict, model: str, source: str) -> dict:
 
 
 def estimate_job(job: Job, throughput: dict | None = None, input_order: bool = False, source: str = "default throughput") -> tuple[float, float]:
-    """``(tokens, gpu_hours)`` of one job; the workflow can size a cluster job's time with it."""
+    """``(tokens, gpu_hours)`` of one job; the workflow sizes a cluster job's time with it
+    (:meth:`pairrel.jobs.JobCatalogue.resources`)."""
     throughput = throughput or DEFAULT_THROUGHPUT
-    if job.rule == TRAIN_RULE:
-        rate = _model_throughput(throughput, job.model, source)["train_tokens_per_s"]
+    if job.kind == "train":
+        rate = _model_throughput(throughput, job.model_path, source)["train_tokens_per_s"]
         return float(job.train_tokens), job.train_tokens / rate / 3600
-    if job.rule not in EVAL_RULES:
+    if job.kind != "evaluate":
         return 0.0, 0.0
     tokens, _ = _job_eval_tokens(job, throughput)
     key = "input_order_tokens_per_s" if input_order else "embed_tokens_per_s"
-    return tokens, tokens / _model_throughput(throughput, job.model, source)[key] / 3600
+    return tokens, tokens / _model_throughput(throughput, job.model_path, source)[key] / 3600
 
 
 def _job_eval_tokens(job: Job, throughput: dict) -> tuple[float, set[str]]:
@@ -310,6 +238,11 @@ def _job_eval_tokens(job: Job, throughput: dict) -> tuple[float, set[str]]:
     tasks = [known[n] for n in job.tasks if n in known]
     tokens, missing = job_tokens(tasks, float(throughput["chars_per_token"]), job.max_length)
     return tokens, missing | {n for n in job.tasks if n not in known}
+
+
+def unpriced_tasks(job: Job) -> set[str]:
+    """The tasks of an evaluation job without mteb statistics (they count zero tokens)."""
+    return _job_eval_tokens(job, DEFAULT_THROUGHPUT)[1] if job.kind == "evaluate" else set()
 
 
 def _is_mteb_benchmark(name: str) -> bool:
@@ -324,7 +257,7 @@ def plan_jobs(jobs: list[Job], throughput: dict | None = None, input_order: bool
     plan = Plan()
     for job in jobs:
         tokens, hours = estimate_job(job, throughput, input_order, source)
-        if job.rule in EVAL_RULES:
+        if job.kind == "evaluate":
             plan.tasks_without_stats |= _job_eval_tokens(job, throughput)[1]
         rule = plan.rules.setdefault(job.rule, RulePlan())
         rule.jobs += 1
@@ -337,6 +270,14 @@ def plan_jobs(jobs: list[Job], throughput: dict | None = None, input_order: bool
             table.gpu_hours += hours
         plan.per_job.append((job, tokens, hours))
     return plan
+
+
+def plan_config(cfg: dict[str, Any], throughput: dict | None = None, input_order: bool = False,
+                source: str = "default throughput") -> Plan:
+    """The plan of a validated config: its study's jobs (:func:`pairrel.jobs.study_jobs`, their
+    training tokens from ``throughput``'s per-text assumptions), priced with ``throughput``."""
+    throughput = throughput or DEFAULT_THROUGHPUT
+    return plan_jobs(study_jobs(cfg, throughput), throughput, input_order, source)
 
 
 def load_throughput(path: str | Path | None) -> tuple[dict, str]:
@@ -439,3 +380,23 @@ def measure_model(model_cfg: dict, n_texts: int = 2048, batch_size: int = 64, tr
         "input_order_tokens_per_s": n_tokens / input_s,
         "train_tokens_per_s": chunk_tokens / train_s,
     }
+
+
+def bench_config(cfg: dict[str, Any], models: list[str] | None, n_texts: int, out: Path) -> dict[str, Any]:
+    """Measure ``models`` (``models:`` keys; default: every model of the grid) on this machine
+    and merge their figures into the throughput file ``out`` (other models are kept)."""
+    import torch
+
+    from pairrel.config import atomic_write_text
+    from pairrel.study import Study
+
+    keys = models or Study(cfg).models_used
+    unknown = [k for k in keys if k not in cfg["models"]]
+    if unknown:
+        raise ConfigError(f"--model: not defined under 'models': {', '.join(unknown)}")
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    measured = {cfg["models"][k]["name_or_path"]: measure_model(cfg["models"][k], n_texts) for k in keys}
+    old = json.loads(out.read_text()) if out.exists() else {}
+    data = {**old, "device": f"{device} (pairrel bench)", "models": {**old.get("models", {}), **measured}}
+    atomic_write_text(out, json.dumps(data, indent=2) + "\n")
+    return data

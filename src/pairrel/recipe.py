@@ -307,7 +307,7 @@ def evaluation_differences(study, model: str) -> list[str]:
         import mteb
 
         tasks = {t.metadata.name: t for t in mteb.get_benchmark("MTEB(eng, v1)").tasks}
-        names = [n for n in study.eval_tasks(final=True) if n in tasks]
+        names = [n for n in study.eval_plan.eval_tasks(final=True) if n in tasks]
         for name in names:  # the query side's (documents: bare in both protocols)
             side = sides(tasks[name])[0]
             differ(f"instruction of {name}", theirs.instruction(tasks[name].metadata, side),
@@ -332,7 +332,7 @@ def instruction_preview(study, model: str | None = None, text: str = "TEXT") -> 
         raise ConfigError(f"the grid's models are evaluated with protocols {', '.join(sorted(protocols))}: "
                           "pick one with --model")
     protocol = protocol_for(study.evaluation, study.cfg["models"][models[0]]["kind"])
-    names = list(dict.fromkeys(study.eval_tasks(final=True) + study.eval_tasks(final=False)))
+    names = list(dict.fromkeys(study.eval_plan.eval_tasks(final=True) + study.eval_plan.eval_tasks(final=False)))
     ev = study.evaluation
     tasks = benchmark_tasks(ev["benchmark"], names, ev["local_dataset"], ev["local_instruction"], ev["local_tasks"],
                             study.root)

@@ -1,6 +1,8 @@
-"""Job sizes for the scheduler: host memory, run time and GPUs per job, from the model and task group.
+"""Job sizes for the scheduler: host memory, run time and GPUs per job, from the model, the task
+group and the job's price in the cost plan.
 
-Snakemake rules call :func:`job_resources` (or the single functions) in their ``resources:``;
+The workflow's rules ask :meth:`pairrel.jobs.JobCatalogue.resources`, which calls
+:func:`job_resources` with the job's GPU-hours;
 a profile's ``set-resources`` still overrides any value. All numbers are *requests*: too small
 and SLURM kills the job, too large and it waits longer in the queue, so each is an estimate
 times a safety factor (``SAFETY`` = 1.5 unless the caller passes another).
@@ -23,17 +25,13 @@ Run time, :func:`runtime_minutes` (minutes)::
     runtime = attempt * (load_minutes + safety * 60 * gpu_hours / gpus),   capped at max_minutes
     load_minutes = LOAD_MINUTES_BASE + LOAD_MINUTES_PER_B * params_b
 
-``gpu_hours`` is the caller's estimate for this job (``estimated_hours``, e.g. from a planner
-that counts the tokens of the job's tasks) or, without one, :func:`fallback_gpu_hours`: the
-FLOP count of the job on one H100 at 40 % of its bf16 peak (about 4e14 FLOP/s):
-
-- training: (6 + 2 + 2) * P * tokens FLOPs — forward and backward (6), the recomputation of
-  gradient checkpointing (2), GradCache's extra no-grad forward (2); the paper recipe (1000
-  steps of 512 queries with one positive and one hard negative, about 340 tokens a query) is
-  about 1.7e8 tokens, so 1.2 GPU-hours per billion parameters, scaled by steps * batch_size;
-- evaluation: 2 * P * tokens FLOPs of encoding; MTEB(eng, v1)'s 15 Retrieval tasks encode about
-  33M corpus passages (4e9 tokens), so 6 GPU-hours per billion parameters; the other groups
-  are far smaller (GPU_HOURS_PER_B).
+``gpu_hours`` is the job's price in the cost plan (:func:`pairrel.plan.estimate_job`, the
+measured throughput model ``pairrel plan`` shows): its training tokens or the tokens of its
+evaluation tasks (from mteb's statistics) over the model's tokens per second. A task the plan
+cannot price (no mteb statistics: the user's local tasks, held-out folds, the quickstart's
+tasks count zero tokens there) adds ``UNPRICED_TASK_GPU_HOURS`` (:func:`job_gpu_hours`): 6
+GPU-minutes, 8.6 M tokens of the 8B model on an H200, some 100,000 passages; a held-out
+TREC-DL fold reranks a few thousand.
 
 A training job also asks for ``SIGTERM_LEAD_MINUTES`` on top (:func:`sigterm_lead`): SLURM is
 told (``--signal=TERM@<seconds>``, the job's ``slurm_extra``) to send SIGTERM that long before
@@ -68,21 +66,12 @@ LOAD_MINUTES_BASE = 5.0
 LOAD_MINUTES_PER_B = 1.0   # reading bf16 shards from a shared file system (~2 GB/min) and merging
 # SIGTERM this long before a training job's time limit: finish the step, checkpoint, exit 143.
 SIGTERM_LEAD_MINUTES = 10
+# The longest job asked of SLURM (many clusters cap jobs at 48 h). A longer evaluation resumes on
+# its retry from its shards and finished tasks, a longer training run from its last checkpoint.
+MAX_JOB_MINUTES = 48 * 60
 
-# Fallback GPU-hours per billion parameters on one H100 (see the module docstring).
-TRAIN_GPU_HOURS_PER_B = 1.2        # for REFERENCE_QUERIES queries in all (steps * batch_size)
-REFERENCE_QUERIES = 1000 * 512
-GPU_HOURS_PER_B = {
-    "Retrieval": 6.0,
-    "Classification": 0.3,
-    "Clustering": 0.3,
-    "Reranking": 0.1,
-    "PairClassification": 0.02,
-    "STS": 0.02,
-    "Summarization": 0.01,
-    "heldout": 0.01,
-}
-GPU_HOURS_PER_B_DEFAULT = 0.1
+# GPU-hours a task without mteb statistics adds to its job's estimate (see the module docstring).
+UNPRICED_TASK_GPU_HOURS = 0.1
 
 
 class ResourceError(ValueError):
@@ -110,7 +99,7 @@ def llama_param_count(hf_config: dict) -> int:
 
 def params_b(model_cfg: dict, hf_config: dict | None = None, name: str = "?") -> float:
     """Billions of parameters: ``models.<name>.params_b``, else counted from ``hf_config``."""
-    if model_cfg.get("params_b") is not None:
+    if model_cfg["params_b"] is not None:
         value = model_cfg["params_b"]
         if not isinstance(value, (int, float)) or value <= 0:
             raise ResourceError(f"models.{name}.params_b must be a positive number, got {value!r}")
@@ -149,16 +138,9 @@ def mem_mb(kind: str, size_b: float, group=None, dtype: str = "bfloat16", safety
     return 1024 * math.ceil(gigabytes * 1e9 / 2**30)
 
 
-def fallback_gpu_hours(kind: str, size_b: float, group=None, training_cfg: dict | None = None) -> float:
-    """GPU-hours of one job on one H100 without a finer estimate (see the module docstring).
-
-    ``group``: a task group, or a list of groups one job evaluates in turn (their hours add up).
-    """
-    if kind == "train":
-        cfg = training_cfg or {}
-        queries = cfg.get("steps", 1000) * cfg.get("batch_size", 512)
-        return TRAIN_GPU_HOURS_PER_B * size_b * queries / REFERENCE_QUERIES
-    return sum(GPU_HOURS_PER_B.get(g, GPU_HOURS_PER_B_DEFAULT) for g in _groups(group)) * size_b
+def job_gpu_hours(priced_hours: float, unpriced_tasks: int = 0) -> float:
+    """GPU-hours of one job: the plan's price plus ``UNPRICED_TASK_GPU_HOURS`` per task it could not price."""
+    return priced_hours + UNPRICED_TASK_GPU_HOURS * unpriced_tasks
 
 
 def runtime_minutes(size_b: float, gpu_hours: float, n_gpus: int = 1, attempt: int = 1,
@@ -181,25 +163,24 @@ def sigterm_lead(kind: str) -> dict:
     return {"minutes": SIGTERM_LEAD_MINUTES, "slurm_extra": f"--signal=TERM@{SIGTERM_LEAD_MINUTES * 60}"}
 
 
-def job_resources(kind: str, model_cfg: dict, group=None, training_cfg: dict | None = None,
-                  estimated_hours: float | None = None, attempt: int = 1, safety: float = SAFETY,
-                  max_minutes: int | None = None, model_name: str = "?") -> dict:
+def job_resources(kind: str, model_cfg: dict, gpu_hours: float, group=None, training_cfg: dict | None = None,
+                  attempt: int = 1, safety: float = SAFETY, max_minutes: int | None = MAX_JOB_MINUTES,
+                  model_name: str = "?") -> dict:
     """``{"mem_mb", "runtime", "gpu", "slurm_extra"}`` of one training (``kind="train"``) or
     evaluation job.
 
-    ``estimated_hours``: GPU-hours of this job from a planner; None uses fallback_gpu_hours.
-    ``runtime`` includes the SIGTERM lead of training jobs (:func:`sigterm_lead`); ``max_minutes``
-    caps the whole request, the lead inside it.
+    ``gpu_hours``: this job's GPU-hours (:func:`job_gpu_hours`). ``runtime`` includes the SIGTERM
+    lead of training jobs (:func:`sigterm_lead`); ``max_minutes`` caps the whole request, the lead
+    inside it.
     """
     if kind not in ("train", "evaluate"):
         raise ResourceError(f"kind must be 'train' or 'evaluate', got {kind!r}")
     size = params_b(model_cfg, name=model_name)
     n_gpus = gpus(kind, training_cfg)
-    hours = estimated_hours if estimated_hours is not None else fallback_gpu_hours(kind, size, group, training_cfg)
     lead = sigterm_lead(kind)
-    runtime = runtime_minutes(size, hours, n_gpus, attempt, safety) + lead["minutes"]
+    runtime = runtime_minutes(size, gpu_hours, n_gpus, attempt, safety) + lead["minutes"]
     return {
-        "mem_mb": mem_mb(kind, size, group, model_cfg.get("dtype", "bfloat16"), safety),
+        "mem_mb": mem_mb(kind, size, group, model_cfg["dtype"], safety),
         "runtime": min(runtime, max_minutes) if max_minutes else runtime,
         "gpu": n_gpus,
         "slurm_extra": lead["slurm_extra"],

@@ -11,6 +11,9 @@ mixes with a K-fold source). **Result identity**: each checkpoint is its own mte
 encoder settings (:func:`checkpoint_revision`), so a retrained run can never show the scores of
 its old weights, and mteb's ``ResultCache`` loads every checkpoint as a model of its own. Base
 models are ``pairrel/<model>`` at revision ``base-<fingerprint of the model config>``.
+
+Which tasks each checkpoint runs (``Study.eval_plan``) and every job of the workflow are
+:mod:`pairrel.jobs`'.
 """
 
 from __future__ import annotations
@@ -28,7 +31,6 @@ from pairrel import layout
 from pairrel.config import ConfigError, deep_merge, load_config
 from pairrel.layout import RUN_ID_PATTERN, Layout, checkpoint_dir
 from pairrel.io import file_sha256
-from pairrel.evaluate.task_specs import QUICKSTART_BENCHMARK
 
 # Training settings that leave the weights unchanged: changing them never retrains a run.
 # (checkpoint_every is not one: a resumed run would lack the new intermediate checkpoints.)
@@ -41,9 +43,6 @@ DISPLAY_KEYS = ("display",)
 # Model settings that change speed, not the vectors (pairrel.packing, pairrel.kernels): no
 # checkpoint revision or training fingerprint includes them.
 SPEED_KEYS = ("packing", "kernels", "compile")
-# Evaluation groups besides MTEB task types.
-ALL_GROUP, LOCAL_GROUP, HELDOUT_GROUP = "all", "local", "heldout"
-GROUP_JOIN = "+"  # task types evaluated by one job: "Classification+Clustering+STS"
 
 
 def canonical_json(obj: Any) -> str:
@@ -114,20 +113,6 @@ def checkpoint_steps(training: dict) -> list[int]:
     total = int(training["steps"])
     every = int(training["checkpoint_every"] or total)
     return sorted(set(range(every, total + 1, every)) | {total})
-
-
-def source_job(cfg: dict, data: str, source: str, fold: int | None = None) -> dict[str, Any]:
-    """What one preparation job needs: the source spec (with the fold) and local datasets. Works
-    on a partial config too (``pairrel data prepare`` needs only ``data`` and ``local_datasets``)."""
-    try:
-        spec = copy.deepcopy(cfg["data"][data]["sources"][source])
-    except (KeyError, TypeError):
-        raise ConfigError(f"config has no key 'data.{data}.sources.{source}'") from None
-    if spec.get("folds"):
-        if fold is None:
-            raise ConfigError(f"source '{source}' of '{data}' has {spec['folds']} folds: say which (--fold)")
-        spec["fold"] = fold
-    return {"data": data, "source": source, "spec": spec, "local_datasets": cfg.get("local_datasets") or {}}
 
 
 def parse_run_id(text: str) -> dict[str, Any]:
@@ -211,8 +196,8 @@ class Run:
     def full_benchmark(self, step: int) -> bool:
         """Whether checkpoint ``step`` runs ``evaluation.tasks`` (the full benchmark) rather than
         ``evaluation.intermediate_tasks``: the final step of a run that
-        ``evaluation.full_benchmark`` selects (:meth:`Study.gets_full_benchmark`)."""
-        return step == self.final_step and self.study.gets_full_benchmark(self)
+        ``evaluation.full_benchmark`` selects (:meth:`pairrel.jobs.EvaluationPlan.gets_full_benchmark`)."""
+        return step == self.final_step and self.study.eval_plan.gets_full_benchmark(self)
 
     def eval_marker(self, step: int, group: str) -> Path:
         return self.study.layout.path(layout.EVAL_MARKER, run=self.id, step=step, group=group)
@@ -248,7 +233,8 @@ class Run:
 
 
 class Study:
-    """A validated config and everything derived from it: runs, paths, evaluation plan."""
+    """A validated config and everything derived from it: runs, paths, result identity, and its
+    evaluation plan (``eval_plan``, :class:`pairrel.jobs.EvaluationPlan`)."""
 
     def __init__(self, cfg: dict[str, Any], root: str | Path = ".") -> None:
         """``cfg`` must come from :func:`pairrel.config.load_config` (validated, defaults filled)."""
@@ -260,7 +246,9 @@ class Study:
         self.evaluation: dict[str, Any] = cfg["evaluation"]
         self.runs: list[Run] = self._expand()
         self._by_id = {run.id: run for run in self.runs}
-        self._check_evaluation()
+        from pairrel.jobs.evaluation import EvaluationPlan  # checks the evaluation keys
+
+        self.eval_plan = EvaluationPlan(self)
 
     @classmethod
     def from_files(cls, *paths: str | Path, overrides: dict | None = None, root: str | Path = ".") -> "Study":
@@ -274,7 +262,8 @@ class Study:
             raise ConfigError(f"config key 'data.{data}.sources': K-fold sources of one mix must share K (found {sorted(ks)})")
         return ks.pop() if ks else None
 
-    def _fold_values(self, data: str) -> list[int | None]:
+    def fold_values(self, data: str) -> list[int | None]:
+        """The folds of mix ``data`` on the grid (``grid.folds``); ``[None]`` for a mix without folds."""
         k = self.folds_of(data)
         if k is None:
             return [None]
@@ -293,7 +282,7 @@ class Study:
             for data in grid["data"]:
                 for loss in grid["losses"]:
                     for labels in grid["labels"]:
-                        for fold in self._fold_values(data):
+                        for fold in self.fold_values(data):
                             for seed in grid["seeds"]:
                                 run = Run(self, model, data, loss, labels, int(seed), fold)
                                 if not self._excluded(run):
@@ -360,9 +349,6 @@ class Study:
             parts.extend((source, f) for f in folds) if spec.get("folds") else parts.append((source, None))
         return parts
 
-    def source_job(self, data: str, source: str, fold: int | None = None) -> dict[str, Any]:
-        return source_job(self.cfg, data, source, fold)
-
     def model_file(self, model: str) -> Path:
         """A base model's resolved config, named by its content (as :attr:`Run.resolved_file`)."""
         cfg = self.cfg["models"][model]
@@ -370,124 +356,6 @@ class Study:
 
     def base_marker(self, model: str, group: str) -> Path:
         return self.layout.path(layout.BASE_MARKER, model=model, group=group)
-
-    # -- evaluation plan ---------------------------------------------------------------------
-    @property
-    def is_local_benchmark(self) -> bool:
-        return self.evaluation["benchmark"] == QUICKSTART_BENCHMARK
-
-    @cached_property
-    def _benchmark_types(self) -> dict[str, str]:
-        """Task name -> type of every task of the benchmark (from the generated table of
-        :mod:`pairrel.evaluate.benchmark_table`: planning never imports mteb), and of the user's
-        own tasks (``evaluation.local_tasks``)."""
-        own = {entry["name"]: entry["type"] for entry in self.evaluation["local_tasks"]}
-        if self.is_local_benchmark:
-            from pairrel.evaluate.task_specs import QUICKSTART_TASK_SPECS
-
-            return {name: spec["type"] for name, spec in QUICKSTART_TASK_SPECS.items()} | own
-        from pairrel.evaluate.benchmark_table import UnknownBenchmarkError, benchmark_task_types
-
-        try:
-            return benchmark_task_types(self.evaluation["benchmark"]) | own
-        except UnknownBenchmarkError as err:
-            raise ConfigError(f"config key 'evaluation.benchmark': {err}") from None
-
-    def _task_list(self, key: str) -> list[str]:
-        names = self.evaluation[key]
-        if names is None:
-            return list(self._benchmark_types)
-        unknown = sorted(set(names) - set(self._benchmark_types))
-        if unknown:
-            raise ConfigError(f"config key 'evaluation.{key}': not in {self.evaluation['benchmark']}: {', '.join(unknown)}")
-        if not names:
-            raise ConfigError(f"config key 'evaluation.{key}': selects no task")
-        return list(names)
-
-    def eval_tasks(self, final: bool) -> list[str]:
-        """Benchmark tasks of full-benchmark checkpoints (``final``: :meth:`Run.full_benchmark`)
-        and base models, or of the others (intermediate checkpoints, folds past the first)."""
-        if final or self.evaluation["intermediate_tasks"] is None:
-            return self._task_list("tasks")
-        return self._task_list("intermediate_tasks")
-
-    def _group_tasks(self, group: str, tasks: list[str]) -> list[str]:
-        """Tasks of one evaluation job: a task type, several joined by '+' (one job, one model
-        load for all of them), or every task ('all', 'local')."""
-        if group in (ALL_GROUP, LOCAL_GROUP):
-            return tasks
-        types = set(group.split(GROUP_JOIN))
-        return [t for t in tasks if self._benchmark_types[t] in types]
-
-    def _check_evaluation(self) -> None:
-        known = sorted(set(self._benchmark_types.values()) | {ALL_GROUP, LOCAL_GROUP, HELDOUT_GROUP})
-        final = self.eval_tasks(final=True)
-        self.eval_tasks(final=False)
-        for i, group in enumerate(self.evaluation["task_groups"]):
-            parts = group.split(GROUP_JOIN)
-            for part in parts:
-                if part not in known or (len(parts) > 1 and part in (ALL_GROUP, LOCAL_GROUP, HELDOUT_GROUP)):
-                    raise ConfigError(f"config key 'evaluation.task_groups.{i}': unknown group '{part}' "
-                                      f"(known: {', '.join(known)}; task types join with '{GROUP_JOIN}')")
-            if group == HELDOUT_GROUP:
-                if not any(run.fold is not None for run in self.runs):
-                    raise ConfigError(f"config key 'evaluation.task_groups.{i}': 'heldout' needs a data mix "
-                                      "with a K-fold source on the grid")
-            elif not self._group_tasks(group, final):
-                raise ConfigError(f"config key 'evaluation.task_groups.{i}': group '{group}' selects no task "
-                                  f"of {self.evaluation['benchmark']}")
-
-    def gets_full_benchmark(self, run: Run | None) -> bool:
-        """Whether the final checkpoint of ``run`` (None: a base model) runs the full benchmark.
-
-        ``evaluation.full_benchmark``: ``all`` -- every run; ``first-fold`` -- runs without folds,
-        and of a K-fold mix's runs the first fold on the grid per (model, data, loss, labels,
-        seed). The other folds are near-copies of it (each trains on four fifths of the same queries):
-        their final checkpoints run ``intermediate_tasks`` and their held-out fold, so the
-        K-fold experiment gets every fold's held-out score and a generalisation score on the
-        subset, and the main table one full-benchmark run per variant.
-        """
-        if run is None or run.fold is None or self.evaluation["full_benchmark"] == "all":
-            return True
-        return run.fold == self._fold_values(run.data)[0]
-
-    def groups_for(self, run: Run | None, final: bool = True) -> list[str]:
-        """Evaluation groups of a checkpoint (``run``; ``final``: its last step) or a base model."""
-        tasks = self.eval_tasks(final)
-        groups = []
-        for group in self.evaluation["task_groups"]:
-            if group == HELDOUT_GROUP:
-                if run is None or run.fold is not None:
-                    groups.append(group)
-            elif self._group_tasks(group, tasks):
-                groups.append(group)
-        return groups
-
-    def tasks_for(self, group: str, final: bool = True) -> list[str]:
-        """Benchmark task names one evaluation job runs (``heldout``: none, they are derived)."""
-        return [] if group == HELDOUT_GROUP else self._group_tasks(group, self.eval_tasks(final))
-
-    def checkpoint_markers(self) -> list[Path]:
-        return [run.eval_marker(step, group) for run in self.runs for step in run.eval_steps
-                for group in self.groups_for(run, final=run.full_benchmark(step))]
-
-    def base_markers(self) -> list[Path]:
-        if not self.evaluation["include_base"]:
-            return []
-        return [self.base_marker(m, g) for m in self.models_used for g in self.groups_for(None)]
-
-    def heldout_parts(self, run: Run | None) -> list[tuple[str, str, int]]:
-        """(data, source, fold) of the held-out tasks: the run's own fold, or (base models)
-        every fold of every K-fold mix on the grid."""
-        runs = [run] if run is not None else self.runs
-        parts = set()
-        for r in runs:
-            if r.fold is None:
-                continue
-            for source, spec in self.cfg["data"][r.data]["sources"].items():
-                if spec.get("folds"):
-                    parts.add((r.data, source, r.fold))
-        return sorted(parts)
 
     # -- result identity ---------------------------------------------------------------------
     @cached_property
@@ -531,7 +399,7 @@ class Study:
             return STALE  # retraining, or failed: no checkpoint's scores are current
         done_at = run.done_file.stat().st_mtime if run.done_file.is_file() else 0.0
         revisions = set()
-        for group in self.groups_for(run, final=run.full_benchmark(step)):
+        for group in self.eval_plan.groups_for(run, final=run.full_benchmark(step)):
             marker = run.eval_marker(step, group)
             try:
                 if marker.stat().st_mtime >= done_at:  # evaluated after this training finished
@@ -539,71 +407,3 @@ class Study:
             except (OSError, ValueError, KeyError):
                 continue
         return revisions.pop() if len(revisions) == 1 else (STALE if revisions else None)
-
-    # -- job inputs and arguments (the workflow's rules ask these) ------------------------------
-    def corpus_outputs(self) -> list[Path]:
-        """The generated quickstart corpus (one meta.json per split), when configured."""
-        corpus = self.cfg["quickstart_corpus"]
-        return [Path(corpus["root"]) / split / "meta.json" for split in ("train", "test")] if corpus else []
-
-    def corpus_options(self) -> str:
-        corpus = self.cfg["quickstart_corpus"]
-        return " ".join(f"--{k.replace('_', '-')} {v}" for k, v in corpus.items() if k != "root")
-
-    def _local_dataset_files(self, dataset_id: str) -> list[Path]:
-        """Files a local dataset is read from; a corpus this DAG generates is its meta.json."""
-        local = self.cfg["local_datasets"].get(dataset_id)
-        if local is None:
-            return []
-        root = Path(local)
-        corpus = self.cfg["quickstart_corpus"]
-        if corpus and root.resolve().is_relative_to(Path(corpus["root"]).resolve()):
-            return [root / "meta.json"]
-        from pairrel.data.registry import local_dataset_files
-
-        return local_dataset_files(root)
-
-    def source_inputs(self, data: str, source: str) -> list[Path]:
-        """Files a preparation job reads. A JSONL file that is not there yet is left out, so the
-        DAG still plans; the job then fails naming it (`pairrel data check` lists it up front)."""
-        from pairrel.data.parts import source_parts
-
-        files: list[Path] = []
-        for part in source_parts(source, self.cfg["data"][data]["sources"][source]).values():
-            if "jsonl" in part:
-                files += [Path(part["jsonl"])] if Path(part["jsonl"]).exists() else []
-            else:
-                files += self._local_dataset_files(part["dataset"])
-        return files
-
-    def source_job_json(self, data: str, source: str, fold: int | None = None) -> str:
-        return canonical_json(self.source_job(data, source, fold))
-
-    def eval_inputs(self, run: Run | None, group: str) -> list[Path]:
-        """Data files an evaluation job reads: local task data, a held-out fold's split."""
-        if group == HELDOUT_GROUP:
-            return [self.folds_file(d, s, f) for d, s, f in self.heldout_parts(run)]
-        files = []
-        if self.is_local_benchmark and self.evaluation["local_dataset"]:
-            files += self._local_dataset_files(self.evaluation["local_dataset"])
-        tasks = set(self.tasks_for(group, final=True)) | set(self.tasks_for(group, final=False))
-        for entry in self.evaluation["local_tasks"]:
-            if entry["name"] in tasks:
-                path = self.root / entry["path"]
-                files += sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-        return files
-
-    def report_args(self) -> str:
-        """`pairrel report` options of this study, shell-quoted."""
-        import shlex
-
-        args = ["--results", str(self.mteb_cache), "--runs", str(self.results / "runs"),
-                "--out", str(self.figures), "--benchmark", self.evaluation["benchmark"]]
-        report = self.cfg["report"]
-        if report["reference"]:
-            args += ["--reference", report["reference"]]
-        if self.evaluation["tasks"]:
-            args += ["--tasks", *self.evaluation["tasks"]]
-        if report["compare"]:
-            args += ["--compare", *report["compare"]]
-        return " ".join(shlex.quote(a) for a in args)

@@ -47,7 +47,7 @@ def _user_fingerprints(study, names: set[str], cache: dict) -> dict[str, str]:
 
 def task_set(study, group: str, final: bool = True, _cache: dict | None = None) -> dict[str, Any]:
     """What one evaluation job evaluates: benchmark, task names, user tasks' fingerprints."""
-    tasks = study.tasks_for(group, final=final)
+    tasks = study.eval_plan.tasks_for(group, final=final)
     return {"benchmark": study.evaluation["benchmark"], "group": group, "tasks": list(tasks),
             "user_tasks": _user_fingerprints(study, set(tasks), {} if _cache is None else _cache)}
 
@@ -66,9 +66,9 @@ def used_task_sets(study) -> list[tuple[str, bool]]:
     for run in study.runs:
         for step in run.eval_steps:
             final = run.full_benchmark(step)  # the task list the job runs (evaluate.smk's params)
-            used.update((group, final) for group in study.groups_for(run, final=final))
+            used.update((group, final) for group in study.eval_plan.groups_for(run, final=final))
     if study.evaluation["include_base"]:
-        used.update((group, True) for group in study.groups_for(None))
+        used.update((group, True) for group in study.eval_plan.groups_for(None))
     return sorted(used)
 
 

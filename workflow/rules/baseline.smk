@@ -15,11 +15,11 @@ rule baseline_check_model:
         LAYOUT.log_pattern("baseline_check_model"),
     benchmark:
         LAYOUT.benchmark_pattern("baseline_check_model")
-    threads: STUDY.cfg["training"]["num_threads"] or 1
+    threads: job_arg("baseline_check_model", "threads")
     resources:
-        gpu=sized("evaluate", "gpu"),
-        mem_mb=sized("evaluate", "mem_mb"),
-        runtime=sized("evaluate", "runtime"),
+        gpu=sized("baseline_check_model", "gpu"),
+        mem_mb=sized("baseline_check_model", "mem_mb"),
+        runtime=sized("baseline_check_model", "runtime"),
     conda:
         "../../envs/pairrel.yaml"
     shell:

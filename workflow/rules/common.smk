@@ -1,15 +1,14 @@
 # The study: runs, paths and identities all come from pairrel.study (unit-tested), which reads
-# the config validated against the package's schema (defaults filled in). Nothing is written
-# while the DAG is parsed.
+# the config validated against the package's schema (defaults filled in); every job's inputs,
+# arguments and resources from its catalogue (pairrel.jobs): a rule looks its job up in JOBS
+# and computes nothing itself. Nothing is written while the DAG is parsed.
 from pairrel.config import ConfigError, config_from_snakemake, put_interpreter_on_path, validate_config, write_yaml
 from pairrel.evaluate.baseline import REFERENCE_FILE, baseline_models, load_reference
 from pairrel.evaluate.records import damaged_markers
 from pairrel.io import write_json
-from pairrel.launch import launch_command, n_processes
-from pairrel.resources import job_resources
+from pairrel.jobs import JobCatalogue
 from pairrel import layout
 from pairrel.study import Study
-from pairrel.task_sets import task_set_files
 
 # Jobs call `pairrel`: found beside the Python running Snakemake even in a venv that is not
 # activated; with --use-conda the job's activated env comes first on PATH and wins.
@@ -22,60 +21,37 @@ STUDY = Study(validate_config(config_from_snakemake(workflow, config)))
 # .log_pattern, .benchmark_pattern): no rule writes a path of its own.
 LAYOUT = STUDY.layout
 CONFIG_FILE = str(STUDY.config_file)
+JOBS = JobCatalogue(STUDY)
 
 
 wildcard_constraints:
     **layout.WILDCARD_CONSTRAINTS,
 
 
-def run_of(wildcards):
-    return STUDY.run(wildcards.run)
+def job_input(rule, name):
+    """An input function: the ``name`` input of the wildcards' job of ``rule``."""
+    return JOBS.getter(rule, lambda job: job.inputs[name])
 
 
-def paths(items):
-    return [str(p) for p in items]
+def job_arg(rule, name):
+    """A params (or threads) function: the ``name`` argument of the wildcards' job of ``rule``."""
+    return JOBS.getter(rule, lambda job: job.args[name])
 
 
-# The longest job asked of SLURM (many clusters cap jobs at 48 h). A longer evaluation resumes on
-# its retry from its shards and finished tasks, a longer training run from its last checkpoint.
-MAX_JOB_MINUTES = 48 * 60
+def sized(rule, key):
+    """A resource of a training or evaluation job (mem_mb, runtime, gpu, slurm_extra) from the
+    catalogue (pairrel.resources); each retry asks for proportionally more time."""
+    return lambda wildcards, attempt: JOBS.resources(JOBS.get(rule, wildcards), attempt)[key]
 
 
-def sized(kind, key):
-    """A resource of a training or evaluation job (mem_mb, runtime, gpu), from its model and task
-    group (pairrel.resources); each retry asks for proportionally more time."""
-
-    def size(wildcards, attempt):
-        run = run_of(wildcards) if "run" in wildcards.keys() else None
-        model = run.model if run else wildcards.model
-        training = run.training if run and kind == "train" else None
-        group = wildcards.get("group")
-        return job_resources(kind, STUDY.cfg["models"][model], group=group, training_cfg=training,
-                             attempt=attempt, model_name=model, max_minutes=MAX_JOB_MINUTES)[key]
-
-    return size
-
-
-def launcher(wildcards):
-    """`pairrel`, or torchrun over training.gpus processes for a multi-GPU run."""
-    return launch_command(n_processes(run_of(wildcards).training), [])
-
-
-PREPARED = paths(STUDY.prepared(d, s, f) for d in STUDY.data_used for s, f in STUDY.source_parts(d))
-TRAIN_DONE = paths(run.done_file for run in STUDY.runs)
-EVAL_MARKERS = paths(STUDY.checkpoint_markers() + STUDY.base_markers())
+PREPARED = JOBS.prepared()
+TRAIN_DONE = JOBS.train_done()
+EVAL_MARKERS = JOBS.eval_markers()
 # Each evaluation job reads its task set as a file (pairrel.task_sets): new tasks re-run it.
-TASK_SETS = task_set_files(STUDY)
-TASK_SET_CONTENT = dict(TASK_SETS.values())
 # Inputs of the config job as well: when the config changes, Snakemake re-runs that job and does not
 # look at the jobs downstream of it (their config input is ancient); from there it looks upstream,
 # finds a new task set missing, and re-runs the evaluations that read it (pairrel.task_sets).
-TASK_SET_FILES = sorted(TASK_SET_CONTENT)
-
-
-def task_set_input(final):
-    """The task-set file of an evaluation job; ``final(wildcards)``: whether it is a final one."""
-    return lambda wc: TASK_SETS[(wc.group, final(wc))][0]
+TASK_SET_FILES = JOBS.get("study_config").inputs["task_sets"]
 
 
 def _refuse_damaged_results():

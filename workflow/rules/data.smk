@@ -12,7 +12,7 @@ rule study_config:
     output:
         CONFIG_FILE,
     params:
-        config=STUDY.cfg,
+        config=JOBS.get("study_config").args["config"],
     log:
         str(LAYOUT.log("study_config")),
     run:
@@ -24,11 +24,10 @@ if STUDY.cfg["quickstart_corpus"]:
 
     rule quickstart_corpus:
         output:
-            paths(STUDY.corpus_outputs()),
+            list(JOBS.get("quickstart_corpus").outputs),
         params:
-            # the corpus root: the folder above each split's meta.json
-            root=lambda wildcards, output: os.path.dirname(os.path.dirname(output[0])),
-            options=STUDY.corpus_options(),
+            root=JOBS.get("quickstart_corpus").args["root"],
+            options=JOBS.get("quickstart_corpus").args["options"],
         log:
             str(LAYOUT.log("quickstart_corpus")),
         benchmark:
@@ -41,12 +40,12 @@ if STUDY.cfg["quickstart_corpus"]:
 
 rule prepare_source:
     input:
-        lambda wc: paths(STUDY.source_inputs(wc.data, wc.source)),
+        job_input("prepare_source", "files"),
     output:
         parquet=LAYOUT.prepared_pattern(folds=False),
         meta=LAYOUT.prepared_pattern(folds=False, suffix=layout.META),
     params:
-        job=lambda wc: STUDY.source_job_json(wc.data, wc.source),
+        job=job_arg("prepare_source", "job"),
     log:
         LAYOUT.log_pattern("prepare_source"),
     benchmark:
@@ -59,13 +58,13 @@ rule prepare_source:
 
 rule prepare_fold:
     input:
-        lambda wc: paths(STUDY.source_inputs(wc.data, wc.source)),
+        job_input("prepare_fold", "files"),
     output:
         parquet=LAYOUT.prepared_pattern(folds=True),
         meta=LAYOUT.prepared_pattern(folds=True, suffix=layout.META),
         folds=LAYOUT.prepared_pattern(folds=True, suffix=layout.FOLDS),
     params:
-        job=lambda wc: STUDY.source_job_json(wc.data, wc.source, int(wc.fold)),
+        job=job_arg("prepare_fold", "job"),
     log:
         LAYOUT.log_pattern("prepare_fold"),
     benchmark:

@@ -12,7 +12,7 @@ rule task_set:
     output:
         LAYOUT.pattern(layout.TASK_SET),
     params:
-        content=lambda wc, output: TASK_SET_CONTENT[output[0]],
+        content=job_arg("task_set", "content"),
     log:
         LAYOUT.log_pattern("task_set"),
     run:
@@ -21,24 +21,24 @@ rule task_set:
 
 rule evaluate_checkpoint:
     input:
-        run=lambda wc: str(run_of(wc).resolved_file),
-        done=LAYOUT.pattern(layout.RUN_DONE),
+        run=job_input("evaluate_checkpoint", "run"),
+        done=job_input("evaluate_checkpoint", "done"),
         config=ancient(CONFIG_FILE),
-        data=lambda wc: paths(STUDY.eval_inputs(run_of(wc), wc.group)),
-        tasks=task_set_input(lambda wc: run_of(wc).full_benchmark(int(wc.step))),
+        data=job_input("evaluate_checkpoint", "data"),
+        tasks=job_input("evaluate_checkpoint", "tasks"),
     output:
         LAYOUT.pattern(layout.EVAL_MARKER),
     params:
-        tasks=lambda wc: ",".join(STUDY.tasks_for(wc.group, final=run_of(wc).full_benchmark(int(wc.step)))),
+        tasks=job_arg("evaluate_checkpoint", "tasks"),
     log:
         LAYOUT.log_pattern("evaluate_checkpoint"),
     benchmark:
         LAYOUT.benchmark_pattern("evaluate_checkpoint")
-    threads: STUDY.cfg["training"]["num_threads"] or 1
+    threads: job_arg("evaluate_checkpoint", "threads")
     resources:
-        gpu=sized("evaluate", "gpu"),
-        mem_mb=sized("evaluate", "mem_mb"),
-        runtime=sized("evaluate", "runtime"),
+        gpu=sized("evaluate_checkpoint", "gpu"),
+        mem_mb=sized("evaluate_checkpoint", "mem_mb"),
+        runtime=sized("evaluate_checkpoint", "runtime"),
     conda:
         "../../envs/pairrel.yaml"
     shell:
@@ -50,7 +50,7 @@ rule resolve_model:
     output:
         LAYOUT.pattern(layout.RESOLVED_MODEL),
     params:
-        model=lambda wc: STUDY.cfg["models"][wc.model],
+        model=job_arg("resolve_model", "model"),
     log:
         LAYOUT.log_pattern("resolve_model"),
     run:
@@ -59,23 +59,23 @@ rule resolve_model:
 
 rule evaluate_base:
     input:
-        model=lambda wc: str(STUDY.model_file(wc.model)),
+        model=job_input("evaluate_base", "model"),
         config=ancient(CONFIG_FILE),
-        data=lambda wc: paths(STUDY.eval_inputs(None, wc.group)),
-        tasks=task_set_input(lambda wc: True),
+        data=job_input("evaluate_base", "data"),
+        tasks=job_input("evaluate_base", "tasks"),
     output:
         LAYOUT.pattern(layout.BASE_MARKER),
     params:
-        tasks=lambda wc: ",".join(STUDY.tasks_for(wc.group)),
+        tasks=job_arg("evaluate_base", "tasks"),
     log:
         LAYOUT.log_pattern("evaluate_base"),
     benchmark:
         LAYOUT.benchmark_pattern("evaluate_base")
-    threads: STUDY.cfg["training"]["num_threads"] or 1
+    threads: job_arg("evaluate_base", "threads")
     resources:
-        gpu=sized("evaluate", "gpu"),
-        mem_mb=sized("evaluate", "mem_mb"),
-        runtime=sized("evaluate", "runtime"),
+        gpu=sized("evaluate_base", "gpu"),
+        mem_mb=sized("evaluate_base", "mem_mb"),
+        runtime=sized("evaluate_base", "runtime"),
     conda:
         "../../envs/pairrel.yaml"
     shell:

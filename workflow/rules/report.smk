@@ -13,9 +13,12 @@ rule report:
         shown("type_scores", "Figures", "Benchmark"),
         shown("training_curves", "Figures", "Training"),
         # score vs step: when at least two checkpoints of a run are evaluated
-        shown("ablation_step", "Figures", "Training") if any(len(run.eval_steps) >= 2 for run in STUDY.runs) else [],
+        shown("ablation_step", "Figures", "Training") if JOBS.get("report").args["ablation_step"] else [],
     params:
-        args=STUDY.report_args(),
+        args=JOBS.get("report").args["args"],
+        # each data mix's training schedule, for the captions (the global description only sees
+        # snakemake.config, the figures' captions also their job's params)
+        schedules=JOBS.get("report").args["schedules"],
     log:
         LAYOUT.log_pattern("report"),
     conda:

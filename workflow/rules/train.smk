@@ -12,7 +12,7 @@ rule resolve_run:
     output:
         LAYOUT.pattern(layout.RESOLVED_RUN),
     params:
-        run=lambda wc: run_of(wc).config,
+        run=job_arg("resolve_run", "run"),
     log:
         LAYOUT.log_pattern("resolve_run"),
     run:
@@ -21,8 +21,8 @@ rule resolve_run:
 
 rule train_run:
     input:
-        run=lambda wc: str(run_of(wc).resolved_file),
-        prepared=lambda wc: [files["parquet"] for files in run_of(wc).prepared.values()],
+        run=job_input("train_run", "run"),
+        prepared=job_input("train_run", "prepared"),
     output:
         done=LAYOUT.pattern(layout.RUN_DONE),
         run=LAYOUT.pattern(layout.RUN_YAML),
@@ -31,14 +31,15 @@ rule train_run:
     benchmark:
         LAYOUT.benchmark_pattern("train_run")
     params:
-        launcher=launcher,
-    threads: lambda wc: run_of(wc).training["num_threads"] or 1
+        # `pairrel`, or torchrun over training.gpus processes for a multi-GPU run
+        launcher=job_arg("train_run", "launcher"),
+    threads: job_arg("train_run", "threads")
     resources:
-        gpu=sized("train", "gpu"),
-        mem_mb=sized("train", "mem_mb"),
-        runtime=sized("train", "runtime"),
+        gpu=sized("train_run", "gpu"),
+        mem_mb=sized("train_run", "mem_mb"),
+        runtime=sized("train_run", "runtime"),
         # SIGTERM ahead of the limit (checkpoint, exit 143); its lead is inside `runtime`
-        slurm_extra=sized("train", "slurm_extra"),
+        slurm_extra=sized("train_run", "slurm_extra"),
     conda:
         "../../envs/pairrel.yaml"
     shell:

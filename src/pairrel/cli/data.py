@@ -3,7 +3,7 @@
     pairrel data quickstart --out DIR [--seed N] [--n-topics N] [--n-passages N] [--n-queries N]
                             [--test-fraction F]
     pairrel data prepare --config C.yaml [--config more.yaml] --data MIX --source NAME [--fold K] --out X.parquet
-    pairrel data prepare --job JSON --out X.parquet      (the workflow: pairrel.study.Study.source_job)
+    pairrel data prepare --job JSON --out X.parquet      (the workflow: pairrel.jobs.source_job)
     pairrel data summary ID [--config C.yaml ...] [--register ID=DIR ...]
     pairrel data prefetch --config C.yaml [--no-models] [--no-mteb]
     pairrel data check --config C.yaml [--no-models] [--no-mteb]
@@ -51,7 +51,7 @@ def cmd_prepare(args) -> int:
     else:
         if not (args.config and args.data and args.source):
             raise ValueError("data prepare needs --job JSON, or --config FILE… with --data and --source")
-        from pairrel.study import source_job
+        from pairrel.jobs.arguments import source_job
 
         job = source_job(_partial_config(args.config), args.data, args.source, args.fold)
     register_from_config(job)

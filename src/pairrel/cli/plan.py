@@ -7,21 +7,14 @@ import json
 from pathlib import Path
 
 from pairrel.cli.options import EXIT_OK, add_config_option
-from pairrel.config import ConfigError, load_config
-
-
-def study_plan(cfg: dict, throughput: dict, input_order: bool, source: str):
-    """The cost plan of a config's jobs (the one place this command enumerates them)."""
-    from pairrel.plan import jobs_from_config, plan_jobs
-
-    return plan_jobs(jobs_from_config(cfg, throughput), throughput, input_order, source)
+from pairrel.config import load_config
 
 
 def cmd_plan(args) -> int:
-    from pairrel.plan import format_plan, load_throughput
+    from pairrel.plan import format_plan, load_throughput, plan_config
 
     throughput, source = load_throughput(args.throughput)
-    plan = study_plan(load_config(*args.config), throughput, args.input_order, source)
+    plan = plan_config(load_config(*args.config), throughput, args.input_order, source)
     if args.json:
         print(json.dumps({**plan.as_dict(), "device": throughput["device"], "input_order": args.input_order}, indent=2))
     else:
@@ -30,22 +23,9 @@ def cmd_plan(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    import torch
+    from pairrel.plan import bench_config
 
-    from pairrel.config import atomic_write_text
-    from pairrel.plan import measure_model
-    from pairrel.study import Study
-
-    cfg = load_config(*args.config)
-    keys = args.model or Study(cfg).models_used
-    unknown = [k for k in keys if k not in cfg["models"]]
-    if unknown:
-        raise ConfigError(f"--model: not defined under 'models': {', '.join(unknown)}")
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
-    measured = {cfg["models"][k]["name_or_path"]: measure_model(cfg["models"][k], args.n_texts) for k in keys}
-    old = json.loads(args.out.read_text()) if args.out.exists() else {}
-    data = {**old, "device": f"{device} (pairrel bench)", "models": {**old.get("models", {}), **measured}}
-    atomic_write_text(args.out, json.dumps(data, indent=2) + "\n")
+    data = bench_config(load_config(*args.config), args.model, args.n_texts, args.out)
     print(json.dumps(data, indent=2))
     return EXIT_OK
 

@@ -28,8 +28,8 @@ from pairrel.encoder import Encoder
 from pairrel.evaluate.model import mteb_model
 from pairrel.evaluate.protocol import Protocol, protocol_for
 from pairrel.evaluate.records import RECORD_KEY, damaged_results, result_stamps
+from pairrel.jobs.evaluation import HELDOUT_GROUP
 from pairrel.study import (
-    HELDOUT_GROUP,
     Run,
     Study,
     base_revision,
@@ -81,7 +81,7 @@ def heldout_tasks(study: Study, run: Run | None) -> list:
     from pairrel.evaluate.local_tasks import heldout_task
 
     tasks = []
-    for data, source, fold in study.heldout_parts(run):
+    for data, source, fold in study.eval_plan.heldout_parts(run):
         spec = study.cfg["data"][data]["sources"][source]
         split = read_json(study.folds_file(data, source, fold))
         test_ids = next(f["test"] for f in split["folds"] if int(f["fold"]) == fold)
@@ -151,7 +151,7 @@ def _select(study: Study, run: Run | None, group: str, names: list[str] | None, 
     if group == HELDOUT_GROUP:
         tasks = heldout_tasks(study, run)
     else:
-        wanted = names if names is not None else study.tasks_for(group, final)
+        wanted = names if names is not None else study.eval_plan.tasks_for(group, final)
         ev = study.evaluation
         tasks = benchmark_tasks(ev["benchmark"], wanted, ev["local_dataset"], ev["local_instruction"],
                                 ev["local_tasks"], study.root)

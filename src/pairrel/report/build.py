@@ -101,8 +101,8 @@ def _incomplete_notes(main, n_total: int) -> list[str]:
 def _scope_notes(study) -> list[str]:
     """What each table's cells were computed on, from the study's evaluation plan."""
     ev = study.evaluation
-    n_full = len(study.eval_tasks(final=True))
-    n_subset = len(study.eval_tasks(final=False))
+    n_full = len(study.eval_plan.eval_tasks(final=True))
+    n_subset = len(study.eval_plan.eval_tasks(final=False))
     folded = [r for r in study.runs if r.fold is not None]
     full = [r for r in folded if r.full_benchmark(r.final_step)]
     notes = []
