@@ -28,14 +28,29 @@ def final_loss_parameters(runs: list) -> pd.DataFrame:
     for run in runs:
         if run.loss_type != "bce" or "temperature" not in run.metrics or "bias" not in run.metrics:
             continue
-        loss = (yaml.safe_load((run.folder / RUN_CONFIG).read_text(encoding="utf-8")) or {}).get("loss") or {}
+        loss = _bce_settings(run.folder / RUN_CONFIG)
         last = run.metrics.iloc[-1]
         rows.append({**{grid_column(k): v for k, v in run.grid.items()},
                      "run": str(run.folder.name), "folder": str(run.folder),
-                     "t_init": float(loss.get("temperature_init", math.nan)), "t_final": float(last["temperature"]),
-                     "b_init": float(loss.get("bias_init", math.nan)), "b_final": float(last["bias"]),
-                     "learn_t": bool(loss.get("learn_temperature", True)), "learn_b": bool(loss.get("learn_bias", True))})
+                     "t_init": float(loss.temperature_init), "t_final": float(last["temperature"]),
+                     "b_init": float(loss.bias_init), "b_final": float(last["bias"]),
+                     "learn_t": loss.learn_temperature, "learn_b": loss.learn_bias})
     return pd.DataFrame(rows)
+
+
+def _bce_settings(run_yaml):
+    """The BCE loss settings of a finished run's ``run.yaml`` (written resolved: every key is
+    there); a file without them is an error naming it."""
+    from pairrel.config import ConfigError
+    from pairrel.settings import BCELossSettings
+
+    try:
+        cfg = yaml.safe_load(run_yaml.read_text(encoding="utf-8"))
+        return BCELossSettings.from_dict(cfg["loss"], "loss")
+    except (OSError, yaml.YAMLError, TypeError, KeyError, ConfigError) as err:
+        detail = f"no key {err}" if isinstance(err, KeyError) else str(err)
+        raise ValueError(f"{run_yaml}: not the resolved config of a BCE run ({detail}); "
+                         "the report reads t and b's initial values from it") from None
 
 
 def moved_fraction(initial: float, final: float) -> float:
