@@ -127,7 +127,7 @@ def recipe_differences(run_cfg: dict, recipe: dict = LLM2VEC_SUPERVISED) -> list
     differ("MNTP adapter", recipe["bases"].get(base), model.get("mntp_adapter"))
     differ("attention", recipe["attention"], "bidirectional decoder" if model.get("kind") == "decoder" else "encoder")
     differ("pooling", recipe["pooling"], PAIRREL_FIXED["pooling"])
-    lora = dict(model.get("lora") or {})
+    lora = dict(model["lora"])
     if "target_modules" in lora:
         lora["target_modules"] = sorted(lora["target_modules"])
     for key, value in recipe["lora"].items():
