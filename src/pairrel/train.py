@@ -119,7 +119,9 @@ class _Preemption:
 
 
 class Trainer:
-    """Everything one run needs; :meth:`run` trains to the end or to a preemption."""
+    """The optimisation of one run (model, loss, optimizer, schedule, batches); :meth:`run`
+    trains to the end or to a preemption, its :class:`~pairrel.run_folder.RunFolder` keeping
+    the folder's files."""
 
     def __init__(self, run_cfg: dict[str, Any], run_dir: str | Path, progress: bool = True) -> None:
         from accelerate import Accelerator
@@ -414,7 +416,6 @@ class Trainer:
         bar.close()
         _check_applied(self.run_dir, total, skipped, training.min_applied_fraction)
         self.folder.mark_done(total, time.perf_counter() - t0, skipped)
-        if main:
-            if lines is not None:
-                lines.close(checkpoints=f"{self.run_dir}/{CHECKPOINT_PREFIX}{{{','.join(map(str, sorted(checkpoint_at)))}}}")
+        if lines is not None:  # (main process only)
+            lines.close(checkpoints=f"{self.run_dir}/{CHECKPOINT_PREFIX}{{{','.join(map(str, sorted(checkpoint_at)))}}}")
         return 0
