@@ -260,5 +260,5 @@ def test_build_loss_from_settings():
                               "learn_bias": True, "learning_rate": None})
     bce = build_loss(settings)
     assert isinstance(bce, PairRelevanceBCELoss) and not bce.log_temperature.requires_grad
-    assert float(bce.temperature) == pytest.approx(2.0) and float(bce.bias) == -1.0
+    assert float(bce.temperature.detach()) == pytest.approx(2.0) and float(bce.bias.detach()) == -1.0
     assert build_loss(loss_settings({"type": "softmax", "temperature": 0.5})).temperature == 0.5
