@@ -43,7 +43,8 @@ and counted under ``warnings`` in the meta file and in the log. Errors:
   string or list of strings); malformed qrels (not 4 columns, non-integer grade); the same
   (query, doc) judged twice with different grades; a query id listed twice with different texts;
   a source that yields no pairs (empty, or every judged document missing); both or neither of
-  dataset/jsonl; folds on a source without qrels.
+  dataset/jsonl; a dataset or JSONL source without an instruction ("" for none); folds on a
+  source without qrels.
 Counted warnings:
   ``missing_docs`` judged document absent from the corpus (pair skipped); ``missing_queries``
   judged query absent from the queries file (skipped); ``duplicate_pairs`` the same (query, doc)
