@@ -299,15 +299,22 @@ def test_graded_selection_covers_every_grade_then_draws_the_rest(tmp_path):
 
 
 def test_batcher_from_run_reads_sampling_and_docs_per_query(tmp_path):
+    from pairrel.config import ConfigError
     from pairrel.data.batching import batcher_from_run
+    from pairrel.study import Study
+    from tests.conftest import REPO_ROOT
 
     source = load_prepared_source(write_source(tmp_path, "two", TWO_QUERIES, max_grade=3))
-    run = {"labels": "graded-linear", "seed": 3, "data": {"sampling": "proportional"},
-           "training": {"batch_size": 2, "docs_per_query": 3}}
+    study = Study.from_files(REPO_ROOT / "config.yaml", REPO_ROOT / "presets" / "quickstart.yaml")
+    run = study.runs[0].config | {"labels": "graded-linear", "seed": 3}
+    run["data"]["sampling"] = "proportional"
+    run["training"].update(batch_size=2, docs_per_query=3)
     batcher = batcher_from_run(run, {"two": source})
     assert (batcher.sampling, batcher.docs_per_query, batcher.n_negatives, batcher.seed) == ("proportional", 3, 1, 3)
-    default = batcher_from_run({"labels": "binary@1", "seed": 0, "data": {}, "training": {"batch_size": 2}}, {"two": source})
-    assert (default.sampling, default.docs_per_query) == ("weighted", None)
+    # the schema fills every default; a run config without them did not come through it
+    del run["training"]["n_negatives"]
+    with pytest.raises(ConfigError, match="config key 'training.n_negatives' is missing"):
+        batcher_from_run(run, {"two": source})
 
 
 # ----------------------------------------------------------------------------- symmetric sources

@@ -45,7 +45,7 @@ def no_leftovers(directory):
 def test_qrels_source_keeps_raw_grades_in_row_groups(tmp_path):
     dataset_id = make_dataset(tmp_path, qrels=["q1 0 d1 2", "q1 0 d2 0", "q2 0 d2 1", "q2 0 d3 0", "q3 0 d4 2"])
     out = tmp_path / "out" / "src.parquet"
-    meta = prepare_source("src", {"dataset": dataset_id, "weight": 0.5}, out, chunk_size=2)
+    meta = prepare_source("src", {"instruction": "", "dataset": dataset_id, "weight": 0.5}, out, chunk_size=2)
     assert rows(out) == [("q1", "alpha?", "d1", "alpha text", 2), ("q1", "alpha?", "d2", "beta text", 0),
                          ("q2", "beta?", "d2", "beta text", 1), ("q2", "beta?", "d3", "gamma text", 0),
                          ("q3", "gamma?", "d4", "delta text", 2)]
@@ -63,11 +63,11 @@ def test_counted_warnings_and_max_examples(tmp_path):
     dataset_id = make_dataset(tmp_path, qrels=["q2 0 d2 1", "q1 0 d1 2", "q1 0 d9 1", "q1 0 d1 2", "q7 0 d1 1",
                                                "q3 0 d4 0"])
     out = tmp_path / "src.parquet"
-    meta = prepare_source("src", {"dataset": dataset_id}, out)
+    meta = prepare_source("src", {"instruction": "", "dataset": dataset_id}, out)
     assert meta["warnings"] == {"duplicate_pairs": 1, "missing_docs": 1, "missing_queries": 1}
     assert [(r[0], r[2], r[4]) for r in rows(out)] == [("q2", "d2", 1), ("q1", "d1", 2), ("q3", "d4", 0)]
     # the first two distinct queries in file order: q2, q1
-    meta = prepare_source("src", {"dataset": dataset_id, "max_examples": 2}, out)
+    meta = prepare_source("src", {"instruction": "", "dataset": dataset_id, "max_examples": 2}, out)
     assert meta["n_queries"] == 2 and [(r[0], r[2]) for r in rows(out)] == [("q2", "d2"), ("q1", "d1")]
 
 
@@ -82,7 +82,7 @@ def test_bad_qrels_are_errors_and_leave_no_output(tmp_path, qrels, message):
     out = tmp_path / "out" / "src.parquet"
     out.parent.mkdir()
     with pytest.raises(SourceError, match=message):
-        prepare_source("src", {"dataset": dataset_id}, out, chunk_size=1)
+        prepare_source("src", {"instruction": "", "dataset": dataset_id}, out, chunk_size=1)
     assert list(out.parent.iterdir()) == []
 
 
@@ -90,19 +90,19 @@ def test_docpairs_source_positive_one_negative_zero(tmp_path):
     dataset_id = make_dataset(tmp_path, qrels=["q1 0 d1 1"], docpairs=[
         ("q1", "d1", "d2"), ("q1", "d1", "d3"), ("q2", "d2", "d4"), ("q1", "d1", "d3"), ("q3", "d4", "d1")])
     out = tmp_path / "pairs.parquet"
-    meta = prepare_source("pairs", {"dataset": dataset_id}, out, chunk_size=100)
+    meta = prepare_source("pairs", {"instruction": "", "dataset": dataset_id}, out, chunk_size=100)
     assert [(r[0], r[2], r[4]) for r in rows(out)] == [
         ("q1", "d1", 1), ("q1", "d2", 0), ("q1", "d3", 0), ("q2", "d2", 1), ("q2", "d4", 0),
         ("q3", "d4", 1), ("q3", "d1", 0)]
     assert meta["pairs_from"] == "docpairs" and meta["max_grade"] == 1
     assert meta["warnings"] == {"duplicate_pairs": 3}  # d1 twice more as q1's positive, (q1, d3) once
-    meta = prepare_source("pairs", {"dataset": dataset_id, "max_examples": 2}, out)
+    meta = prepare_source("pairs", {"instruction": "", "dataset": dataset_id, "max_examples": 2}, out)
     assert {r[0] for r in rows(out)} == {"q1", "q2"}
     # forcing qrels on the same dataset reads its qrels instead
-    meta = prepare_source("pairs", {"dataset": dataset_id, "pairs": "qrels"}, out)
+    meta = prepare_source("pairs", {"instruction": "", "dataset": dataset_id, "pairs": "qrels"}, out)
     assert meta["pairs_from"] == "qrels" and meta["n_pairs"] == 1
     with pytest.raises(SourceError, match="'folds' needs graded qrels"):
-        prepare_source("pairs", {"dataset": dataset_id, "folds": 2}, out)
+        prepare_source("pairs", {"instruction": "", "dataset": dataset_id, "folds": 2}, out)
 
 
 def sha(prefix, text):
@@ -140,17 +140,17 @@ def test_bad_jsonl_names_file_and_line(tmp_path, line, message):
     path.write_text('{"query": "a", "positive": "b"}\n' + line + "\n")
     out = tmp_path / "out" / "bad.parquet"
     with pytest.raises(SourceError, match=f"bad.jsonl: {message}"):
-        prepare_source("bad", {"jsonl": str(path)}, out)
+        prepare_source("bad", {"instruction": "", "jsonl": str(path)}, out)
     assert not out.exists() and no_leftovers(out.parent)
 
 
 def test_source_config_errors(tmp_path):
     with pytest.raises(SourceError, match="exactly one of"):
-        prepare_source("x", {"dataset": "a", "jsonl": "b"}, tmp_path / "x.parquet")
+        prepare_source("x", {"instruction": "", "dataset": "a", "jsonl": "b"}, tmp_path / "x.parquet")
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
     with pytest.raises(SourceError, match="yielded no pairs"):
-        prepare_source("x", {"jsonl": str(empty)}, tmp_path / "x.parquet")
+        prepare_source("x", {"instruction": "", "jsonl": str(empty)}, tmp_path / "x.parquet")
 
 
 def test_missing_local_file_is_reported_before_any_work(tmp_path):
@@ -161,7 +161,7 @@ def test_missing_local_file_is_reported_before_any_work(tmp_path):
     assert (missing.dataset_id, missing.component, missing.expected_path) == (
         dataset_id, "docs", str(directory / "docs.tsv"))
     with pytest.raises(DataUnavailableError, match=f"dataset {dataset_id} \\(docs\\): missing .*docs.tsv"):
-        prepare_source("src", {"dataset": dataset_id}, tmp_path / "src.parquet")
+        prepare_source("src", {"instruction": "", "dataset": dataset_id}, tmp_path / "src.parquet")
 
 
 def test_cli_prepare_with_merged_configs(tmp_path, capsys):

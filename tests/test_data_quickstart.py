@@ -78,7 +78,7 @@ def test_flows_through_ir_datasets_summary_and_prepare(tmp_path):
     summary = summarize(dataset_id)
     assert summary["n_queries"] == summary["n_judged_queries"] == 10 and summary["n_docs"] == 72
     assert summary["qrels_per_grade"] == {str(g): n for g, n in sorted(Counter(g for *_, g in qrels).items())}
-    meta = prepare_source("qs", {"dataset": dataset_id, "weight": 1.0}, tmp_path / "out" / "qs.parquet")
+    meta = prepare_source("qs", {"instruction": "", "dataset": dataset_id, "weight": 1.0}, tmp_path / "out" / "qs.parquet")
     assert meta["n_pairs"] == len(qrels) and meta["max_grade"] == 3
     assert meta["instruction"].startswith("Given a question")
 

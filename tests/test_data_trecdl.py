@@ -86,7 +86,7 @@ with open(tar, "rb") as stream:
     extract_passages_sparse(stream, doc_ids, f"{home}/msmarco-passage-v2/msmarco_v2_passage.tar.extracted")
 after = [str(m) for m in missing_files(ID, ("queries", "qrels", "docs"))]
 summary = summarize(ID)
-meta = prepare_source("dl23", {"dataset": ID, "folds": 3, "fold": 0, "weight": 1.0}, out, chunk_size=4)
+meta = prepare_source("dl23", {"instruction": "", "dataset": ID, "folds": 3, "fold": 0, "weight": 1.0}, out, chunk_size=4)
 print(json.dumps({"before": before, "after": after, "summary": summary, "meta": meta}))
 """
 

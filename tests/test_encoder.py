@@ -88,3 +88,19 @@ def test_lora_with_gradient_checkpointing_trains_adapters(tmp_path):
     assert any(g.abs().sum() > 0 for g in adapter_grads)
     frozen = [p for n, p in encoder.named_parameters() if "lora_" not in n]
     assert all(not p.requires_grad for p in frozen)
+
+
+def test_encoder_config_defaults_are_the_schema_defaults():
+    """EncoderConfig's library defaults may not drift from the schema, which owns them."""
+    from dataclasses import MISSING, fields
+
+    from pairrel.config import _resolve, schema
+
+    properties = schema()["$defs"]["model"]["properties"]
+    checked = 0
+    for f in fields(EncoderConfig):
+        default = f.default_factory() if f.default_factory is not MISSING else f.default
+        if f.name in properties and "default" in _resolve(properties[f.name]):
+            assert default == properties[f.name]["default"], f.name
+            checked += 1
+    assert checked >= 8

@@ -42,7 +42,7 @@ def test_checkpoint_files_and_folders_follow_the_umask(umask, tmp_path):
     dataset_id = f"pairrel-test/modes-{uuid.uuid4().hex[:8]}"
     register_local_dir(dataset_id, corpus["train"])
     out = tmp_path / "prepared" / "quickstart.parquet"
-    prepare_source("quickstart", {"dataset": dataset_id}, out)
+    prepare_source("quickstart", {"instruction": "", "dataset": dataset_id}, out)
     study = Study(load_config(REPO_ROOT / "config.yaml", REPO_ROOT / "presets" / "quickstart.yaml"))
     run_cfg = study.run(RUN).config | {"prepared": {"quickstart": {"parquet": str(out), "meta": str(out.with_name("quickstart.meta.json"))}}}
     run_cfg["training"].update(steps=1, batch_size=4, checkpoint_every=1, warmup_steps=1, num_threads=1)

@@ -101,3 +101,12 @@ def test_main_table_gets_the_column_only_with_bce_runs():
     table = final.final_table(main, grid, ["STS"], loss_params=params)
     assert list(table.shown[loss_params.COLUMN]) == ["t 12.5, b -9.25", "–"]
     assert loss_params.COLUMN not in final.final_table(main, grid, ["STS"]).shown
+
+
+def test_partial_loss_block_is_an_error_naming_the_file(tmp_path):
+    run_yaml = tmp_path / "run.yaml"
+    run_yaml.write_text("loss: {type: bce, temperature_init: 10.0}\n")
+    with pytest.raises(ValueError, match=rf"{run_yaml}: not the resolved config of a BCE run \(config key 'loss.bias_init'"):
+        loss_params._bce_settings(run_yaml)
+    run_yaml.write_text("grid: {loss: bce}\n")
+    assert loss_params._bce_settings(run_yaml) is None

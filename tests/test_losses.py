@@ -239,3 +239,26 @@ def test_zero_embedding_has_cosine_zero_not_nan():
     assert loss.item() == pytest.approx((row1 + row2) / 2, abs=1e-6)
     loss.backward()
     assert torch.isfinite(q.grad).all()
+
+
+def test_constructor_defaults_are_the_schema_defaults():
+    """The constructors' defaults (library use) may not drift from the schema, which owns them."""
+    import inspect
+
+    from tests.test_settings import _loss_branch
+
+    for loss_type, cls in (("softmax", SoftmaxLoss), ("bce", PairRelevanceBCELoss)):
+        properties = _loss_branch(loss_type)
+        for name, parameter in inspect.signature(cls).parameters.items():
+            assert parameter.default == properties[name]["default"], (cls.__name__, name)
+
+
+def test_build_loss_from_settings():
+    from pairrel.settings import loss_settings
+
+    settings = loss_settings({"type": "bce", "temperature_init": 2.0, "bias_init": -1.0, "learn_temperature": False,
+                              "learn_bias": True, "learning_rate": None})
+    bce = build_loss(settings)
+    assert isinstance(bce, PairRelevanceBCELoss) and not bce.log_temperature.requires_grad
+    assert float(bce.temperature.detach()) == pytest.approx(2.0) and float(bce.bias.detach()) == -1.0
+    assert build_loss(loss_settings({"type": "softmax", "temperature": 0.5})).temperature == 0.5

@@ -33,7 +33,7 @@ def make_dir(path, docs=DOCS, queries=QUERIES, qrels=QRELS, meta=META):
 def prepare(directory, out):
     dataset_id = f"pairrel-test/{uuid.uuid4().hex[:8]}"
     register_local_dir(dataset_id, directory)
-    prepare_source("s", {"dataset": dataset_id}, out)
+    prepare_source("s", {"instruction": "", "dataset": dataset_id}, out)
     return pq.read_table(out).to_pylist()
 
 

@@ -40,7 +40,7 @@ def prepared(tmp_path_factory):
     register_local_dir(dataset_id, paths["train"])
     study = Study(load_config(REPO_ROOT / "config.yaml", REPO_ROOT / "presets" / "quickstart.yaml"))
     out = root / "prepared" / "quickstart.parquet"
-    prepare_source("quickstart", {"dataset": dataset_id}, out)
+    prepare_source("quickstart", {"instruction": "", "dataset": dataset_id}, out)
     return study, {"quickstart": {"parquet": str(out), "meta": str(out.with_name("quickstart.meta.json"))}}
 
 

@@ -212,13 +212,21 @@ def test_ablation_with_two_seeds_draws_sd_bars_and_says_so():
 # ---------------------------------------------------------------- training curves
 
 
+def resolved_loss(loss_type):
+    """A loss entry as a run.yaml holds it (resolved: every schema default filled), in YAML flow style."""
+    if loss_type == "bce":
+        return ("{type: bce, temperature_init: 10.0, bias_init: -4.0, learn_temperature: true, learn_bias: true, "
+                "learning_rate: null}")
+    return "{type: softmax, temperature: 0.02}"
+
+
 def write_run(root, loss, labels, temperature, bias, losses):
     folder = root / "model~minilm" / "data~quickstart" / f"loss~{loss}" / f"labels~{labels}" / \
         "seed~42"
     folder.mkdir(parents=True)
     (folder / "run.yaml").write_text(
         f"grid: {{model: minilm, data: quickstart, loss: {loss}, labels: {labels}, seed: 42}}\n"
-        f"loss: {{type: {'bce' if loss.startswith('bce') else 'softmax'}}}\n")
+        f"loss: {resolved_loss('bce' if loss.startswith('bce') else 'softmax')}\n")
     lines = []
     for step, value in enumerate(losses, start=1):
         record = {"step": step, "loss": value, "lr": 2e-4, "temperature": temperature(step)}
@@ -372,7 +380,7 @@ def write_quickstart_results(results, steps=(30, 60), n_logged=60):
         run.mkdir(parents=True, exist_ok=True)
         (run / "run.yaml").write_text(
             f"grid: {{model: minilm, data: quickstart, loss: {loss}, labels: {labels}, "
-            f"seed: 42}}\nloss: {{type: {loss}}}\n")
+            f"seed: 42}}\nloss: {resolved_loss(loss)}\n")
         t, b, lines = 10.0, -4.0, []
         for step in range(1, n_logged + 1):
             record = {"step": step, "lr": 2e-4,

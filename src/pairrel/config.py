@@ -240,6 +240,13 @@ def fill_defaults(cfg: dict[str, Any]) -> dict[str, Any]:
     return _fill(schema(), copy.deepcopy(cfg), ())
 
 
+def fill_source_defaults(source: dict[str, Any]) -> dict[str, Any]:
+    """A copy of one training source (``data.<mix>.sources.<name>``) with the schema's defaults
+    filled in: for preparing a source from a config that was not validated as a whole study
+    (``pairrel data prepare --config``, library calls). Nothing is validated here."""
+    return _fill(schema()["$defs"]["source"], copy.deepcopy(source), ("data", "?", "sources", "?"))
+
+
 def _check_references(cfg: dict[str, Any]) -> None:
     from pairrel.labels import parse_label_granularity
 

@@ -50,7 +50,13 @@ def resolve_model_path(name_or_path: str) -> str:
 
 @dataclass
 class EncoderConfig:
-    """What to load and how to embed; mirrors one entry of the config's ``models:``."""
+    """What to load and how to embed; mirrors one entry of the config's ``models:``.
+
+    A config's model entry (defaults filled by the schema) gives every field through
+    :meth:`from_dict`; the defaults here are for library use (tests, ``pairrel export``) and are
+    the schema's defaults of the same keys (``tests/test_encoder.py`` checks it). ``kind`` has
+    no schema default (a config must say it): "encoder" here. ``lora`` empty: no LoRA.
+    """
 
     name_or_path: str
     kind: str = "encoder"  # "encoder" (BERT-like) or "decoder" (Llama-like, made bidirectional)
@@ -371,17 +377,14 @@ def build_encoder(config: EncoderConfig, adapter: str | Path | None = None, trai
         with _peft_wrapping():
             model = PeftModel.from_pretrained(model, str(adapter), is_trainable=trainable)
     elif trainable and config.lora:
-        lora = config.lora
+        from pairrel.settings import LoraSettings
+
+        lora = LoraSettings.from_dict(config.lora, "lora")
         with _peft_wrapping():
             model = get_peft_model(
                 model,
-                LoraConfig(
-                    r=lora.get("r", 16),
-                    lora_alpha=lora.get("alpha", 32),
-                    lora_dropout=lora.get("dropout", 0.05),
-                    target_modules=lora.get("target_modules"),
-                    bias="none",
-                ),
+                LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                           target_modules=list(lora.target_modules), bias="none"),
             )
     if trainable and config.gradient_checkpointing:
         # Non-reentrant checkpointing gives LoRA weights gradients even when the frozen

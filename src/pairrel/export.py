@@ -186,10 +186,10 @@ def model_card(meta: dict[str, Any], card_info: dict[str, Any], merged: bool) ->
               f"- Pooling: mean over the text's own tokens (the instruction and template are attended to, not pooled); "
               f"cosine similarity; max length {model_cfg['max_length']} tokens",
               f"- Input template: `{model_cfg['template']}`"]
-    lora = model_cfg.get("lora") or {}
+    lora = model_cfg["lora"]  # EncoderConfig.lora: a model entry's (filled) LoRA, or empty
     if lora:
-        lines.append(f"- LoRA: r {lora.get('r')}, alpha {lora.get('alpha')}, dropout {lora.get('dropout')}, "
-                     f"modules {', '.join(lora.get('target_modules') or [])}")
+        lines.append(f"- LoRA: r {lora['r']}, alpha {lora['alpha']}, dropout {lora['dropout']}, "
+                     f"modules {', '.join(lora['target_modules'])}")
     lines += ["", "## Training", ""]
     loss = card_info.get("loss") or {}
     if loss:

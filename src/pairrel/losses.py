@@ -9,6 +9,11 @@ Each loss also states, as a pure function of the targets, how many rows its mean
 to the host, so a step never waits for the device); ``log_values(targets)`` gives the scalars
 for metrics.jsonl. Cross-process training weights each rank's loss by its counted rows
 (``pairrel.distributed``).
+
+The constructors' default arguments are the schema's defaults of the same keys (``losses:`` in
+``pairrel/schema/config.schema.yaml``), for library use; ``tests/test_losses.py`` checks that they
+agree. Training builds its loss from the run's settings (:func:`build_loss` with a
+:mod:`pairrel.settings` loss), never from these defaults.
 """
 
 from __future__ import annotations
@@ -145,12 +150,18 @@ class PairRelevanceBCELoss(nn.Module):
 LOSSES = {"softmax": SoftmaxLoss, "bce": PairRelevanceBCELoss}
 
 
-def build_loss(name_or_type: str, **kwargs) -> nn.Module:
+def build_loss(name_or_type, **kwargs) -> nn.Module:
     """``"softmax"`` → SoftmaxLoss(**kwargs), ``"bce"`` → PairRelevanceBCELoss(**kwargs).
 
-    A config entry can be passed whole: ``build_loss(entry["type"], **entry)`` (the ``type``
-    key is dropped from the keyword arguments).
+    A loss's settings (:class:`pairrel.settings.SoftmaxLossSettings` or ``BCELossSettings``,
+    what training passes) give the type and every argument. A config entry can also be passed
+    whole: ``build_loss(entry["type"], **entry)`` (the ``type`` key is dropped from the keyword
+    arguments).
     """
+    if hasattr(name_or_type, "arguments"):  # a loss's settings
+        if kwargs:
+            raise ValueError("build_loss: give a loss's settings or keyword arguments, not both")
+        name_or_type, kwargs = name_or_type.type, name_or_type.arguments()
     kwargs.pop("type", None)
     if name_or_type not in LOSSES:
         raise ValueError(f"unknown loss type {name_or_type!r}: expected one of {', '.join(LOSSES)}")

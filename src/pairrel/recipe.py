@@ -107,7 +107,7 @@ def _source_key(name: str, source: dict) -> str | None:
 
 def _describe_loss(loss: dict) -> str:
     if loss.get("type") == "softmax":
-        return f"softmax over cosine / {loss.get('temperature', 0.02):g} (scale {1 / loss.get('temperature', 0.02):g}), query -> documents"
+        return f"softmax over cosine / {loss['temperature']:g} (scale {1 / loss['temperature']:g}), query -> documents"
     return "bce " + ", ".join(f"{k} {v}" for k, v in loss.items() if k != "type")
 
 
@@ -125,23 +125,23 @@ def recipe_differences(run_cfg: dict, recipe: dict = LLM2VEC_SUPERVISED) -> list
     differ("MNTP adapter", recipe["bases"].get(base), model.get("mntp_adapter"))
     differ("attention", recipe["attention"], "bidirectional decoder" if model.get("kind") == "decoder" else "encoder")
     differ("pooling", recipe["pooling"], PAIRREL_FIXED["pooling"])
-    lora = dict(model.get("lora") or {})
+    lora = dict(model["lora"])
     if "target_modules" in lora:
         lora["target_modules"] = sorted(lora["target_modules"])
     for key, value in recipe["lora"].items():
         differ(f"LoRA {key}", value, lora.get(key))
     differ("optimizer", recipe["optimizer"], PAIRREL_FIXED["optimizer"])
-    differ("learning rate", recipe["learning_rate"], training.get("learning_rate"))
-    differ("weight decay", recipe["weight_decay"], training.get("weight_decay", 0.0))
+    differ("learning rate", recipe["learning_rate"], training["learning_rate"])
+    differ("weight decay", recipe["weight_decay"], training["weight_decay"])
     differ("schedule", recipe["schedule"], PAIRREL_FIXED["schedule"])
-    differ("warm-up steps", recipe["warmup_steps"], training.get("warmup_steps", 0))
-    differ("gradient clipping (max norm)", recipe["max_grad_norm"], training.get("max_grad_norm"))
-    differ("steps", recipe["steps"], training.get("steps"))
-    differ("batch size (queries)", recipe["batch_size"], training.get("batch_size"))
-    if training.get("docs_per_query") is not None:
+    differ("warm-up steps", recipe["warmup_steps"], training["warmup_steps"])
+    differ("gradient clipping (max norm)", recipe["max_grad_norm"], training["max_grad_norm"])
+    differ("steps", recipe["steps"], training["steps"])
+    differ("batch size (queries)", recipe["batch_size"], training["batch_size"])
+    if training["docs_per_query"] is not None:
         negatives = f"{training['docs_per_query']} judged documents per query across grades"
     else:
-        negatives = f"{training.get('n_negatives', 1)} hard negative per query"
+        negatives = f"{training['n_negatives']} hard negative per query"
     differ("negatives", "1 hard negative per query", negatives)
     differ("loss", recipe["loss"], _describe_loss(run_cfg["loss"]))
     differ("labels", recipe["labels"], run_cfg.get("labels"))
@@ -150,7 +150,7 @@ def recipe_differences(run_cfg: dict, recipe: dict = LLM2VEC_SUPERVISED) -> list
     differ("seed", recipe["seed"], run_cfg.get("seed"))
     differ("per-batch source", recipe["batch_source"], PAIRREL_FIXED["batch_source"])
     differ("incomplete batches", recipe["incomplete_batches"], PAIRREL_FIXED["incomplete_batches"])
-    differ("sampling rule", recipe["sampling"], data.get("sampling", "weighted"))
+    differ("sampling rule", recipe["sampling"], data["sampling"])
 
     from pairrel.data.parts import source_parts
 
@@ -170,8 +170,8 @@ def recipe_differences(run_cfg: dict, recipe: dict = LLM2VEC_SUPERVISED) -> list
     if extra:
         lines.append(f"data sources extra: LLM2Vec none | configured {', '.join(extra)}")
     for key, source in matched.items():
-        differ(f"instruction of {key}", recipe["sources"][key]["instruction"], source.get("instruction", ""))
-        differ(f"symmetric {key}", recipe["sources"][key]["symmetric"], bool(source.get("symmetric", False)))
+        differ(f"instruction of {key}", recipe["sources"][key]["instruction"], source["instruction"])
+        differ(f"symmetric {key}", recipe["sources"][key]["symmetric"], source["symmetric"])
     wrong = _wrong_pooling(pool_of)
     differ("files batched together", recipe["files_batched_together"],
            "; ".join(wrong) if wrong else recipe["files_batched_together"])

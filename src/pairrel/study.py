@@ -25,12 +25,15 @@ import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pairrel import layout
 from pairrel.config import ConfigError, deep_merge, load_config
 from pairrel.layout import RUN_ID_PATTERN, Layout, checkpoint_dir
 from pairrel.io import file_sha256
+
+if TYPE_CHECKING:
+    from pairrel.settings import RunSettings
 
 # Training settings that leave the weights unchanged: changing them never retrains a run.
 # (checkpoint_every is not one: a resumed run would lack the new intermediate checkpoints.)
@@ -211,6 +214,13 @@ class Run:
         return {source: {"parquet": str(self.study.prepared(self.data, source, self.fold)),
                          "meta": str(self.study.prepared(self.data, source, self.fold, layout.META))}
                 for source in self.study.cfg["data"][self.data]["sources"]}
+
+    @property
+    def settings(self) -> "RunSettings":
+        """:attr:`config` as typed settings (:class:`pairrel.settings.RunSettings`)."""
+        from pairrel.settings import RunSettings
+
+        return RunSettings.from_dict(self.config)
 
     @property
     def config(self) -> dict[str, Any]:

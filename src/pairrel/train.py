@@ -1,15 +1,11 @@
 """The training loop: LoRA encoder, one loss, batches from prepared sources, resumable.
 
-One run = one resolved config (``run.yaml``, :attr:`pairrel.study.Run.config`), whose folder is
-the run directory. It holds
-
-- ``run.yaml``: the resolved config (written by the workflow, or by ``pairrel train --run``);
-- ``run.lock``: host and PID of the trainer writing the folder (pairrel.runlock), while it runs;
-- ``metrics.jsonl``: one JSON object per logged step (loss, lr, temperature, bias, …);
-- ``checkpoint-{step}/``: the LoRA adapter, optimizer, scheduler, loss parameters and RNG
-  state without pickle (pairrel.trainer_state), built in a temporary folder and renamed, so a
-  checkpoint is whole or absent; every file's checksum is checked before it is loaded;
-- ``done``: written after the last checkpoint of a run whose every step was finite.
+One run = one resolved config (``run.yaml``, :attr:`pairrel.study.Run.config`, read as
+:class:`pairrel.settings.RunSettings`), whose folder is the run directory
+(:class:`pairrel.run_folder.RunFolder`: its lock, checkpoints, ``metrics.jsonl`` and ``done``).
+``run.yaml`` itself is written by the workflow, or by ``pairrel train --run``. A checkpoint
+holds the LoRA adapter, optimizer, scheduler, loss parameters and RNG state without pickle
+(:mod:`pairrel.trainer_state`); every file's checksum is checked before it is loaded.
 
 A rerun resumes from the last readable checkpoint written under the same training fingerprint
 (:func:`pairrel.study.training_fingerprint`: the settings that change the weights and the content
@@ -31,10 +27,7 @@ The learning rate warms up linearly for ``warmup_steps`` and then decays linearl
 
 from __future__ import annotations
 
-import json
-import os
 import random
-import shutil
 import signal
 import sys
 import time
@@ -44,7 +37,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from pairrel.layout import CHECKPOINT_PREFIX, DONE, METRICS, STATE_JSON, checkpoint_dir
+from pairrel.layout import CHECKPOINT_PREFIX
+from pairrel.run_folder import RunFolder, checkpoints  # noqa: F401 (checkpoints: asked of pairrel.train too)
+from pairrel.settings import RunSettings
 from pairrel.study import checkpoint_steps, training_fingerprint
 from pairrel.trainer_state import CheckpointError
 
@@ -70,8 +65,6 @@ class _NonFiniteStep(Exception):
         return f"non-finite loss or gradients (loss {loss}; {self.bad_grads} of {self.n_grads} gradients non-finite)"
 
 
-
-
 def _check_applied(run_dir: Path, total: int, skipped: list[int], min_fraction: float) -> None:
     """A run that applied no update, or fewer than ``training.min_applied_fraction`` of its steps
     (the rest skipped as non-finite), is no trained model: it fails and ``done`` is not written,
@@ -84,16 +77,6 @@ def _check_applied(run_dir: Path, total: int, skipped: list[int], min_fraction: 
             f"steps {shown}), fewer than training.min_applied_fraction = {min_fraction:g} of them; the run is not "
             "marked done and is not evaluated. Lower training.learning_rate or fix the loss settings "
             "(e.g. a softmax temperature too small for float32)")
-
-
-def checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
-    """Complete checkpoints of a run, sorted by step (temporary folders are ignored)."""
-    found = []
-    for path in Path(run_dir).glob(f"{CHECKPOINT_PREFIX}*"):
-        step = path.name[len(CHECKPOINT_PREFIX) :]
-        if step.isdigit() and (path / STATE_JSON).exists():
-            found.append((int(step), path))
-    return sorted(found)
 
 
 def linear_schedule(warmup_steps: int, total_steps: int):
@@ -136,7 +119,9 @@ class _Preemption:
 
 
 class Trainer:
-    """Everything one run needs; :meth:`run` trains to the end or to a preemption."""
+    """The optimisation of one run (model, loss, optimizer, schedule, batches); :meth:`run`
+    trains to the end or to a preemption, its :class:`~pairrel.run_folder.RunFolder` keeping
+    the folder's files."""
 
     def __init__(self, run_cfg: dict[str, Any], run_dir: str | Path, progress: bool = True) -> None:
         from accelerate import Accelerator
@@ -146,29 +131,31 @@ class Trainer:
         from pairrel.losses import build_loss
 
         self.cfg = run_cfg
+        self.settings = RunSettings.from_dict(run_cfg)  # every key there: a clear error otherwise
         self.train_cfg = run_cfg["training"]
+        self.training = training = self.settings.training
         self.run_dir = Path(run_dir)
         self.progress = progress
         self.fingerprint = training_fingerprint(run_cfg)
         self._skipped: list[int] = []  # steps skipped as non-finite so far (saved in each checkpoint)
-        if self.train_cfg["num_threads"]:
-            torch.set_num_threads(int(self.train_cfg["num_threads"]))
-        _seed_everything(run_cfg["seed"])
+        if training.num_threads:
+            torch.set_num_threads(training.num_threads)
+        _seed_everything(self.settings.seed)
 
         model_cfg = EncoderConfig.from_dict(run_cfg["model"])
         mixed = "bf16" if model_cfg.dtype == "bfloat16" else "no"
         self.accelerator = Accelerator(mixed_precision=mixed if torch.cuda.is_available() else "no")
+        self.folder = RunFolder(self.run_dir, self.fingerprint, self.settings.run_id, main=self.accelerator.is_main_process)
         # LoRA weights train in float32; the frozen base may be bf16.
         self.encoder = build_encoder(model_cfg, trainable=True)
-        loss_cfg = {k: v for k, v in run_cfg["loss"].items() if k != "display"}
-        own_lr = loss_cfg.pop("learning_rate", None)  # a loss variant's own rate (ablation) wins
-        self.loss_fn = build_loss(loss_cfg.pop("type"), **loss_cfg)
-        lr = float(self.train_cfg["learning_rate"])
-        loss_lr = own_lr or self.train_cfg["loss_learning_rate"]
+        self.loss_fn = build_loss(self.settings.loss)
+        lr = float(training.learning_rate)
+        # a loss variant's own rate (ablation) wins, then training.loss_learning_rate, then lr
+        loss_lr = self.settings.loss.own_learning_rate or training.loss_learning_rate or lr
         groups = [
             {"params": [p for p in self.encoder.parameters() if p.requires_grad]},
             # The loss's own scalars (BCE's t' and b) may move faster than the LoRA weights.
-            {"params": [p for p in self.loss_fn.parameters() if p.requires_grad], "lr": float(loss_lr or lr), "weight_decay": 0.0},
+            {"params": [p for p in self.loss_fn.parameters() if p.requires_grad], "lr": float(loss_lr), "weight_decay": 0.0},
         ]
         trainable = [p for g in groups for p in g["params"]]
         # Fused AdamW (one kernel for every parameter) needs every parameter on CUDA: move them
@@ -176,11 +163,11 @@ class Trainer:
         self.encoder.to(self.accelerator.device)
         self.loss_fn.to(self.accelerator.device)
         self.optimizer = torch.optim.AdamW(
-            [g for g in groups if g["params"]], lr=lr, weight_decay=float(self.train_cfg["weight_decay"]),
+            [g for g in groups if g["params"]], lr=lr, weight_decay=float(training.weight_decay),
             fused=True if trainable and all(p.is_cuda for p in trainable) else None,
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, linear_schedule(int(self.train_cfg["warmup_steps"]), int(self.train_cfg["steps"]))
+            self.optimizer, linear_schedule(training.warmup_steps, training.steps)
         )
         # Only the encoder goes under DDP: the loss may have no trainable parameter (softmax,
         # fixed BCE), and its t', b are averaged over ranks by hand (pairrel.distributed).
@@ -216,19 +203,12 @@ class Trainer:
                                  f"(e.g. {bad[0]}); no checkpoint written for this step")
 
     def save_checkpoint(self, step: int, elapsed: float) -> Path:
-        """``checkpoint-{step}/``, built in a temporary folder and renamed (whole or absent)."""
-        from pairrel.io import atomic_dir
-        from pairrel.trainer_state import write_state
-
-        final = checkpoint_dir(self.run_dir, step)
+        """``checkpoint-{step}/`` of the current weights and state (:meth:`RunFolder.write_checkpoint`)."""
         self._check_finite_parameters(step)
-        if not self.accelerator.is_main_process:
-            return final
-        with atomic_dir(final) as tmp:
-            self._unwrapped().model.save_pretrained(tmp)  # the LoRA adapter only
-            write_state(tmp, step, elapsed, self.cfg["run_id"], self._state_tree(), fingerprint=self.fingerprint,
-                        skipped_nonfinite_steps=list(self._skipped))
-        return final
+        if not self.folder.main:  # one process writes (and builds the state it writes)
+            return self.folder.checkpoint(step)
+        return self.folder.write_checkpoint(step, elapsed, self._unwrapped().model.save_pretrained,  # the LoRA adapter
+                                            self._state_tree(), self._skipped)
 
     def load_checkpoint(self, path: Path) -> tuple[int, float]:
         """Read (every file checked first), then apply a checkpoint; returns (step, elapsed_s)."""
@@ -254,72 +234,6 @@ class Trainer:
         np.random.set_state(rng["numpy"])
         random.setstate(rng["python"])
         return loaded.step, loaded.elapsed_s
-
-    def _latest_readable_checkpoint(self):
-        """The newest checkpoint whose files all read back, or None.
-
-        A checkpoint that fails its checks (truncated, altered, unparsable) is renamed to
-        ``.checkpoint-{step}.corrupt`` (kept for inspection, invisible to :func:`checkpoints`)
-        with a warning naming it, and the previous one is tried. An old pickle-format checkpoint
-        stops the run instead (LegacyCheckpointError).
-        """
-        from pairrel.trainer_state import LegacyCheckpointError, read_checkpoint
-
-        for step, path in reversed(checkpoints(self.run_dir)):
-            try:
-                return read_checkpoint(path)
-            except LegacyCheckpointError:
-                raise
-            except CheckpointError as err:
-                aside = path.with_name(f".{path.name}.corrupt")
-                shutil.rmtree(aside, ignore_errors=True)
-                os.replace(path, aside)
-                print(f"warning: {err}; moved to {aside}; falling back to the previous checkpoint", file=sys.stderr)
-        return None
-
-    def _foreign_checkpoints(self) -> list[Path]:
-        """Checkpoints written under another training fingerprint (other settings or data)."""
-        foreign = []
-        for _, path in checkpoints(self.run_dir):
-            try:
-                saved = json.loads((path / STATE_JSON).read_text(encoding="utf-8")).get("fingerprint")
-            except (OSError, ValueError, AttributeError):
-                continue  # unreadable: not deleted here, set aside by the fallback when loading
-            if saved != self.fingerprint:
-                foreign.append(path)
-        return foreign
-
-    def _start_fresh(self, foreign: list[Path]) -> None:
-        print(f"{self.run_dir}: {len(foreign)} checkpoint(s) were trained with other settings or data; "
-              "training from scratch", file=sys.stderr)
-        for path in foreign:
-            shutil.rmtree(path)
-        for name in (METRICS, DONE):
-            (self.run_dir / name).unlink(missing_ok=True)
-
-    def _truncate_metrics(self, last_step: int) -> None:
-        """Keep only the logged steps up to the checkpoint we resume from (0: none).
-
-        Steps after it will be redone, so their rows go; a last line cut short by a crash (no
-        final newline, not parseable) is dropped; any other unreadable line is an error naming
-        the file and line. The file is rewritten atomically.
-        """
-        from pairrel.io import FileFormatError, atomic_write_text, read_jsonl
-
-        metrics = self.run_dir / METRICS
-        if not metrics.exists():
-            return
-        records = read_jsonl(metrics, drop_partial_last_line=True)
-        for number, record in enumerate(records, 1):
-            if not isinstance(record, dict) or not isinstance(record.get("step"), int):
-                raise FileFormatError(f"{metrics}: record {number} has no integer 'step'")
-        kept = [r for r in records if r["step"] <= last_step]
-        atomic_write_text(metrics, "".join(json.dumps(r) + "\n" for r in kept))
-
-    def _clean_temporaries(self) -> None:
-        """Remove half-built checkpoint folders a killed trainer left (never read anyway)."""
-        for tmp in self.run_dir.glob(f".{CHECKPOINT_PREFIX}*.tmp-*"):
-            shutil.rmtree(tmp, ignore_errors=True)
 
     def _install_nonfinite_guard(self):
         """Check loss and gradients before every optimizer update (a step pre-hook).
@@ -395,7 +309,7 @@ class Trainer:
             no_sync=no_sync,
         )
         distributed.average_gradients(self.loss_fn.parameters())
-        max_norm = self.train_cfg["max_grad_norm"]
+        max_norm = self.training.max_grad_norm
         if max_norm:
             torch.nn.utils.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]], max_norm)
         self.optimizer.step()
@@ -417,59 +331,44 @@ class Trainer:
         step is saved and ``done`` is not written), RunLockedError (another live trainer holds
         the run folder) and CheckpointError (an unusable checkpoint, naming its path).
         """
-        from pairrel.runlock import RunLock
-
-        main = self.accelerator.is_main_process
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        lock = RunLock(self.run_dir) if main else None
-        if lock is not None:
-            lock.acquire()
-        hooks = self._install_nonfinite_guard()
-        try:
-            return self._run(main)
-        finally:
-            for hook in hooks:
-                hook.remove()
-            if lock is not None:
-                lock.release()
+        with self.folder.locked():
+            hooks = self._install_nonfinite_guard()
+            try:
+                return self._run(self.folder.main)
+            finally:
+                for hook in hooks:
+                    hook.remove()
 
     def _run(self, main: bool) -> int:
         from tqdm.auto import tqdm
 
-        from pairrel.io import atomic_write_text
         from pairrel.progress import StepLog
 
-        foreign = self._foreign_checkpoints()
-        if foreign and main:
-            self._start_fresh(foreign)
-        if main:
-            self._clean_temporaries()
+        training = self.training
+        self.folder.start()
         self.accelerator.wait_for_everyone()
-        total = int(self.train_cfg["steps"])
+        total = training.steps
         checkpoint_at = set(checkpoint_steps(self.train_cfg))
-        log_every = int(self.train_cfg["log_every"])
-        skip_nonfinite = bool(self.train_cfg.get("skip_nonfinite_batches", False))
         start, elapsed = 0, 0.0
-        loaded = self._latest_readable_checkpoint()
+        loaded = self.folder.latest_checkpoint()
         if loaded is not None:
             start, elapsed = self._apply_checkpoint(loaded)
             if main:
                 print(f"{self.run_dir}: resuming from {loaded.path} (step {start} of {total})", file=sys.stderr)
-        if main:
-            self._truncate_metrics(start)  # also without a checkpoint: rows of a killed run go
+        self.folder.truncate_metrics(start)  # also without a checkpoint: rows of a killed run go
         t0 = time.perf_counter() - elapsed
         # a terminal gets tqdm's bar; a log file (every Snakemake job) a line every few seconds
         to_terminal = sys.stderr.isatty()
-        bar = tqdm(total=total, initial=start, desc=self.cfg["run_id"],
-                   disable=not (self.progress and main and to_terminal), dynamic_ncols=True)
-        lines = StepLog(self.cfg["run_id"], total, start) if self.progress and main and not to_terminal else None
-        log_path = self.run_dir / METRICS if main else Path(os.devnull)  # one writer
+        run_id = self.settings.run_id
+        bar = tqdm(total=total, initial=start, desc=run_id, disable=not (self.progress and main and to_terminal),
+                   dynamic_ncols=True)
+        lines = StepLog(run_id, total, start) if self.progress and main and not to_terminal else None
         # steps skipped before the resume count too (each checkpoint records them)
         skipped: list[int] = list(loaded.skipped_nonfinite_steps) if loaded is not None else []
         self._skipped = skipped
         consecutive_skips = 0
         saved_step = start  # a checkpoint of this step exists: never write it twice
-        with _Preemption() as preemption, open(log_path, "a") as log:
+        with _Preemption() as preemption, self.folder.metrics_log() as log:
             for batch in self.batcher.iter_steps(total, start_step=start):
                 step = batch.step + 1  # batch k (0-based) completes optimizer step k + 1
                 lr = self.scheduler.get_last_lr()[0]
@@ -481,7 +380,7 @@ class Trainer:
                     message = (f"{self.run_dir}: step {step} (source {batch.source}): {bad}; the weights were not "
                                f"updated and nothing of this step was saved (last checkpoint: "
                                f"{f'step {saved_step}' if saved_step else 'none'})")
-                    if not skip_nonfinite:
+                    if not training.skip_nonfinite_batches:
                         bar.close()
                         raise NonFiniteError(message + "; lower training.learning_rate or fix the loss settings, "
                                              "or set training.skip_nonfinite_batches: true to skip such batches") from None
@@ -497,12 +396,11 @@ class Trainer:
                     loss = float("nan")
                 else:
                     consecutive_skips, was_skipped = 0, False
-                if main and not was_skipped and (step % log_every == 0 or step == total):
+                if main and not was_skipped and (step % training.log_every == 0 or step == total):
                     record = {"step": step, "loss": loss, "lr": lr, "source": batch.source, "n_queries": len(batch.queries), "n_docs": len(batch.docs)}
                     record.update(self.loss_fn.log_values(batch.targets))
                     record["elapsed_s"] = round(time.perf_counter() - t0, 3)
-                    log.write(json.dumps(record) + "\n")
-                    log.flush()
+                    log(record)
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.4f}")
                 if lines is not None:
@@ -516,12 +414,8 @@ class Trainer:
                     bar.close()
                     return PREEMPTED_EXIT_CODE
         bar.close()
-        _check_applied(self.run_dir, total, skipped, float(self.train_cfg["min_applied_fraction"]))
-        if main:
-            done = {"steps": total, "elapsed_s": round(time.perf_counter() - t0, 3)}
-            if skipped:
-                done["skipped_nonfinite_steps"] = skipped
-            atomic_write_text(self.run_dir / DONE, json.dumps(done) + "\n")
-            if lines is not None:
-                lines.close(checkpoints=f"{self.run_dir}/{CHECKPOINT_PREFIX}{{{','.join(map(str, sorted(checkpoint_at)))}}}")
+        _check_applied(self.run_dir, total, skipped, training.min_applied_fraction)
+        self.folder.mark_done(total, time.perf_counter() - t0, skipped)
+        if lines is not None:  # (main process only)
+            lines.close(checkpoints=f"{self.run_dir}/{CHECKPOINT_PREFIX}{{{','.join(map(str, sorted(checkpoint_at)))}}}")
         return 0

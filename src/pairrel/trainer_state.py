@@ -180,7 +180,7 @@ def read_checkpoint(folder: Path) -> LoadedCheckpoint:
             f"{state_json}: not a format-{FORMAT} pairrel checkpoint (format {info.get('format') if isinstance(info, dict) else None!r}); "
             "retrain the run (delete its checkpoint-* folders)"
         )
-    for key in ("step", "files", "state"):
+    for key in ("step", "elapsed_s", "files", "state"):
         if key not in info:
             raise CheckpointError(f"{state_json}: missing key {key!r}")
     contents = {}
@@ -204,4 +204,4 @@ def read_checkpoint(folder: Path) -> LoadedCheckpoint:
     adapter, tensors = tensors_of[ADAPTER_TENSORS], tensors_of[STATE_TENSORS]
     state = decode(info["state"], tensors, str(state_json))
     skipped = [int(step) for step in info.get("skipped_nonfinite_steps") or []]
-    return LoadedCheckpoint(folder, int(info["step"]), float(info.get("elapsed_s", 0.0)), adapter, state, skipped)
+    return LoadedCheckpoint(folder, int(info["step"]), float(info["elapsed_s"]), adapter, state, skipped)

@@ -446,20 +446,20 @@ def batcher_from_run(run_cfg: dict, sources: dict[str, SourceData]) -> SourceBat
     batches here. A setting the prepared data cannot serve (``binary@5`` on grades 0–3, a batch
     larger than a source) is an error naming the config keys.
     """
-    training = run_cfg["training"]
-    docs_per_query = training.get("docs_per_query")
+    from pairrel.settings import TrainingSettings
+
+    training = TrainingSettings.from_dict(run_cfg["training"], "training")
     try:
         return SourceBatcher(
             sources,
-            batch_size=int(training["batch_size"]),
-            n_negatives=int(training.get("n_negatives", 1)),
+            batch_size=training.batch_size,
+            n_negatives=training.n_negatives,
             label_granularity=run_cfg["labels"],
             seed=int(run_cfg["seed"]),
-            sampling=str((run_cfg.get("data") or {}).get("sampling", "weighted")),
-            docs_per_query=None if docs_per_query is None else int(docs_per_query),
+            sampling=run_cfg["data"]["sampling"],
+            docs_per_query=training.docs_per_query,
         )
     except ValueError as err:
-        data = (run_cfg.get("grid") or {}).get("data", "…")
-        raise ValueError(f"run {run_cfg.get('run_id', '?')}: {err} (config keys 'grid.labels', "
-                         f"'training.batch_size' or 'data.{data}.training.batch_size', "
+        raise ValueError(f"run {run_cfg['run_id']}: {err} (config keys 'grid.labels', "
+                         f"'training.batch_size' or 'data.{run_cfg['grid']['data']}.training.batch_size', "
                          "'training.docs_per_query')") from None

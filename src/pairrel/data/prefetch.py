@@ -211,7 +211,9 @@ def _used(cfg: dict, section: str, axis: str) -> dict:
 
 def _config_sources(cfg: dict):
     """(data mix, source label, source or part config) of every file-bearing source: a pooled
-    source gives each of its parts, labelled ``"source, part P"``."""
+    source gives each of its parts, labelled ``"source, part P"``. A plain source comes with the
+    schema's defaults filled (the config may be a partial one, not validated as a study)."""
+    from pairrel.config import fill_source_defaults
     from pairrel.data.parts import is_pooled, source_parts
 
     for data_name, mix in _used(cfg, "data", "data").items():
@@ -220,7 +222,7 @@ def _config_sources(cfg: dict):
                 for part_name, part in source_parts(source_name, source).items():
                     yield data_name, f"{source_name}, part {part_name}", part
             else:
-                yield data_name, source_name, source
+                yield data_name, source_name, fill_source_defaults(source)
 
 
 def _model_repos(cfg: dict) -> list[str]:
@@ -287,7 +289,7 @@ def check_available(cfg: dict, include_models: bool = True, include_mteb: bool =
             problems += jsonl_problems(f"data {data_name}, source {source_name}", source["jsonl"], source.get("origin"))
             continue
         dataset = load_dataset(source["dataset"])
-        components = source_components(dataset, source.get("pairs", "auto"))
+        components = source_components(dataset, source["pairs"])
         problems += [str(m) for m in missing_files(source["dataset"], components)]
     if include_models:
         from huggingface_hub import snapshot_download
@@ -348,7 +350,7 @@ def prefetch(cfg: dict, include_models: bool = True, include_mteb: bool = True) 
                                 data_name, source_name, source["jsonl"])
         if source.get("dataset"):
             dataset = load_dataset(source["dataset"])
-            _prefetch_dataset(source["dataset"], source_components(dataset, source.get("pairs", "auto")))
+            _prefetch_dataset(source["dataset"], source_components(dataset, source["pairs"]))
             done.append(f"dataset {source['dataset']}")
     if include_models:
         from huggingface_hub import snapshot_download

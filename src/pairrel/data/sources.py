@@ -15,7 +15,7 @@ replaces ``out`` only when complete; ``out.meta.json`` beside it; for K-fold sou
   text's SHA-1, so repeated texts share an id; positives get grade 1, negatives grade 0.
 * ``folds: K, fold: i`` (graded qrels sources only): only the training queries of fold i are
   written; ``out.folds.json`` lists every fold's train/test query ids (trecdl.kfold_queries,
-  seed ``fold_seed``, default 0).
+  seed ``fold_seed``).
 * ``max_queries: N`` (older name: ``max_examples``): keep the first N distinct query ids in
   file order (qrels, docpairs, JSONL); later lines of those queries are kept, lines of other
   queries skipped. Set to the number of examples of LLM2Vec's released file, it gives an
@@ -43,7 +43,8 @@ and counted under ``warnings`` in the meta file and in the log. Errors:
   string or list of strings); malformed qrels (not 4 columns, non-integer grade); the same
   (query, doc) judged twice with different grades; a query id listed twice with different texts;
   a source that yields no pairs (empty, or every judged document missing); both or neither of
-  dataset/jsonl; folds on a source without qrels.
+  dataset/jsonl; a dataset or JSONL source without an instruction ("" for none); folds on a
+  source without qrels.
 Counted warnings:
   ``missing_docs`` judged document absent from the corpus (pair skipped); ``missing_queries``
   judged query absent from the queries file (skipped); ``duplicate_pairs`` the same (query, doc)
@@ -58,7 +59,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import logging
 import os
 from collections import Counter
@@ -70,7 +70,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from pairrel.io import atomic_write_text, iter_json_objects
+from pairrel.config import fill_source_defaults
+from pairrel.io import iter_json_objects, write_json
 from pairrel.data import trecdl
 from pairrel.data.parts import is_pooled, source_parts
 from pairrel.data.prefetch import require_files, source_components
@@ -142,10 +143,6 @@ class _ParquetSink:
     def abort(self) -> None:
         self.writer.close()
         self.tmp.unlink(missing_ok=True)
-
-
-def _write_json(path: Path, obj) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
 def _rows() -> dict[str, list]:
@@ -357,10 +354,12 @@ def _max_grade(dataset, dataset_id: str, use_docpairs: bool, observed: Counter) 
 
 
 def query_cap(name: str, source_cfg: dict) -> int | None:
-    """The source's cap on prepared queries: ``max_queries`` (or its older name ``max_examples``)."""
-    if source_cfg.get("max_queries") is not None and source_cfg.get("max_examples") is not None:
+    """The source's cap on prepared queries: ``max_queries`` (or its older name ``max_examples``,
+    which only an unvalidated config can hold); ``source_cfg`` has the schema's defaults filled."""
+    cap, older = source_cfg["max_queries"], source_cfg.get("max_examples")
+    if cap is not None and older is not None:
         raise SourceError(f"source {name!r}: give 'max_queries' or its older name 'max_examples', not both")
-    cap = source_cfg.get("max_queries", source_cfg.get("max_examples"))
+    cap = older if cap is None else cap
     if cap is not None and (not isinstance(cap, int) or cap < 1):
         raise SourceError(f"source {name!r}: 'max_queries' must be a positive integer, got {cap!r}")
     return cap
@@ -394,7 +393,7 @@ def _jsonl_plan(name: str, source_cfg: dict, meta: dict, cap, warnings: _Warning
     path = Path(source_cfg["jsonl"])
     if not path.is_file():
         raise SourceError(f"source {name!r}: JSONL file {path} does not exist")
-    if source_cfg.get("folds"):
+    if source_cfg["folds"]:
         raise SourceError(f"source {name!r}: 'folds' needs graded qrels; {path} is a JSONL source")
     meta.update(dataset_id=None, jsonl=str(path), pairs_from="jsonl")
     return _Plan(_jsonl_rows(path, cap, warnings, chunk_size), None, lambda grades: 1)
@@ -432,7 +431,9 @@ def _pooled_plan(name: str, source_cfg: dict, meta: dict, cap, warnings: _Warnin
 
 def _fold_split(name: str, source_cfg: dict, dataset, dataset_id: str, meta: dict) -> tuple[set, dict]:
     """Training query ids of the source's fold, and the folds document listing every fold."""
-    k, fold, seed = int(source_cfg["folds"]), int(source_cfg.get("fold", 0)), int(source_cfg.get("fold_seed", 0))
+    if source_cfg.get("fold") is None:  # set by pairrel.study.source_job for K-fold sources
+        raise SourceError(f"source {name!r} has {source_cfg['folds']} folds: say which one to prepare ('fold')")
+    k, fold, seed = int(source_cfg["folds"]), int(source_cfg["fold"]), int(source_cfg["fold_seed"])
     splits = trecdl.kfold_queries(trecdl.judged_query_ids(dataset), k, seed)
     if not 0 <= fold < k:
         raise SourceError(f"source {name!r}: fold must be in 0..{k - 1}, got {fold}")
@@ -445,7 +446,7 @@ def _fold_split(name: str, source_cfg: dict, dataset, dataset_id: str, meta: dic
 def _dataset_plan(name: str, source_cfg: dict, meta: dict, cap, warnings: _Warnings, chunk_size: int) -> _Plan:
     dataset_id = source_cfg["dataset"]
     dataset = load_dataset(dataset_id)
-    components = source_components(dataset, source_cfg.get("pairs", "auto"))
+    components = source_components(dataset, source_cfg["pairs"])
     use_docpairs = "docpairs" in components
     if use_docpairs and not dataset.has_docpairs():
         raise SourceError(f"source {name!r}: {dataset_id} has no docpairs")
@@ -457,7 +458,7 @@ def _dataset_plan(name: str, source_cfg: dict, meta: dict, cap, warnings: _Warni
         meta["instruction"] = read_meta(directory).get("instruction", "")
 
     allowed, folds_doc = None, None
-    if source_cfg.get("folds"):
+    if source_cfg["folds"]:
         if use_docpairs:
             raise SourceError(f"source {name!r}: 'folds' needs graded qrels; {dataset_id} is read as docpairs")
         allowed, folds_doc = _fold_split(name, source_cfg, dataset, dataset_id, meta)
@@ -481,15 +482,20 @@ def _prepare_source(name: str, source_cfg: dict, out_parquet: str | Path,
                     log: Callable[[str], None] | None, chunk_size: int) -> dict:
     log = log or _logger.info
     out = Path(out_parquet)
+    source_cfg = fill_source_defaults(source_cfg)  # the schema owns the defaults
     has_dataset, has_jsonl = bool(source_cfg.get("dataset")), bool(source_cfg.get("jsonl"))
     if has_dataset + has_jsonl + is_pooled(source_cfg) != 1:
         raise SourceError(f"source {name!r}: give exactly one of 'dataset' (an ir_datasets id), 'jsonl' (a file) "
                           "or 'parts' (a pooled source)")
+    if not is_pooled(source_cfg) and not isinstance(source_cfg.get("instruction"), str):
+        raise SourceError(f"source {name!r}: key 'instruction' is required: the query-side instruction "
+                          "(\"\" for none)")
     cap = query_cap(name, source_cfg)
     warnings = _Warnings()
-    meta = {"source": name, "instruction": source_cfg.get("instruction", ""),
-            "weight": source_cfg.get("weight", 1.0)}
-    if source_cfg.get("symmetric"):  # absent = asymmetric (keeps older meta files valid)
+    # a pooled source's parts carry the instructions (_pooled_plan records "" for the source)
+    meta = {"source": name, "instruction": "" if is_pooled(source_cfg) else source_cfg["instruction"],
+            "weight": source_cfg["weight"]}
+    if source_cfg["symmetric"]:  # absent = asymmetric (keeps older meta files valid)
         meta["symmetric"] = True
     make_plan = _pooled_plan if is_pooled(source_cfg) else _jsonl_plan if has_jsonl else _dataset_plan
     plan = make_plan(name, source_cfg, meta, cap, warnings, chunk_size)
@@ -515,8 +521,8 @@ def _write_prepared(name: str, out: Path, plan: _Plan, meta: dict, warnings: _Wa
                     grade_counts={str(g): sink.grades[g] for g in sorted(sink.grades)},
                     warnings=dict(sorted(warnings.counts.items())))
         if plan.folds_doc is not None:
-            _write_json(out.with_suffix(".folds.json"), plan.folds_doc)
-        _write_json(out.with_suffix(".meta.json"), meta)
+            write_json(out.with_suffix(".folds.json"), plan.folds_doc)
+        write_json(out.with_suffix(".meta.json"), meta)
         sink.commit()
     except BaseException:
         sink.abort()

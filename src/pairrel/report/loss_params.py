@@ -23,19 +23,39 @@ COLUMN = "t, b (final)"
 
 def final_loss_parameters(runs: list) -> pd.DataFrame:
     """One row per BCE run (:class:`pairrel.report.figures.RunCurves`): its grid values (as the
-    report's grid columns), ``t_init``, ``t_final``, ``b_init``, ``b_final``, ``learn_t``, ``learn_b``."""
+    report's grid columns), ``t_init``, ``t_final``, ``b_init``, ``b_final``, ``learn_t``, ``learn_b``
+    (NaN and None where the run.yaml has no ``loss:``)."""
     rows = []
     for run in runs:
         if run.loss_type != "bce" or "temperature" not in run.metrics or "bias" not in run.metrics:
             continue
-        loss = (yaml.safe_load((run.folder / RUN_CONFIG).read_text(encoding="utf-8")) or {}).get("loss") or {}
+        loss = _bce_settings(run.folder / RUN_CONFIG)
         last = run.metrics.iloc[-1]
         rows.append({**{grid_column(k): v for k, v in run.grid.items()},
                      "run": str(run.folder.name), "folder": str(run.folder),
-                     "t_init": float(loss.get("temperature_init", math.nan)), "t_final": float(last["temperature"]),
-                     "b_init": float(loss.get("bias_init", math.nan)), "b_final": float(last["bias"]),
-                     "learn_t": bool(loss.get("learn_temperature", True)), "learn_b": bool(loss.get("learn_bias", True))})
+                     "t_init": float(loss.temperature_init) if loss else math.nan, "t_final": float(last["temperature"]),
+                     "b_init": float(loss.bias_init) if loss else math.nan, "b_final": float(last["bias"]),
+                     # None: unknown (no loss settings); a note needs the initial value anyway
+                     "learn_t": loss.learn_temperature if loss else None, "learn_b": loss.learn_bias if loss else None})
     return pd.DataFrame(rows)
+
+
+def _bce_settings(run_yaml):
+    """The BCE loss settings of a finished run's ``run.yaml``, or None when it has no ``loss:``
+    (a hand-assembled results folder: :func:`pairrel.report.figures.load_runs` then infers the
+    loss type from the metrics, and the initial t and b are unknown). A ``loss:`` is written
+    resolved, every key there: one without them is an error naming the file."""
+    from pairrel.config import ConfigError
+    from pairrel.settings import BCELossSettings
+
+    try:
+        cfg = yaml.safe_load(run_yaml.read_text(encoding="utf-8"))
+        if not isinstance(cfg, dict) or "loss" not in cfg:
+            return None
+        return BCELossSettings.from_dict(cfg["loss"], "loss")
+    except (OSError, yaml.YAMLError, ConfigError) as err:
+        raise ValueError(f"{run_yaml}: not the resolved config of a BCE run ({err}); "
+                         "the report reads t and b's initial values from it") from None
 
 
 def moved_fraction(initial: float, final: float) -> float:
