@@ -112,13 +112,16 @@ def test_every_command_lives_in_the_cli_package():
     assert {m.rpartition(".")[2] for m, _ in cli.LAZY_COMMANDS.values()} == modules
 
 
-def test_exit_codes_are_the_trainers():
-    """143 is the trainer's (pairrel.train, read without importing torch) and the shell's
-    128 + SIGTERM."""
+def test_exit_codes_have_one_owner():
+    """The CLI and the trainer take their exit status from pairrel.exit_status (the trainer is
+    read with ast: importing it would import torch); 143 is the shell's 128 + SIGTERM."""
+    from pairrel import exit_status
+
     tree = ast.parse((PACKAGE / "train.py").read_text(encoding="utf-8"))
-    (value,) = [node.value.value for node in tree.body if isinstance(node, ast.Assign)
-                and any(getattr(t, "id", None) == "PREEMPTED_EXIT_CODE" for t in node.targets)]
-    assert options.EXIT_TERMINATED == value == 143
+    imported = {alias.name for node in tree.body if isinstance(node, ast.ImportFrom)
+                and node.module == "pairrel.exit_status" for alias in node.names}
+    assert "EXIT_TERMINATED" in imported
+    assert options.EXIT_TERMINATED is exit_status.EXIT_TERMINATED and exit_status.EXIT_TERMINATED == 143
     assert (options.EXIT_OK, options.EXIT_BAD_INPUT, options.EXIT_USAGE) == (0, 1, 2)
 
 

@@ -36,7 +36,9 @@ def test_launch_argv():
 
 
 def test_n_processes():
-    assert n_processes({}) == 1 and n_processes({"gpus": None}) == 1 and n_processes({"gpus": 4}) == 4
+    assert n_processes({"gpus": 1}) == 1 and n_processes({"gpus": 4}) == 4
+    with pytest.raises(ValueError, match="training.gpus' is missing"):
+        n_processes({})
     for bad in (0, 1.5, "2", True):
         with pytest.raises(ValueError, match="'training.gpus' must be an integer >= 1"):
             n_processes({"gpus": bad})

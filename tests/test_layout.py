@@ -79,3 +79,12 @@ def test_mteb_names_and_their_cache_folders():
     assert layout.model_name_of_cache_folder(layout.cache_folder_name(name)) == name
     assert str(layout.result_folder("results/x/mteb", layout.base_model_name("minilm"), "base-0123456789")) == \
         "results/x/mteb/results/pairrel__minilm/base-0123456789"
+
+
+def test_checkpoint_step_inverts_checkpoint_dir(tmp_path):
+    from pairrel.layout import checkpoint_dir, checkpoint_step
+
+    assert checkpoint_step(checkpoint_dir(tmp_path, 250)) == 250
+    assert checkpoint_step("runs/x/checkpoint-0") == 0
+    for other in (".checkpoint-25.tmp-1", "checkpoint-best", "checkpoint-", "ckpt-25"):
+        assert checkpoint_step(other) is None

@@ -16,10 +16,7 @@ from tests.test_settings import _loss_branch
 
 SRC = REPO_ROOT / "src" / "pairrel"
 OWNERS = {"config.py"}  # the schema's own code fills the defaults
-# TODO(issue 22, jobs): plan.py and resources.py are being rewritten by the jobs work
-# (pairrel.jobs); launch.n_processes keeps `.get("gpus", 1)` until resources.gpus passes the
-# run's full training settings. Remove these once that lands.
-NOT_YET = {"plan.py", "resources.py", "launch.py"}
+NOT_YET: set[str] = set()
 # Reads of files that are not a config, whose keys share a name with a config key: a prepared
 # source's meta file (pairrel.data.sources writes "symmetric" only when true, and tests write
 # meta files without "source") and a local dataset's meta.json (its "instruction" is optional).

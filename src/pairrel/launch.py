@@ -32,10 +32,11 @@ WORKER_MODULE = "pairrel.cli.worker"  # one process of a multi-process run
 
 
 def n_processes(training: dict[str, Any]) -> int:
-    """``training.gpus`` (default 1): processes, one per GPU, for one run."""
-    value = training.get("gpus", 1)
-    if value is None:
-        return 1
+    """``training.gpus`` of a filled training config (the schema's default is 1): processes,
+    one per GPU, for one run."""
+    if "gpus" not in training:
+        raise ValueError(f"config key '{GPUS_KEY}' is missing (the training settings were not filled from the schema)")
+    value = training["gpus"]
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"config key '{GPUS_KEY}' must be an integer >= 1, got {value!r}")
     return value

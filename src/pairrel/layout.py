@@ -179,6 +179,14 @@ def checkpoint_dir(run_dir: str | Path, step: int) -> Path:
     return Path(run_dir) / f"{CHECKPOINT_PREFIX}{step}"
 
 
+def checkpoint_step(folder: str | Path) -> int | None:
+    """The step of a ``checkpoint-{step}`` folder (the inverse of :func:`checkpoint_dir`), None
+    for a folder of another name (a temporary one, ``checkpoint-best``)."""
+    name = Path(folder).name
+    step = name[len(CHECKPOINT_PREFIX):] if name.startswith(CHECKPOINT_PREFIX) else ""
+    return int(step) if step.isdigit() else None
+
+
 class Layout:
     """The tree of one study: :meth:`path` gives a concrete file, :meth:`pattern` the same file
     with its fields left as Snakemake wildcards."""

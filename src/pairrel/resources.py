@@ -111,11 +111,14 @@ def params_b(model_cfg: dict, hf_config: dict | None = None, name: str = "?") ->
 
 
 def gpus(kind: str, training_cfg: dict | None = None) -> int:
-    """GPUs of one job: ``training.gpus`` (default 1) for training, 1 for evaluation."""
+    """GPUs of one job: ``training.gpus`` of the run's filled training settings for training,
+    1 for evaluation."""
     if kind == "train":
         from pairrel.launch import n_processes
 
-        return n_processes(training_cfg or {})
+        if training_cfg is None:
+            raise ResourceError("a training job's size needs its run's training settings (training.gpus)")
+        return n_processes(training_cfg)
     return 1
 
 

@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Iterator
 
-from pairrel.layout import CHECKPOINT_PREFIX, DONE, METRICS, STATE_JSON, checkpoint_dir
+from pairrel.layout import CHECKPOINT_PREFIX, DONE, METRICS, STATE_JSON, checkpoint_dir, checkpoint_step
 from pairrel.trainer_state import CheckpointError, LoadedCheckpoint
 
 
@@ -35,9 +35,9 @@ def checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
     """Complete checkpoints of a run, sorted by step (temporary folders are ignored)."""
     found = []
     for path in Path(run_dir).glob(f"{CHECKPOINT_PREFIX}*"):
-        step = path.name[len(CHECKPOINT_PREFIX) :]
-        if step.isdigit() and (path / STATE_JSON).exists():
-            found.append((int(step), path))
+        step = checkpoint_step(path)
+        if step is not None and (path / STATE_JSON).exists():
+            found.append((step, path))
     return sorted(found)
 
 

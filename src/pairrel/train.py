@@ -37,13 +37,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from pairrel.exit_status import EXIT_TERMINATED
 from pairrel.layout import CHECKPOINT_PREFIX
 from pairrel.run_folder import RunFolder, checkpoints  # noqa: F401 (checkpoints: asked of pairrel.train too)
 from pairrel.settings import RunSettings
 from pairrel.study import checkpoint_steps, training_fingerprint
 from pairrel.trainer_state import CheckpointError
 
-PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM, what a scheduler expects from a terminated job
+PREEMPTED_EXIT_CODE = EXIT_TERMINATED  # 128 + SIGTERM, what a scheduler expects from a terminated job
 # With training.skip_nonfinite_batches, this many non-finite batches in a row stop the run: the
 # weights are unchanged by skipped batches, so a longer streak is a setting, not a bad batch.
 MAX_CONSECUTIVE_SKIPS = 10

@@ -82,7 +82,7 @@ def report_markers(wildcards):
 
 
 def shown(output, category, subcategory):
-    """The files of one table or figure of the report (pairrel.layout.REPORT_FILES): the first is
+    """The files of one table or figure of the report (pairrel.layout.REPORT_RULE_FILES): the first is
     shown, with its caption (workflow/report/<output>.rst), by `snakemake --report report.html`."""
     first, *rest = LAYOUT.report_files(output)
     caption = os.path.join("..", "report", f"{output}.rst")  # relative to workflow/rules/

@@ -18,16 +18,13 @@ started the command it *is* that command (exec), so its status is the command's 
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 from pathlib import Path
 
 from pairrel.config import ConfigError, load_config
 
-EXIT_OK = 0
-EXIT_BAD_INPUT = 1
-EXIT_USAGE = 2  # what argparse exits with
-EXIT_TERMINATED = 128 + signal.SIGTERM  # 143: pairrel.train.PREEMPTED_EXIT_CODE
+from pairrel.exit_status import EXIT_BAD_INPUT, EXIT_OK, EXIT_TERMINATED, EXIT_USAGE  # noqa: F401 (the CLI's names)
+
 EPILOG = ("exit status: 0 success; 1 bad input (the config key, file or line is named on stderr); "
           "2 usage error; 143 training stopped by SIGTERM after a checkpoint")
 

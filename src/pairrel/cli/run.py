@@ -43,7 +43,7 @@ def cmd_train(args) -> int:
         raise ConfigError(f"{args.run_config}: not a resolved run config (no 'dir'; the workflow writes these)")
     run_dir = Path(run_cfg["dir"])
     write_yaml(run_dir / RUN_CONFIG, run_cfg)  # the settings this training job runs with
-    # EXIT_OK, or EXIT_TERMINATED after a SIGTERM (the trainer's PREEMPTED_EXIT_CODE, equal by test)
+    # EXIT_OK, or EXIT_TERMINATED after a SIGTERM (pairrel.exit_status: the trainer's own constant)
     return Trainer(run_cfg, run_dir, progress=not args.no_progress).run()
 
 
@@ -71,13 +71,13 @@ def cmd_evaluate(args) -> int:
 
 
 def checkpoint_step(path: Path) -> int:
-    """The step of a ``checkpoint-{step}`` folder."""
-    from pairrel.layout import CHECKPOINT_PREFIX
+    """The step of a ``checkpoint-{step}`` folder (pairrel.layout), or an error naming the option."""
+    from pairrel.layout import CHECKPOINT_PREFIX, checkpoint_step as step_of
 
-    name = Path(path).name
-    if not name.startswith(CHECKPOINT_PREFIX) or not name[len(CHECKPOINT_PREFIX):].isdigit():
+    step = step_of(path)
+    if step is None:
         raise ConfigError(f"--checkpoint {path}: expected a folder named {CHECKPOINT_PREFIX}<step>")
-    return int(name[len(CHECKPOINT_PREFIX):])
+    return step
 
 
 def register(commands) -> None:
