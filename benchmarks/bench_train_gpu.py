@@ -165,17 +165,21 @@ def make_source(folder: Path, settings: dict, seed: int = 0) -> dict:
 
 def run_config(batch: int, settings: dict, prepared: dict, chunk=None, tokens=None, checkpointing=True, dropout=None,
                model_extra=None) -> dict:
+    from pairrel.config import fill_run_defaults
+
     dtype = "bfloat16" if DEVICE == "cuda" else "float32"
     lora = LORA if dropout is None else {**LORA, "dropout": dropout}
-    return {
-        "experiment": "bench", "run_id": "bench", "grid": {}, "labels": "binary@1", "seed": 42,
+    # the schema fills what is not set here (pairrel.config.fill_run_defaults), as for a study's run
+    return fill_run_defaults({
+        "experiment": "bench", "run_id": "bench", "grid": {}, "labels": "binary@1", "seed": 42, "fold": None,
+        "dir": "",  # set by time_trainer to its temporary run folder
         "model": {"name_or_path": "random", "kind": "decoder", "max_length": settings["max_length"], "template": "{text}",
                   "dtype": dtype, "gradient_checkpointing": checkpointing, "lora": lora, **(model_extra or {})},
-        "data": {}, "loss": {"type": "softmax", "temperature": 0.02}, "prepared": prepared,
+        "data": {"sources": {}}, "loss": {"type": "softmax", "temperature": 0.02}, "prepared": prepared,
         "training": {"steps": 1000, "batch_size": batch, "gradcache_chunk": chunk, "gradcache_tokens": tokens, "n_negatives": 1,
                      "learning_rate": 2e-4, "loss_learning_rate": None, "warmup_steps": 300, "weight_decay": 0.0,
                      "max_grad_norm": None, "checkpoint_every": 1000, "log_every": 1, "num_threads": None},
-    }
+    })
 
 
 def instructed(texts: list[str], instruction) -> list[str]:
@@ -217,7 +221,7 @@ def time_trainer(shape, prepared, tokenizer, batch, settings, **run_kwargs) -> d
 
     reset_peak()
     with tempfile.TemporaryDirectory() as run_dir:
-        trainer = Trainer(run_config(batch, settings, prepared, **run_kwargs), run_dir, progress=False)
+        trainer = Trainer({**run_config(batch, settings, prepared, **run_kwargs), "dir": run_dir}, run_dir, progress=False)
         times, tokens, losses = [], [], []
         for b in trainer.batcher.iter_steps(settings["warm"] + settings["steps"]):
             sync()

@@ -10,6 +10,7 @@ import pytest
 from pairrel.config import ConfigError, deep_merge, load_config
 from pairrel.jobs import Job, study_jobs
 from pairrel.plan import (
+    DEFAULT_THROUGHPUT,
     estimate_job,
     format_plan,
     load_throughput,
@@ -111,8 +112,8 @@ def test_throughput_file_overrides_and_errors(tmp_path):
     assert "meta-llama/Meta-Llama-3-8B-Instruct" in throughput["models"]  # defaults stay
     job = Job("train_run", "r", model_path="my/model", max_length=512, train_tokens=36_000)
     assert estimate_job(job, throughput)[1] == pytest.approx(1.0)
-    with pytest.raises(ConfigError, match="no throughput for model 'other/model'"):
-        estimate_job(Job("train_run", "r", model_path="other/model", train_tokens=1), throughput, source=source)
+    with pytest.raises(ConfigError, match="no throughput for model 'other/model'.*params_b"):
+        estimate_job(Job("train_run", "r", model="other", model_path="other/model", train_tokens=1), throughput, source=source)
     path.write_text(json.dumps({"models": {"my/model": {"embed_tokens_per_s": 0, "train_tokens_per_s": 1}}}))
     with pytest.raises(ConfigError, match=r"throughput.json: models.'my/model'.embed_tokens_per_s"):
         load_throughput(path)
@@ -146,3 +147,19 @@ def test_paper_plan_fits_the_budget_and_is_priced_per_table(capsys):
     assert everything.total_gpu_hours > 2.5 * out["total_gpu_hours"]
     assert "main_table + per_task" in format_plan(plan_config(cfg), "H200")
     assert out["total_gpu_hours"] == pytest.approx(432.73, abs=0.01)  # the plan of config.yaml (H200)
+
+
+def test_a_model_without_measured_throughput_is_scaled_by_parameter_count():
+    """8B's 4,160 training tokens/s x 8.03 / 0.803 = 41,600 tokens/s for a 0.803B model: 41,600
+    tokens take 1 s; its embedding rate is 23,800 x 10 = 238,000 tokens/s."""
+    from pairrel.plan import model_throughput
+
+    job = Job("train_run", "r", model="small", model_path="new/small", params_b=0.803, train_tokens=41_600)
+    rates, scaled = model_throughput(DEFAULT_THROUGHPUT, job, "default")
+    assert scaled and rates["embed_tokens_per_s"] == pytest.approx(238_000.0)
+    assert estimate_job(job)[1] == pytest.approx(1 / 3600)
+    plan = plan_jobs([job])
+    assert plan.scaled_models == {"new/small"} and "scaled from meta-llama/Meta-Llama-3-8B-Instruct" in format_plan(plan, "d")
+    measured = Job("train_run", "r", model_path="meta-llama/Meta-Llama-3-8B-Instruct", params_b=1.0, train_tokens=4160)
+    assert model_throughput(DEFAULT_THROUGHPUT, measured, "default")[1] is False
+    assert estimate_job(measured)[1] == pytest.approx(1 / 3600)  # measured figures win over params_b

@@ -84,3 +84,20 @@ def test_optional_key_without_default_reads_none(studies):
     run_cfg = studies[0].runs[0].config
     run_cfg["loss"].pop("display", None)
     assert RunSettings.from_dict(run_cfg).loss.display is None
+
+
+def test_fill_run_defaults_gives_a_hand_written_run_the_schemas_defaults():
+    """A run built without a study (a benchmark) gets the schema's defaults, and only where a key
+    is absent: the given values stay."""
+    from pairrel.config import fill_run_defaults, schema
+
+    defs = schema()["$defs"]
+    given = {"model": {"name_or_path": "m", "max_length": 64}, "training": {"steps": 3},
+             "loss": {"type": "bce", "bias_init": -5.0}, "data": {"sources": {}}}
+    filled = fill_run_defaults(given)
+    assert given["training"] == {"steps": 3}  # the caller's dict is not changed
+    assert filled["model"]["max_length"] == 64 and filled["training"]["steps"] == 3
+    assert filled["model"]["dtype"] == defs["model"]["properties"]["dtype"]["default"]
+    assert filled["training"]["warmup_steps"] == defs["training"]["properties"]["warmup_steps"]["default"]
+    assert filled["loss"]["bias_init"] == -5.0 and "temperature_init" in filled["loss"]
+    assert "sampling" in filled["data"]

@@ -247,6 +247,19 @@ def fill_source_defaults(source: dict[str, Any]) -> dict[str, Any]:
     return _fill(schema()["$defs"]["source"], copy.deepcopy(source), ("data", "?", "sources", "?"))
 
 
+def fill_run_defaults(run_cfg: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a hand-written run config (what :attr:`pairrel.study.Run.config` gives a
+    training job) with the schema's defaults filled into its ``model``, ``training`` and ``loss``:
+    for library callers that build one run without a study (benchmarks, scripts). Nothing is
+    validated here; a run of a study gets its config from the study."""
+    defs, mix = schema()["$defs"], schema()["properties"]["data"]["additionalProperties"]
+    filled = copy.deepcopy(run_cfg)
+    for key, node in (("model", defs["model"]), ("training", defs["training"]), ("loss", defs["loss"]), ("data", mix)):
+        if isinstance(filled.get(key), dict):
+            filled[key] = _fill(node, filled[key], (key,))
+    return filled
+
+
 def _check_references(cfg: dict[str, Any]) -> None:
     from pairrel.labels import parse_label_granularity
 

@@ -63,7 +63,8 @@ RUN_DONE = RUN_DIR + "/" + DONE
 RUN_YAML = RUN_DIR + "/" + RUN_CONFIG
 CHECKPOINT_PREFIX = "checkpoint-"
 RESOLVED_MODEL = "models/{model}/{hash}.yaml"
-EVAL_MARKER = "eval/{run}/step~{step}/{group}.done"
+CHECKPOINT_JOB = "{run}/step~{step}/{group}"  # one evaluation job of a checkpoint: its marker, log and label
+EVAL_MARKER = "eval/" + CHECKPOINT_JOB + ".done"
 BASE_MARKER = "eval/base/model~{model}/{group}.done"
 BASELINE_TABLE = "baseline_check/{model}.md"
 
@@ -86,7 +87,7 @@ JOB_FILES = {  # job -> its path under logs/ (.log) and benchmarks/ (.tsv), with
     "resolve_run": "resolve/{run}/{hash}",
     "train_run": "train/{run}",
     "task_set": "tasks/{group}/{hash}",
-    "evaluate_checkpoint": "evaluate/{run}/step~{step}/{group}",
+    "evaluate_checkpoint": "evaluate/" + CHECKPOINT_JOB,
     "resolve_model": "resolve/model~{model}/{hash}",
     "evaluate_base": "evaluate/base/model~{model}/{group}",
     "report": "report",

@@ -77,6 +77,7 @@ class Plan:
     tables: dict[str, RulePlan] = field(default_factory=dict)  # REPORT_TABLES that cost something
     per_job: list[tuple[Job, float, float]] = field(default_factory=list)  # (job, tokens, gpu_hours)
     tasks_without_stats: set[str] = field(default_factory=set)
+    scaled_models: set[str] = field(default_factory=set)  # priced from SCALING_REFERENCE (model_throughput)
 
     @property
     def total_gpu_hours(self) -> float:
@@ -94,6 +95,7 @@ class Plan:
             "total_tokens": sum(r.tokens for r in self.rules.values()),
             "total_gpu_hours": self.total_gpu_hours,
             "tasks_without_stats": sorted(self.tasks_without_stats),
+            "scaled_models": sorted(self.scaled_models),
         }
 
 
@@ -209,14 +211,25 @@ def training_tokens(training: dict, model: dict, assumptions: dict) -> int:
 # ------------------------------------------------------------------------------- the plan
 
 
-def _model_throughput(throughput: dict, model: str, source: str) -> dict:
-    try:
-        return throughput["models"][model]
-    except KeyError:
+# A model without measured figures: the reference model's rates scaled by parameter count (the
+# encoder's FLOPs per token, 2P forward and 6P training, dominate on a GPU), so a new model gets a
+# run-time request and a plan entry before anyone has run `pairrel bench` for it.
+SCALING_REFERENCE = ("meta-llama/Meta-Llama-3-8B-Instruct", 8.03)
+RATE_KEYS = ("embed_tokens_per_s", "input_order_tokens_per_s", "train_tokens_per_s")
+
+
+def model_throughput(throughput: dict, job: Job, source: str) -> tuple[dict, bool]:
+    """``(rates, scaled)``: the measured rates of the job's model, or, without them, those of
+    :data:`SCALING_REFERENCE` times ``reference params / models.<key>.params_b`` (``scaled`` True)."""
+    if job.model_path in throughput["models"]:
+        return throughput["models"][job.model_path], False
+    reference_path, reference_b = SCALING_REFERENCE
+    reference = throughput["models"].get(reference_path) or DEFAULT_THROUGHPUT["models"][reference_path]
+    if job.params_b is None:
         raise ConfigError(
-            f"{source}: no throughput for model '{model}' (key models.'{model}'); "
-            f"measure it with `pairrel bench` or add it"
-        ) from None
+            f"{source}: no throughput for model '{job.model_path}' (key models.'{job.model_path}'); measure it "
+            f"with `pairrel bench`, add it, or set models.{job.model}.params_b to scale {reference_path}'s")
+    return {key: reference[key] * reference_b / job.params_b for key in RATE_KEYS}, True
 
 
 def estimate_job(job: Job, throughput: dict | None = None, input_order: bool = False, source: str = "default throughput") -> tuple[float, float]:
@@ -224,13 +237,13 @@ def estimate_job(job: Job, throughput: dict | None = None, input_order: bool = F
     (:meth:`pairrel.jobs.JobCatalogue.resources`)."""
     throughput = throughput or DEFAULT_THROUGHPUT
     if job.kind == "train":
-        rate = _model_throughput(throughput, job.model_path, source)["train_tokens_per_s"]
+        rate = model_throughput(throughput, job, source)[0]["train_tokens_per_s"]
         return float(job.train_tokens), job.train_tokens / rate / 3600
     if job.kind != "evaluate":
         return 0.0, 0.0
     tokens, _ = _job_eval_tokens(job, throughput)
     key = "input_order_tokens_per_s" if input_order else "embed_tokens_per_s"
-    return tokens, tokens / _model_throughput(throughput, job.model_path, source)[key] / 3600
+    return tokens, tokens / model_throughput(throughput, job, source)[0][key] / 3600
 
 
 def _job_eval_tokens(job: Job, throughput: dict) -> tuple[float, set[str]]:
@@ -259,6 +272,8 @@ def plan_jobs(jobs: list[Job], throughput: dict | None = None, input_order: bool
         tokens, hours = estimate_job(job, throughput, input_order, source)
         if job.kind == "evaluate":
             plan.tasks_without_stats |= _job_eval_tokens(job, throughput)[1]
+        if job.kind is not None and model_throughput(throughput, job, source)[1]:
+            plan.scaled_models.add(job.model_path)
         rule = plan.rules.setdefault(job.rule, RulePlan())
         rule.jobs += 1
         rule.tokens += tokens
@@ -313,6 +328,9 @@ def format_plan(plan: Plan, device: str) -> str:
                 t = plan.tables[name]
                 lines.append(f"{shown:<22} {t.jobs:>6} {t.tokens:>14,.0f} {t.gpu_hours:>11.1f}")
     lines.append(f"throughput: {device}")
+    if plan.scaled_models:
+        lines.append(f"no measured throughput (scaled from {SCALING_REFERENCE[0]} by parameter count): "
+                     + ", ".join(sorted(plan.scaled_models)))
     if plan.tasks_without_stats:
         lines.append("no mteb statistics (count 0 tokens): " + ", ".join(sorted(plan.tasks_without_stats)))
     return "\n".join(lines)

@@ -26,8 +26,8 @@ if STUDY.cfg["quickstart_corpus"]:
         output:
             list(JOBS.get("quickstart_corpus").outputs),
         params:
-            root=JOBS.get("quickstart_corpus").args["root"],
-            options=JOBS.get("quickstart_corpus").args["options"],
+            root=job_arg("quickstart_corpus", "root"),
+            options=job_arg("quickstart_corpus", "options"),
         log:
             str(LAYOUT.log("quickstart_corpus")),
         benchmark:

@@ -81,6 +81,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from pairrel.layout import META
 from pairrel.labels import LabelMap, grades_to_targets, parse_label_granularity
 
 COLUMNS = ("query_id", "query", "doc_id", "doc", "grade")
@@ -158,7 +159,7 @@ def _first_text_per_code(codes: np.ndarray, texts: pd.Series, ids: pd.Index, wha
 def load_prepared_source(parquet_path: str | Path, meta_json_path: str | Path | None = None) -> SourceData:
     """Read ``{source}.parquet`` and ``{source}.meta.json`` (default: beside the Parquet file)."""
     parquet_path = Path(parquet_path)
-    meta_path = Path(meta_json_path) if meta_json_path is not None else parquet_path.with_suffix(".meta.json")
+    meta_path = Path(meta_json_path) if meta_json_path is not None else parquet_path.with_suffix(META)
     from pairrel.io import read_json
 
     try:

@@ -72,6 +72,7 @@ from tqdm import tqdm
 
 from pairrel.config import fill_source_defaults
 from pairrel.io import iter_json_objects, write_json
+from pairrel.layout import FOLDS, META
 from pairrel.data import trecdl
 from pairrel.data.parts import is_pooled, source_parts
 from pairrel.data.prefetch import require_files, source_components
@@ -521,8 +522,8 @@ def _write_prepared(name: str, out: Path, plan: _Plan, meta: dict, warnings: _Wa
                     grade_counts={str(g): sink.grades[g] for g in sorted(sink.grades)},
                     warnings=dict(sorted(warnings.counts.items())))
         if plan.folds_doc is not None:
-            write_json(out.with_suffix(".folds.json"), plan.folds_doc)
-        write_json(out.with_suffix(".meta.json"), meta)
+            write_json(out.with_suffix(FOLDS), plan.folds_doc)
+        write_json(out.with_suffix(META), meta)
         sink.commit()
     except BaseException:
         sink.abort()

@@ -175,7 +175,7 @@ class JobCatalogue:
         run = self.study.run(run_id)
         model = self.cfg["models"][run.model]
         return Job(TRAIN_RULE, run.id, {"run": run.id}, run.model, model["name_or_path"], model["max_length"],
-                   train_tokens=training_tokens(run.training, model, self.assumptions), table=TRAINING,
+                   model["params_b"], train_tokens=training_tokens(run.training, model, self.assumptions), table=TRAINING,
                    inputs={"run": str(run.resolved_file), "prepared": [f["parquet"] for f in run.prepared.values()]},
                    outputs=(str(run.done_file), str(run.config_file)), training=run.training,
                    args={"launcher": launch_command(n_processes(run.training), []),
@@ -195,7 +195,7 @@ class JobCatalogue:
             tasks = shell_tasks
         inputs = {**inputs, "data": [str(p) for p in arguments.eval_inputs(self.study, run, group)],
                   "tasks": self.task_sets[(group, final)][0]}
-        return Job(rule, label, wildcards, model_key, model["name_or_path"], model["max_length"], tuple(tasks),
+        return Job(rule, label, wildcards, model_key, model["name_or_path"], model["max_length"], model["params_b"], tuple(tasks),
                    self.study.evaluation["benchmark"], group, table=table, inputs=inputs, outputs=(str(marker),),
                    args={"tasks": ",".join(shell_tasks), "threads": self.cfg["training"]["num_threads"] or 1})
 
@@ -204,7 +204,7 @@ class JobCatalogue:
         final = run.full_benchmark(step)
         # a final checkpoint on the subset: a fold's generalisation score in the held-out table
         table = MAIN_TABLE if final else HELDOUT_TABLE if step == run.final_step else CURVES
-        return self._evaluation("evaluate_checkpoint", f"{run.id}/step~{step}/{group}",
+        return self._evaluation("evaluate_checkpoint", layout.CHECKPOINT_JOB.format(run=run.id, step=step, group=group),
                                 {"run": run.id, "step": str(step), "group": group}, run.model, run, group, final,
                                 table, run.eval_marker(step, group),
                                 {"run": str(run.resolved_file), "done": str(run.done_file)})
@@ -224,7 +224,7 @@ class JobCatalogue:
 
         reference = load_reference(REFERENCE_FILE)
         model_cfg = self.cfg["models"][model]
-        return Job(BASELINE_RULE, model, {"model": model}, model, model_cfg["name_or_path"], model_cfg["max_length"],
+        return Job(BASELINE_RULE, model, {"model": model}, model, model_cfg["name_or_path"], model_cfg["max_length"], model_cfg["params_b"],
                    tuple(reference["tasks"]), reference["benchmark"],
                    outputs=(str(self.study.layout.path(layout.BASELINE_TABLE, model=model)),),
                    args={"threads": self.cfg["training"]["num_threads"] or 1})

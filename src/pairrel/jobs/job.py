@@ -40,6 +40,7 @@ class Job:
     model: str | None = None
     model_path: str | None = None
     max_length: int | None = None
+    params_b: float | None = None  # models.<key>.params_b: scales a throughput where none is measured
     tasks: tuple[str, ...] = ()  # MTEB task names (evaluation)
     benchmark: str | None = None  # where the task names come from
     group: str | None = None  # the evaluation task group

@@ -107,7 +107,7 @@ def _results_roots(path: Path) -> list[Path]:
         raise FileNotFoundError(f"--results {path}: no such file or directory")
     if path.is_file():
         return [path]
-    for candidate in (path / "results", path / "mteb" / "results"):
+    for candidate in (path / layout.CACHE_RESULTS, path / layout.MTEB_CACHE / layout.CACHE_RESULTS):
         if candidate.is_dir():
             return [candidate]
     return [path]

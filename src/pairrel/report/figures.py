@@ -489,9 +489,9 @@ def load_runs(runs_dir: Path, skip_bad: bool = False, warnings: list[str] | None
         try:
             config = yaml.safe_load((folder / layout.RUN_CONFIG).read_text(encoding="utf-8"))
         except yaml.YAMLError as err:
-            raise ValueError(f"{folder / 'run.yaml'}: not valid YAML ({err})") from err
+            raise ValueError(f"{folder / layout.RUN_CONFIG}: not valid YAML ({err})") from err
         if not isinstance(config, dict):
-            raise ValueError(f"{folder / 'run.yaml'}: not a YAML mapping")
+            raise ValueError(f"{folder / layout.RUN_CONFIG}: not a YAML mapping")
         metrics = read_metrics(folder / layout.METRICS, skip_bad=skip_bad, warnings=warnings)
         if metrics.empty:
             continue
