@@ -8,13 +8,12 @@ from pathlib import Path
 import pytest
 
 from pairrel.config import ConfigError, deep_merge, load_config
-from pairrel.jobs import Job, study_jobs
+from pairrel.jobs import Job, plan_config, study_jobs
 from pairrel.plan import (
     DEFAULT_THROUGHPUT,
     estimate_job,
     format_plan,
     load_throughput,
-    plan_config,
     plan_jobs,
 )
 from pairrel.cli import main

@@ -5,7 +5,7 @@
 
 **Jobs.** A plan prices a list of :class:`pairrel.jobs.Job` (a rule, the model it runs, the
 evaluation tasks or the training tokens): the jobs the workflow runs, listed once by
-:class:`pairrel.jobs.JobCatalogue` (:func:`plan_config` prices a config's). The workflow asks
+:class:`pairrel.jobs.JobCatalogue` (:func:`pairrel.jobs.plan_config` prices a config's). The workflow asks
 :func:`estimate_job` for the run time of each training and evaluation job it submits.
 
 **Tokens.** An evaluation task's tokens come from mteb's descriptive statistics (shipped with
@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from pairrel.config import ConfigError
-from pairrel.jobs import REPORT_TABLES, Job, study_jobs
+from pairrel.jobs.job import REPORT_TABLES, Job
 
 # Default throughput: one NVIDIA H200, bf16, random-init weights of the real shapes, passages
 # with MS MARCO-like lengths (log-normal, median 70 words, 85.6 tokens on average), measured
@@ -285,14 +285,6 @@ def plan_jobs(jobs: list[Job], throughput: dict | None = None, input_order: bool
             table.gpu_hours += hours
         plan.per_job.append((job, tokens, hours))
     return plan
-
-
-def plan_config(cfg: dict[str, Any], throughput: dict | None = None, input_order: bool = False,
-                source: str = "default throughput") -> Plan:
-    """The plan of a validated config: its study's jobs (:func:`pairrel.jobs.study_jobs`, their
-    training tokens from ``throughput``'s per-text assumptions), priced with ``throughput``."""
-    throughput = throughput or DEFAULT_THROUGHPUT
-    return plan_jobs(study_jobs(cfg, throughput), throughput, input_order, source)
 
 
 def load_throughput(path: str | Path | None) -> tuple[dict, str]:

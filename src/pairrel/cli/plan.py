@@ -11,7 +11,8 @@ from pairrel.config import load_config
 
 
 def cmd_plan(args) -> int:
-    from pairrel.plan import format_plan, load_throughput, plan_config
+    from pairrel.jobs import plan_config
+    from pairrel.plan import format_plan, load_throughput
 
     throughput, source = load_throughput(args.throughput)
     plan = plan_config(load_config(*args.config), throughput, args.input_order, source)

@@ -9,7 +9,7 @@
 """
 
 from pairrel.jobs.arguments import source_job
-from pairrel.jobs.catalogue import JobCatalogue, study_jobs
+from pairrel.jobs.catalogue import JobCatalogue, plan_config, study_jobs
 from pairrel.jobs.evaluation import ALL_GROUP, GROUP_JOIN, HELDOUT_GROUP, LOCAL_GROUP, EvaluationPlan
 from pairrel.jobs.job import (
     BASELINE_RULE,
@@ -25,4 +25,4 @@ from pairrel.jobs.job import (
 
 __all__ = ["ALL_GROUP", "BASELINE_RULE", "CURVES", "EVAL_RULES", "GROUP_JOIN", "HELDOUT_GROUP", "HELDOUT_TABLE",
            "LOCAL_GROUP", "MAIN_TABLE", "REPORT_TABLES", "TRAINING", "TRAIN_RULE", "EvaluationPlan", "Job",
-           "JobCatalogue", "source_job", "study_jobs"]
+           "JobCatalogue", "plan_config", "source_job", "study_jobs"]

@@ -267,3 +267,13 @@ class JobCatalogue:
 def study_jobs(cfg: dict, assumptions: dict | None = None) -> list[Job]:
     """Every job of the study of ``cfg`` (validated, defaults filled): :meth:`JobCatalogue.jobs`."""
     return JobCatalogue(Study(cfg), assumptions).jobs()
+
+
+def plan_config(cfg: dict, throughput: dict | None = None, input_order: bool = False,
+                source: str = "default throughput"):
+    """The cost plan of a validated config (:class:`pairrel.plan.Plan`): its study's jobs (their
+    training tokens from ``throughput``'s per-text assumptions), priced by :func:`pairrel.plan.plan_jobs`."""
+    from pairrel.plan import DEFAULT_THROUGHPUT, plan_jobs
+
+    throughput = throughput or DEFAULT_THROUGHPUT
+    return plan_jobs(study_jobs(cfg, throughput), throughput, input_order, source)

@@ -12,13 +12,26 @@ checks the ``evaluation`` keys.
 from __future__ import annotations
 
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from pairrel.config import ConfigError
 from pairrel.evaluate.task_specs import QUICKSTART_BENCHMARK
 
-if TYPE_CHECKING:
-    from pairrel.study import Run, Study
+
+# What the plan reads of a study and its runs. pairrel.study builds its plan (Study.eval_plan),
+# so the plan asks for these attributes instead of importing the study (no import circle).
+class Run(Protocol):
+    data: str
+    fold: int | None
+
+
+class Study(Protocol):
+    cfg: dict[str, Any]
+    evaluation: dict[str, Any]
+    runs: list[Run]
+
+    def fold_values(self, data: str) -> list[int | None]: ...
+
 
 # Evaluation groups besides MTEB task types.
 ALL_GROUP, LOCAL_GROUP, HELDOUT_GROUP = "all", "local", "heldout"
