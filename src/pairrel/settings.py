@@ -114,13 +114,19 @@ class ModelSettings(_Settings):
 
 
 @dataclass(frozen=True)
-class SoftmaxLossSettings(_Settings):
-    """``losses.<name>`` of ``type: softmax``."""
+class _LossSettings(_Settings):
+    """What every ``losses.<name>`` has: its ``type`` and an optional display name."""
 
     OPTIONAL: ClassVar[tuple[str, ...]] = ("display",)
 
     type: str
     display: str | None
+
+
+@dataclass(frozen=True)
+class SoftmaxLossSettings(_LossSettings):
+    """``losses.<name>`` of ``type: softmax``."""
+
     temperature: float
 
     @property
@@ -134,13 +140,9 @@ class SoftmaxLossSettings(_Settings):
 
 
 @dataclass(frozen=True)
-class BCELossSettings(_Settings):
+class BCELossSettings(_LossSettings):
     """``losses.<name>`` of ``type: bce``."""
 
-    OPTIONAL: ClassVar[tuple[str, ...]] = ("display",)
-
-    type: str
-    display: str | None
     temperature_init: float
     bias_init: float
     learn_temperature: bool
