@@ -232,18 +232,37 @@ def model_throughput(throughput: dict, job: Job, source: str) -> tuple[dict, boo
     return {key: reference[key] * reference_b / job.params_b for key in RATE_KEYS}, True
 
 
-def estimate_job(job: Job, throughput: dict | None = None, input_order: bool = False, source: str = "default throughput") -> tuple[float, float]:
-    """``(tokens, gpu_hours)`` of one job; the workflow sizes a cluster job's time with it
-    (:meth:`pairrel.jobs.JobCatalogue.resources`)."""
+@dataclass(frozen=True)
+class JobPrice:
+    """What one job costs: its tokens and GPU-hours, the tasks it could not price (no mteb
+    statistics: they count zero tokens) and whether its model's rates were scaled
+    (:func:`model_throughput`)."""
+
+    tokens: float = 0.0
+    gpu_hours: float = 0.0
+    unpriced: frozenset[str] = frozenset()
+    scaled: bool = False
+
+
+def price_job(job: Job, throughput: dict | None = None, input_order: bool = False,
+              source: str = "default throughput") -> JobPrice:
+    """The price of one job, each part computed once: the plan adds these up, the workflow sizes
+    a cluster job's time with them (:meth:`pairrel.jobs.JobCatalogue.resources`)."""
     throughput = throughput or DEFAULT_THROUGHPUT
+    if job.kind is None:
+        return JobPrice()
+    rates, scaled = model_throughput(throughput, job, source)
     if job.kind == "train":
-        rate = model_throughput(throughput, job, source)[0]["train_tokens_per_s"]
-        return float(job.train_tokens), job.train_tokens / rate / 3600
-    if job.kind != "evaluate":
-        return 0.0, 0.0
-    tokens, _ = _job_eval_tokens(job, throughput)
-    key = "input_order_tokens_per_s" if input_order else "embed_tokens_per_s"
-    return tokens, tokens / model_throughput(throughput, job, source)[0][key] / 3600
+        return JobPrice(float(job.train_tokens), job.train_tokens / rates["train_tokens_per_s"] / 3600, scaled=scaled)
+    tokens, unpriced = _job_eval_tokens(job, throughput)
+    rate = rates["input_order_tokens_per_s" if input_order else "embed_tokens_per_s"]
+    return JobPrice(tokens, tokens / rate / 3600, frozenset(unpriced), scaled)
+
+
+def estimate_job(job: Job, throughput: dict | None = None, input_order: bool = False, source: str = "default throughput") -> tuple[float, float]:
+    """``(tokens, gpu_hours)`` of one job (:func:`price_job`)."""
+    price = price_job(job, throughput, input_order, source)
+    return price.tokens, price.gpu_hours
 
 
 def _job_eval_tokens(job: Job, throughput: dict) -> tuple[float, set[str]]:
@@ -251,11 +270,6 @@ def _job_eval_tokens(job: Job, throughput: dict) -> tuple[float, set[str]]:
     tasks = [known[n] for n in job.tasks if n in known]
     tokens, missing = job_tokens(tasks, float(throughput["chars_per_token"]), job.max_length)
     return tokens, missing | {n for n in job.tasks if n not in known}
-
-
-def unpriced_tasks(job: Job) -> set[str]:
-    """The tasks of an evaluation job without mteb statistics (they count zero tokens)."""
-    return _job_eval_tokens(job, DEFAULT_THROUGHPUT)[1] if job.kind == "evaluate" else set()
 
 
 def _is_mteb_benchmark(name: str) -> bool:
@@ -269,10 +283,10 @@ def plan_jobs(jobs: list[Job], throughput: dict | None = None, input_order: bool
     throughput = throughput or DEFAULT_THROUGHPUT
     plan = Plan()
     for job in jobs:
-        tokens, hours = estimate_job(job, throughput, input_order, source)
-        if job.kind == "evaluate":
-            plan.tasks_without_stats |= _job_eval_tokens(job, throughput)[1]
-        if job.kind is not None and model_throughput(throughput, job, source)[1]:
+        price = price_job(job, throughput, input_order, source)
+        tokens, hours = price.tokens, price.gpu_hours
+        plan.tasks_without_stats |= price.unpriced
+        if price.scaled:
             plan.scaled_models.add(job.model_path)
         rule = plan.rules.setdefault(job.rule, RulePlan())
         rule.jobs += 1

@@ -25,7 +25,7 @@ Run time, :func:`runtime_minutes` (minutes)::
     runtime = attempt * (load_minutes + safety * 60 * gpu_hours / gpus),   capped at max_minutes
     load_minutes = LOAD_MINUTES_BASE + LOAD_MINUTES_PER_B * params_b
 
-``gpu_hours`` is the job's price in the cost plan (:func:`pairrel.plan.estimate_job`, the
+``gpu_hours`` is the job's price in the cost plan (:func:`pairrel.plan.price_job`, the
 measured throughput model ``pairrel plan`` shows): its training tokens or the tokens of its
 evaluation tasks (from mteb's statistics) over the model's tokens per second. A task the plan
 cannot price (no mteb statistics: the user's local tasks, held-out folds, the quickstart's

@@ -241,15 +241,15 @@ class JobCatalogue:
     # -- resources ---------------------------------------------------------------------------
     def gpu_hours(self, job: Job) -> float:
         """GPU-hours of a training or evaluation job: its price in the cost plan
-        (:func:`pairrel.plan.estimate_job`, default throughput) plus a floor per task the plan
+        (:func:`pairrel.plan.price_job`, default throughput) plus a floor per task the plan
         cannot price (:func:`pairrel.resources.job_gpu_hours`)."""
-        from pairrel.plan import estimate_job, unpriced_tasks
+        from pairrel.plan import price_job
         from pairrel.resources import job_gpu_hours
 
         key = (job.rule, job.label)
         if key not in self._hours:
-            _, hours = estimate_job(job)
-            self._hours[key] = job_gpu_hours(hours, len(unpriced_tasks(job)))
+            price = price_job(job)
+            self._hours[key] = job_gpu_hours(price.gpu_hours, len(price.unpriced))
         return self._hours[key]
 
     def resources(self, job: Job, attempt: int = 1) -> dict:

@@ -2,7 +2,7 @@
 
 A :class:`Job` is built by :class:`pairrel.jobs.catalogue.JobCatalogue` from a study; the
 workflow's rules read their inputs, shell arguments and resources from it, and ``pairrel
-plan`` prices it (:func:`pairrel.plan.estimate_job`), so the list of jobs and what each one
+plan`` prices it (:func:`pairrel.plan.price_job`), so the list of jobs and what each one
 does are written down once.
 """
 
